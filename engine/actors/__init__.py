@@ -1,0 +1,1 @@
+"""Per-dataset actors and the supervisor that owns them."""

@@ -1,0 +1,256 @@
+"""Typed, frozen configuration.
+
+Built once at start-up, in this order (later wins):
+
+1. the defaults embedded here (kept identical to ``config/engine.toml`` by a test);
+2. a TOML file (``--config`` / ``IPTO_CONFIG``; ``config/engine.toml`` of a source
+   checkout is read when present);
+3. environment variables ``IPTO_<SECTION>_<KEY>`` (and ``IPTO_DATA_DIR``);
+4. explicit overrides, i.e. ``ipto serve`` flags.
+
+A value that cannot be converted to the field's type, or fails its check, raises
+:class:`ConfigError` whose message names the key; ``ipto serve`` prints that one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "load_config", "REPO_CONFIG"]
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "engine.toml"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    max_json_bytes: int = 1048576
+    graceful_timeout_seconds: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreConfig:
+    url: str = ""
+    readers: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobsConfig:
+    backend: str = "local"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    session_ttl_seconds: int = 604800
+    api_key_touch_interval_seconds: int = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotencyConfig:
+    retention_seconds: int = 86400
+    in_progress_timeout_seconds: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadsConfig:
+    url_ttl_seconds: int = 900
+    multipart_threshold_bytes: int = 64 * 1024 * 1024
+    part_size_bytes: int = 16 * 1024 * 1024
+    max_size_bytes: int = 5 * 1024**4
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewConfig:
+    window_seconds: int = 259200
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminConfig:
+    bootstrap_email: str = ""
+    bootstrap_password: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("ipto-data")
+    http: HttpConfig = HttpConfig()
+    store: StoreConfig = StoreConfig()
+    blobs: BlobsConfig = BlobsConfig()
+    auth: AuthConfig = AuthConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
+    uploads: UploadsConfig = UploadsConfig()
+    review: ReviewConfig = ReviewConfig()
+    admin: AdminConfig = AdminConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def public_url(self) -> str:
+        """Base URL clients use to reach this service (presigned URLs point here)."""
+        if self.http.public_url:
+            return self.http.public_url.rstrip("/")
+        host = self.http.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http.port}"
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{(self.data_dir / 'engine.db').resolve()}"
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "blobs.backend": ("local", "s3"),
+    "log.level": ("debug", "info", "warning", "error"),
+    "log.format": ("auto", "json", "console"),
+}
+_POSITIVE = {
+    "http.max_json_bytes", "store.readers", "auth.session_ttl_seconds",
+    "idempotency.retention_seconds", "idempotency.in_progress_timeout_seconds",
+    "uploads.url_ttl_seconds", "uploads.multipart_threshold_bytes",
+    "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
+    "http.graceful_timeout_seconds",
+}
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "data_dir"}
+
+
+def _convert(key: str, typ: Any, raw: Any) -> Any:
+    """Convert a TOML or environment value to ``typ``; raise ConfigError naming ``key``."""
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                return raw.lower() in {"1", "true", "yes", "on"}
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, int):
+                return raw
+            return int(str(raw).strip().replace("_", ""))
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if typ is str:
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+        if typ is Path:
+            if not isinstance(raw, (str, Path)):
+                raise ValueError
+            return Path(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ConfigError(f"config key {key}: unsupported type")
+    expected = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", Path: "a path"}[typ]
+    raise ConfigError(f"invalid config value for {key}: expected {expected}, got {raw!r}")
+
+
+def _check(key: str, value: Any) -> None:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"invalid config value for {key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"invalid config value for {key}: must be greater than 0, got {value!r}")
+    if key == "http.port" and not 0 <= value <= 65535:
+        raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
+    if key == "uploads.part_size_bytes" and value < 5 * 1024 * 1024:
+        raise ConfigError("invalid config value for uploads.part_size_bytes: S3 needs parts of at least 5 MiB")
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the frozen :class:`Config` (see the module docstring for the order)."""
+    env = os.environ if env is None else env
+    if path is None and env.get("IPTO_CONFIG"):
+        path = Path(env["IPTO_CONFIG"])
+    if path is None and REPO_CONFIG.is_file():
+        path = REPO_CONFIG
+    layered: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for name, value in doc.items():
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    layered[f"{name}.{key}"] = item
+            else:
+                layered[name] = value
+
+    sections = _sections()
+    known = {"data_dir"} | {f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)}
+    for key in layered:
+        if key not in known:
+            raise ConfigError(f"unknown config key {key} in {path}")
+
+    for var, raw in env.items():
+        if not var.startswith("IPTO_") or var in {"IPTO_CONFIG", "IPTO_API_KEY", "IPTO_URL", "IPTO_TOKEN"}:
+            continue
+        if var == "IPTO_DATA_DIR":
+            layered["data_dir"] = raw
+            continue
+        rest = var[len("IPTO_"):].lower()
+        section, _, key = rest.partition("_")
+        if section in sections and f"{section}.{key}" in known:
+            layered[f"{section}.{key}"] = raw
+        elif section in sections:
+            raise ConfigError(f"unknown config key {section}.{key} (from environment variable {var})")
+
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {key}")
+        if value is not None:
+            layered[key] = value
+
+    data_dir = _convert("data_dir", Path, layered.get("data_dir", Config.data_dir))
+    built: dict[str, Any] = {"data_dir": data_dir}
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            if key in layered:
+                value = _convert(key, hints[f.name], layered[key])
+                _check(key, value)
+                values[f.name] = value
+        built[section] = cls(**values)
+    return Config(**built)
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain data (``data_dir`` as str), for logging and tests."""
+    out = dataclasses.asdict(cfg)
+    out["data_dir"] = str(cfg.data_dir)
+    return out
+

@@ -1,0 +1,155 @@
+"""Datasets (seed 002): fields, defaults, enums and the lifecycle (seed 003).
+
+Lifecycle, checked in one table (:data:`TRANSITIONS`)::
+
+    draft ──(first object/import accepted)──▶ ingesting ──(first content active)──▶ active
+      │                                          │                                   │
+      └──────────── owner: PATCH status=paused ──┴───────────────────────────────────┘
+                                   ▼
+                                 paused ──(owner: PATCH status=active)──▶ draft | ingesting | active
+    any live state ──(platform admin)──▶ suspended ──(platform admin)──▶ draft | ingesting | active
+    any live state ──(DELETE)──▶ pending_deletion ──(objects and index purged)──▶ deleted
+
+"Resuming" (from paused or suspended) lands in the state the content warrants: ``active``
+when something is searchable, ``ingesting`` when objects exist, else ``draft``. A deleted
+dataset answers 404 everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from engine.auth import Principal
+from engine.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from engine.ids import new_id, utcnow
+from engine.pagination import Page, check_limit, decode_cursor, make_page, page_of
+from engine.store.base import Store
+from engine.store.records import CatalogEntry, Dataset
+
+log = structlog.get_logger(__name__)
+
+SOURCE_MODALITIES = ("document", "text", "image", "audio", "video", "tabular", "mixed")
+MONETIZATION_MODES = ("open", "premium", "restricted")
+PRICING_MODELS = ("demand_curve", "flat_rate", "per_retrieval", "free")
+VISIBILITIES = ("private", "restricted", "listed")
+STATUSES = ("draft", "ingesting", "active", "paused", "suspended", "pending_deletion", "deleted")
+OWNER_SETTABLE_STATUSES = ("active", "paused")
+
+DEFAULTS: Mapping[str, Any] = {
+    "description": None,
+    "source_modality": "document",
+    "monetization_mode": "open",
+    "pricing_model": "demand_curve",
+    "visibility": "private",
+}
+
+# (from, to) → who may make the move.
+TRANSITIONS: Mapping[tuple[str, str], frozenset[str]] = {
+    ("draft", "ingesting"): frozenset({"system"}),
+    ("draft", "active"): frozenset({"system"}),
+    ("ingesting", "active"): frozenset({"system"}),
+    **{(s, "paused"): frozenset({"owner"}) for s in ("draft", "ingesting", "active")},
+    **{("paused", s): frozenset({"owner"}) for s in ("draft", "ingesting", "active")},
+    **{(s, "suspended"): frozenset({"admin"}) for s in ("draft", "ingesting", "active", "paused")},
+    **{("suspended", s): frozenset({"admin"}) for s in ("draft", "ingesting", "active")},
+    **{(s, "pending_deletion"): frozenset({"owner"}) for s in ("draft", "ingesting", "active", "paused", "suspended")},
+    ("pending_deletion", "deleted"): frozenset({"system"}),
+}
+
+
+def check_transition(current: str, target: str, actor: str) -> None:
+    """Raise Conflict (with the current state) unless ``actor`` may move ``current → target``."""
+    if actor not in TRANSITIONS.get((current, target), frozenset()):
+        raise Conflict(
+            f"a dataset cannot go from {current} to {target}",
+            {"current_status": current, "requested_status": target},
+        )
+
+
+def resumed_status(ds: Dataset) -> str:
+    """Where a paused or suspended dataset goes back to, judged by its content."""
+    if ds.active_object_count > 0 or ds.total_datapoint_count > 0:
+        return "active"
+    if ds.object_count > 0:
+        return "ingesting"
+    return "draft"
+
+
+class Datasets:
+    """Dataset use cases, always scoped to the caller's tenant and key."""
+
+    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.now = now
+
+    async def get(self, principal: Principal, dataset_id: str) -> Dataset:
+        """The caller's dataset: 404 when absent or another tenant's, 403 when the key may not use it."""
+        ds = await self.store.get_dataset(principal.tenant_id, dataset_id)
+        if ds is None:
+            raise NotFound("dataset not found")
+        principal.require_dataset(ds.id)
+        return ds
+
+    async def create(self, principal: Principal, fields: Mapping[str, Any]) -> Dataset:
+        if principal.dataset_access_mode == "allow_list":
+            raise Forbidden("an allow-list API key cannot create datasets: it could not use them")
+        now = self.now()
+        values = {**DEFAULTS, **fields}
+        ds = Dataset(
+            id=new_id("dset"), tenant_id=principal.tenant_id, status="draft", created_at=now, updated_at=now, **values
+        )
+        await self.store.create_dataset(ds)
+        log.info("dataset_created", dataset_id=ds.id)
+        return ds
+
+    async def list(
+        self, principal: Principal, status: str | None, visibility: str | None, cursor: str | None, limit: int
+    ) -> tuple[Page[Dataset], int]:
+        check_limit(limit)
+        only = principal.dataset_ids if principal.dataset_access_mode == "allow_list" else None
+        rows, total = await self.store.list_datasets(
+            principal.tenant_id, status=status, visibility=visibility, only_ids=only,
+            after=decode_cursor(cursor), limit=limit + 1,
+        )
+        return make_page(rows, limit), total
+
+    async def update(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Dataset:
+        ds = await self.get(principal, dataset_id)
+        changes = dict(fields)
+        if "status" in changes:
+            target = changes["status"]
+            if target == ds.status:
+                del changes["status"]
+            elif target == "active" and ds.status == "paused":
+                changes["status"] = resumed_status(ds)
+            else:
+                check_transition(ds.status, target, "owner")
+        if ds.status in ("pending_deletion",) and changes:
+            raise Conflict("a dataset being deleted cannot be changed", {"current_status": ds.status})
+        if not changes:
+            return ds
+        changes["updated_at"] = self.now()
+        updated = await self.store.update_dataset(principal.tenant_id, dataset_id, changes)
+        if updated is None:
+            raise NotFound("dataset not found")
+        log.info("dataset_updated", dataset_id=dataset_id, fields=sorted(fields))
+        return updated
+
+    async def delete(self, principal: Principal, dataset_id: str) -> None:
+        ds = await self.get(principal, dataset_id)
+        if ds.status != "pending_deletion":
+            check_transition(ds.status, "pending_deletion", "owner")
+            await self.store.update_dataset(
+                principal.tenant_id, dataset_id, {"status": "pending_deletion", "updated_at": self.now()}
+            )
+        # Nothing else hangs off a dataset yet; purging its objects and index joins here.
+        check_transition("pending_deletion", "deleted", "system")
+        await self.store.update_dataset(principal.tenant_id, dataset_id, {"status": "deleted", "updated_at": self.now()})
+        log.info("dataset_deleted", dataset_id=dataset_id)
+
+    async def catalog(self, cursor: str | None, limit: int) -> Page[CatalogEntry]:
+        return await page_of(self.store.list_catalog, cursor, limit)

@@ -1,0 +1,117 @@
+"""Datasets (seed 002) and the buyer-facing catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from engine.auth import Principal
+from engine.datasets import MONETIZATION_MODES, OWNER_SETTABLE_STATUSES, PRICING_MODELS, SOURCE_MODALITIES, STATUSES, VISIBILITIES
+from engine.http.api import endpoint, services
+from engine.http.respond import ok
+from engine.http.validate import Field, json_body, page_args, query_choice
+from engine.ids import iso
+from engine.store.records import CatalogEntry, Dataset
+
+bp = Blueprint("datasets", __name__)
+
+_COMMON = {
+    "description": Field(str, nullable=True, max_len=10_000),
+    "source_modality": Field(str, choices=SOURCE_MODALITIES),
+    "monetization_mode": Field(str, choices=MONETIZATION_MODES),
+    "pricing_model": Field(str, choices=PRICING_MODELS),
+    "visibility": Field(str, choices=VISIBILITIES),
+}
+CREATE = {"name": Field(str, required=True, min_len=1, max_len=200), **_COMMON}
+UPDATE = {"name": Field(str, min_len=1, max_len=200), **_COMMON, "status": Field(str, choices=OWNER_SETTABLE_STATUSES)}
+
+
+def dataset_view(ds: Dataset) -> dict[str, Any]:
+    return {
+        "dataset_id": ds.id,
+        "tenant_id": ds.tenant_id,
+        "name": ds.name,
+        "description": ds.description,
+        "source_modality": ds.source_modality,
+        "monetization_mode": ds.monetization_mode,
+        "pricing_model": ds.pricing_model,
+        "visibility": ds.visibility,
+        "status": ds.status,
+        "object_count": ds.object_count,
+        "active_object_count": ds.active_object_count,
+        "total_bytes": ds.total_bytes,
+        "total_datapoint_count": ds.total_datapoint_count,
+        "created_at": iso(ds.created_at),
+        "updated_at": iso(ds.updated_at),
+        "last_ingest_at": iso(ds.last_ingest_at),
+    }
+
+
+def catalog_view(entry: CatalogEntry) -> dict[str, Any]:
+    """What a buyer may see: no tenant id, no storage figures."""
+    ds = entry.dataset
+    return {
+        "dataset_id": ds.id,
+        "name": ds.name,
+        "description": ds.description,
+        "provider_name": entry.provider_name,
+        "source_modality": ds.source_modality,
+        "monetization_mode": ds.monetization_mode,
+        "pricing_model": ds.pricing_model,
+        "status": ds.status,
+        "active_object_count": ds.active_object_count,
+        "total_datapoint_count": ds.total_datapoint_count,
+        "last_ingest_at": iso(ds.last_ingest_at),
+        "created_at": iso(ds.created_at),
+    }
+
+
+@bp.post("/v1/datasets")
+@endpoint("datasets:write")
+async def create_dataset(principal: Principal) -> Response:
+    body = await json_body(CREATE)
+    return ok(dataset_view(await services().datasets.create(principal, body)), 201)
+
+
+@bp.get("/v1/datasets")
+@endpoint("datasets:read")
+async def list_datasets(principal: Principal) -> Response:
+    status = query_choice("status", STATUSES)
+    visibility = query_choice("visibility", VISIBILITIES)
+    page, total = await services().datasets.list(principal, status, visibility, *page_args())
+    return ok(
+        {
+            "datasets": [dataset_view(d) for d in page.items],
+            "total": total,
+            "next_cursor": page.next_cursor,
+            "has_more": page.has_more,
+        }
+    )
+
+
+@bp.get("/v1/datasets/<dataset_id>")
+@endpoint("datasets:read")
+async def get_dataset(principal: Principal, dataset_id: str) -> Response:
+    return ok(dataset_view(await services().datasets.get(principal, dataset_id)))
+
+
+@bp.patch("/v1/datasets/<dataset_id>")
+@endpoint("datasets:write")
+async def update_dataset(principal: Principal, dataset_id: str) -> Response:
+    body = await json_body(UPDATE)
+    return ok(dataset_view(await services().datasets.update(principal, dataset_id, body)))
+
+
+@bp.delete("/v1/datasets/<dataset_id>")
+@endpoint("datasets:write")
+async def delete_dataset(principal: Principal, dataset_id: str) -> Response:
+    await services().datasets.delete(principal, dataset_id)
+    return ok({})
+
+
+@bp.get("/v1/catalog/datasets")
+@endpoint("search:query")
+async def catalog(principal: Principal) -> Response:
+    page = await services().datasets.catalog(*page_args())
+    return ok({"datasets": [catalog_view(e) for e in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})

@@ -1,0 +1,78 @@
+"""Every error becomes the API's error envelope here, and only here.
+
+Domain errors map to a status through their class's MRO (the first class found in
+:data:`STATUS` wins), so a new subclass inherits its parent's status. Werkzeug's routing
+errors (unknown route, wrong method, body too large) get the same envelope; anything
+unexpected is logged with its traceback and answered 500 ``internal`` without details.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from quart import Quart, Response, g
+from werkzeug.exceptions import HTTPException
+
+from engine import errors as e
+from engine.http.respond import error_response
+
+log = structlog.get_logger(__name__)
+
+STATUS: dict[type[e.EngineError], int] = {
+    e.InvalidRequest: 400,
+    e.Unauthenticated: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.MethodNotAllowed: 405,
+    e.UniqueViolation: 409,
+    e.Conflict: 409,
+    e.PayloadTooLarge: 413,
+    e.Unprocessable: 422,
+    e.RateLimited: 429,
+    e.ServiceUnavailable: 503,
+    e.EngineError: 500,
+}
+
+_HTTP_CODES = {
+    400: ("invalid_request", "the request is malformed"),
+    404: ("not_found", "no such route"),
+    405: ("method_not_allowed", "this method is not allowed on this route"),
+    413: ("payload_too_large", "the request body is too large"),
+    415: ("invalid_request", "unsupported content type"),
+}
+
+
+def status_for(exc: e.EngineError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def engine_error_response(exc: e.EngineError) -> Response:
+    status = status_for(exc)
+    if status >= 500:
+        log.error("engine_error", error=exc.message, error_type=type(exc).__name__)
+    return error_response(status, exc.code, exc.message, exc.details)
+
+
+def install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(e.EngineError)
+    async def _engine(exc: e.EngineError) -> Response:
+        return engine_error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code, message = _HTTP_CODES.get(status, ("internal" if status >= 500 else "invalid_request", exc.description or ""))
+        response = error_response(status, code, message, None)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        details: dict[str, Any] | None = None
+        return error_response(500, "internal", f"internal error; quote request id {g.get('request_id')}", details)

@@ -1,0 +1,89 @@
+"""Signup, login, logout and ``GET /v1/me``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from engine.auth import Principal
+from engine.http.api import endpoint, services
+from engine.http.respond import ok
+from engine.http.validate import Field, json_body
+from engine.identity import SessionGrant
+from engine.ids import iso
+from engine.store.records import Tenant, User
+
+bp = Blueprint("identity", __name__)
+
+SIGNUP = {
+    "email": Field(str, required=True, max_len=254),
+    "password": Field(str, required=True, max_len=1024),
+    "name": Field(str, nullable=True, max_len=200),
+    "tenant_name": Field(str, nullable=True, min_len=1, max_len=200),
+}
+LOGIN = {"email": Field(str, required=True, max_len=254), "password": Field(str, required=True, max_len=1024)}
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "user_id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "is_platform_admin": user.is_platform_admin,
+        "created_at": iso(user.created_at),
+    }
+
+
+def tenant_view(tenant: Tenant) -> dict[str, Any]:
+    return {"tenant_id": tenant.id, "name": tenant.name, "created_at": iso(tenant.created_at)}
+
+
+def _grant_view(grant: SessionGrant) -> dict[str, Any]:
+    return {
+        "token": grant.token,
+        "expires_at": iso(grant.expires_at),
+        "user": user_view(grant.user),
+        "tenant": tenant_view(grant.tenant),
+    }
+
+
+@bp.post("/v1/auth/signup")
+@endpoint(public=True)
+async def signup() -> Response:
+    body = await json_body(SIGNUP)
+    grant = await services().identity.signup(body["email"], body["password"], body.get("name"), body.get("tenant_name"))
+    return ok(_grant_view(grant), 201)
+
+
+@bp.post("/v1/auth/login")
+@endpoint(public=True)
+async def login() -> Response:
+    body = await json_body(LOGIN)
+    return ok(_grant_view(await services().identity.login(body["email"], body["password"])))
+
+
+@bp.post("/v1/auth/logout")
+@endpoint()
+async def logout(principal: Principal) -> Response:
+    await json_body({}, allow_empty=True)
+    await services().identity.logout(principal)
+    return ok({"logged_out": True})
+
+
+@bp.get("/v1/me")
+@endpoint()
+async def me(principal: Principal) -> Response:
+    store = services().store
+    user = await store.get_user(principal.user_id)
+    tenant = await store.get_tenant(principal.tenant_id)
+    assert user is not None and tenant is not None
+    return ok(
+        {
+            "user": user_view(user),
+            "tenant": tenant_view(tenant),
+            "roles": list(principal.roles),
+            "scopes": sorted(principal.scopes),
+            "auth": {"kind": principal.kind, "api_key_id": principal.api_key_id},
+        }
+    )

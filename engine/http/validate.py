@@ -1,0 +1,147 @@
+"""Request parsing: JSON bodies and query strings checked against small field specs.
+
+Every problem in a body is collected before answering, so one 400 names all offending
+fields: ``details = {"fields": {"visibility": "must be one of private, restricted, listed"}}``.
+Unknown fields are refused too: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from quart import current_app, request
+
+from engine.errors import InvalidRequest, PayloadTooLarge
+from engine.pagination import DEFAULT_LIMIT, check_limit
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """What one body field must be."""
+
+    type: type
+    required: bool = False
+    nullable: bool = False
+    choices: tuple[str, ...] | None = None
+    min_len: int | None = None
+    max_len: int | None = None
+    pattern: str | None = None
+    items: type | None = None  # element type of a list
+    item_choices: tuple[str, ...] | None = None
+    max_items: int | None = None
+    min_value: int | None = None
+    max_value: int | None = None
+    check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+
+    def problem(self, value: Any) -> str | None:  # noqa: PLR0911, PLR0912 - one flat list of checks reads best
+        if value is None:
+            return None if self.nullable else "must not be null"
+        if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return "must be an integer"
+        if self.type is not int and (not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool))):
+            return f"must be {_TYPE_NAMES.get(self.type, self.type.__name__)}"
+        if isinstance(value, str):
+            if self.choices is not None and value not in self.choices:
+                return f"must be one of {', '.join(self.choices)}"
+            if self.min_len is not None and len(value.strip()) < self.min_len:
+                return "must not be empty" if self.min_len == 1 else f"must be at least {self.min_len} characters"
+            if self.max_len is not None and len(value) > self.max_len:
+                return f"must be at most {self.max_len} characters"
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                return "has an invalid format"
+        if isinstance(value, int) and not isinstance(value, bool):
+            if self.min_value is not None and value < self.min_value:
+                return f"must be at least {self.min_value}"
+            if self.max_value is not None and value > self.max_value:
+                return f"must be at most {self.max_value}"
+        if isinstance(value, list):
+            if self.max_items is not None and len(value) > self.max_items:
+                return f"must have at most {self.max_items} items"
+            if self.items is not None and any(not isinstance(v, self.items) or isinstance(v, bool) for v in value):
+                return f"items must be {_TYPE_NAMES.get(self.items, self.items.__name__)}"
+            if self.item_choices is not None:
+                bad = [v for v in value if v not in self.item_choices]
+                if bad:
+                    return f"unknown values {', '.join(map(str, bad))}; allowed: {', '.join(self.item_choices)}"
+        if self.check is not None:
+            return self.check(value)
+        return None
+
+
+def validate(spec: Mapping[str, Field], body: Any) -> dict[str, Any]:
+    """Check ``body`` against ``spec``; return the fields present (PATCH-friendly)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", {"fields": {"body": "must be a JSON object"}})
+    problems: dict[str, str] = {}
+    for name in body:
+        if name not in spec:
+            problems[name] = "unknown field"
+    for name, field in spec.items():
+        if name not in body:
+            if field.required:
+                problems[name] = "is required"
+            continue
+        problem = field.problem(body[name])
+        if problem:
+            problems[name] = problem
+    if problems:
+        names = ", ".join(sorted(problems))
+        raise InvalidRequest(f"invalid fields: {names}", {"fields": problems})
+    return {name: body[name] for name in spec if name in body}
+
+
+async def raw_body() -> bytes:
+    """The request body, refused with 413 beyond ``http.max_json_bytes``."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    return await request.get_data(cache=True)
+
+
+async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:
+    """Parse and validate the JSON body of the current request."""
+    data = await raw_body()
+    if not data.strip():
+        if allow_empty:
+            return validate(spec, {})
+        raise InvalidRequest("a JSON body is required", {"fields": {"body": "is required"}})
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise InvalidRequest(
+            "the body must be sent as Content-Type: application/json", {"fields": {"content_type": f"got {mimetype}"}}
+        )
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", {"fields": {"body": "malformed JSON"}}) from None
+    return validate(spec, body)
+
+
+def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise InvalidRequest(f"{name} must be one of {', '.join(choices)}", {"fields": {name: f"must be one of {', '.join(choices)}"}})
+    return value
+
+
+def query_int(name: str, default: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer", {"fields": {name: "must be an integer"}}) from None
+
+
+def page_args() -> tuple[str | None, int]:
+    """``(cursor, limit)`` from the query string (limit checked by the pagination helper)."""
+    return request.args.get("cursor") or None, check_limit(query_int("limit", DEFAULT_LIMIT))

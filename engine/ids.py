@@ -1,0 +1,33 @@
+"""Prefixed opaque identifiers and wall-clock helpers.
+
+IDs look like ``dset_5k2x9q…``: a type prefix and 20 random base32 characters (100 bits),
+so they are unguessable and never reveal counts or creation order.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime
+
+PREFIXES = frozenset({"tnt", "usr", "dset", "obj", "upl", "blob", "job", "imp", "key", "req", "ses"})
+
+
+def new_id(prefix: str) -> str:
+    """Return a fresh ``{prefix}_{random}`` identifier."""
+    assert prefix in PREFIXES, prefix
+    raw = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+    return f"{prefix}_{raw[:20]}"
+
+
+def utcnow() -> datetime:
+    """The current UTC instant (the default ``now`` injected into domain code)."""
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with milliseconds and a ``Z``, as every API timestamp is written."""
+    if ts is None:
+        return None
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

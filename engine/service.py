@@ -1,0 +1,158 @@
+"""``ipto serve``: the whole service under one ``trio.run``.
+
+Start order: store (migrated) → services → supervisor → maintenance → HTTP.
+Stop order (SIGINT/SIGTERM or :meth:`ServiceHandle.stop`): HTTP stops accepting and drains
+in-flight requests, then maintenance and actors stop, then the store closes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import hypercorn.trio
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from engine.actors.supervisor import open_supervisor
+from engine.config import Config, ConfigError
+from engine.http.app import create_app
+from engine.services import Services
+from engine.store import open_store
+
+log = structlog.get_logger(__name__)
+
+MAINTENANCE_INTERVAL_SECONDS = 600
+
+
+@dataclass
+class ServiceHandle:
+    """What a running service gives its starter: where it listens and how to stop it."""
+
+    url: str
+    services: Services
+    _stop: trio.Event
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server secret (signing, sealing): created once, 0600, in the data dir."""
+    path = data_dir / "server.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = bytes.fromhex(path.read_text().strip())
+        if len(secret) < 32:
+            raise ConfigError(f"{path} holds a secret shorter than 32 bytes") from None
+        return secret
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex())
+        fh.flush()
+        os.fsync(fh.fileno())
+    return secret
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Refuse a second engine process on the same embedded data dir."""
+    fh = open(data_dir / "engine.lock", "w")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(f"another ipto process is using the data dir {data_dir}") from None
+    return fh
+
+
+def _resolve_port(cfg: Config) -> Config:
+    """``--port 0`` means "any free port": pick one now so presigned URLs name it."""
+    if cfg.http.port != 0:
+        return cfg
+    with socket.socket(socket.AF_INET6 if ":" in cfg.http.host else socket.AF_INET) as sock:
+        sock.bind((cfg.http.host, 0))
+        port = sock.getsockname()[1]
+    return dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, port=port))
+
+
+async def _maintenance(svc: Services) -> None:
+    """Periodic clean-up: expired idempotency records and sessions."""
+    while True:
+        try:
+            purged = await svc.idempotency.purge()
+            sessions = await svc.store.purge_sessions(svc.identity.now())
+            if purged or sessions:
+                log.info("maintenance_purged", idempotency_keys=purged, sessions=sessions)
+        except Exception:
+            log.exception("maintenance_failed")
+        await trio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+
+
+async def _bootstrap_admin(svc: Services) -> None:
+    admin = svc.cfg.admin
+    if admin.bootstrap_email and admin.bootstrap_password:
+        user = await svc.identity.ensure_platform_admin(admin.bootstrap_email, admin.bootstrap_password)
+        log.info("platform_admin_bootstrapped", user_id=user.id)
+
+
+async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run until stopped; ``task_status.started`` receives a :class:`ServiceHandle`."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _resolve_port(cfg)
+    lock = _lock_data_dir(cfg.data_dir) if cfg.store_url.startswith("sqlite") else None
+    try:
+        async with open_store(cfg) as store:
+            svc = Services.build(cfg, store, load_secret(cfg.data_dir))
+            await _bootstrap_admin(svc)
+            stop = trio.Event()
+            async with open_supervisor(cfg.http.graceful_timeout_seconds):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_maintenance, svc)
+                    hc = HypercornConfig()
+                    host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
+                    hc.bind = [f"{host}:{cfg.http.port}"]
+                    hc.accesslog = None  # our own access line, with the request id, is logged by the app
+                    hc.errorlog = None
+                    hc.graceful_timeout = cfg.http.graceful_timeout_seconds
+                    hc.read_timeout = None
+                    app = create_app(svc)
+
+                    async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                        await hypercorn.trio.serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+                        log.info("http_drained")
+                        nursery.cancel_scope.cancel()
+
+                    binds = await nursery.start(serve_http)
+                    log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir))
+                    task_status.started(ServiceHandle(cfg.public_url, svc, stop))
+    finally:
+        if lock is not None:
+            lock.close()
+    log.info("service_stopped")
+
+
+async def serve_until_signalled(cfg: Config) -> None:
+    """``ipto serve``: run the service; SIGINT or SIGTERM starts the orderly stop.
+
+    Signals keep being read until the service is down, so a second Ctrl-C during the
+    drain is logged instead of escaping as KeyboardInterrupt."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def service(*, task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED) -> None:
+                await run_service(cfg, task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            handle: ServiceHandle = await nursery.start(service)
+            async for signum in signals:
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                handle.stop()

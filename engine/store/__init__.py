@@ -1,0 +1,27 @@
+"""Persistence: the store interface and the backend chosen by ``store.url``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from engine.config import Config, ConfigError
+from engine.store.base import Store
+
+__all__ = ["Store", "open_store"]
+
+
+@contextlib.asynccontextmanager
+async def open_store(cfg: Config) -> AsyncIterator[Store]:
+    """Open the store named by ``cfg.store_url`` (migrated) for the duration of the block."""
+    url = cfg.store_url
+    if url.startswith("sqlite:///"):
+        from engine.store.sqlite import SqliteStore
+
+        async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers) as store:
+            yield store
+    elif url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url: the PostgreSQL backend is not available in this build yet")
+    else:
+        raise ConfigError(f"invalid config value for store.url: {url!r} (expected sqlite:///… or postgresql://…)")

@@ -1,0 +1,121 @@
+"""The store interface every backend implements (SQLite here, PostgreSQL later).
+
+Methods are coroutines; each one is atomic (one transaction). Scoping by tenant is part
+of the signature wherever a tenant's resource is read or changed, so a handler cannot
+forget it: another tenant's id simply finds nothing.
+
+List methods take ``after`` (a ``seq`` from a cursor, or None) and ``limit`` and return
+rows newest first; ``engine.pagination`` turns that into pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.store.records import (
+    ApiKey,
+    CatalogEntry,
+    Dataset,
+    IdempotencyRecord,
+    Membership,
+    Session,
+    Tenant,
+    User,
+)
+
+
+class Store(Protocol):
+    """Persistence for the engine. Implementations: ``SqliteStore``."""
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+
+    # -- identity -----------------------------------------------------------------
+    async def create_account(self, tenant: Tenant, user: User, membership: Membership) -> None:
+        """Insert a tenant, its first user and the membership; UniqueViolation on a taken email."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_user_by_email(self, email: str) -> User | None: ...
+
+    async def set_platform_admin(self, user_id: str, is_admin: bool) -> None: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def get_membership(self, tenant_id: str, user_id: str) -> Membership | None: ...
+
+    async def first_membership(self, user_id: str) -> Membership | None:
+        """The user's oldest membership (the tenant a login lands in)."""
+
+    async def create_session(self, session: Session) -> None: ...
+
+    async def get_session(self, token_hash: str) -> Session | None: ...
+
+    async def revoke_session(self, token_hash: str, at: datetime) -> None: ...
+
+    async def purge_sessions(self, before: datetime) -> int:
+        """Delete sessions that expired before ``before``; return how many."""
+
+    # -- API keys -------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> None: ...
+
+    async def get_api_key_by_prefix(self, prefix: str) -> ApiKey | None: ...
+
+    async def get_api_key(self, tenant_id: str, key_id: str) -> ApiKey | None: ...
+
+    async def list_api_keys(self, tenant_id: str, after: int | None, limit: int) -> list[ApiKey]: ...
+
+    async def update_api_key(self, tenant_id: str, key_id: str, changes: Mapping[str, Any]) -> ApiKey | None:
+        """Apply ``changes`` (name, dataset_access_mode, dataset_ids, revoked_at)."""
+
+    async def touch_api_key(self, key_id: str, at: datetime, stale_before: datetime) -> None:
+        """Set ``last_used_at`` to ``at`` unless it is already newer than ``stale_before``."""
+
+    # -- datasets -------------------------------------------------------------------
+    async def create_dataset(self, dataset: Dataset) -> None: ...
+
+    async def get_dataset(self, tenant_id: str, dataset_id: str) -> Dataset | None:
+        """A live (not deleted) dataset of this tenant, else None."""
+
+    async def list_datasets(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        visibility: str | None,
+        only_ids: Iterable[str] | None,
+        after: int | None,
+        limit: int,
+    ) -> tuple[list[Dataset], int]:
+        """A page of live datasets and the total matching the filters."""
+
+    async def existing_dataset_ids(self, tenant_id: str, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are live datasets of this tenant."""
+
+    async def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Dataset | None: ...
+
+    async def list_catalog(self, after: int | None, limit: int) -> list[CatalogEntry]:
+        """Listed datasets of every tenant that buyers may see."""
+
+    # -- idempotency ----------------------------------------------------------------
+    async def idempotency_begin(
+        self,
+        principal: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime,
+    ) -> IdempotencyRecord | None:
+        """Claim ``(principal, key)`` for a new request and return None, or return the
+        record already there (done, or still in progress). Expired records and
+        in-progress records locked before ``stale_before`` are taken over."""
+
+    async def idempotency_finish(self, principal: str, key: str, status_code: int, response: bytes) -> None: ...
+
+    async def idempotency_release(self, principal: str, key: str) -> None:
+        """Forget an in-progress claim (the request failed without a storable answer)."""
+
+    async def purge_idempotency(self, now: datetime) -> int: ...

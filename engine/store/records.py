@@ -1,0 +1,111 @@
+"""Rows as frozen dataclasses: what the store returns and the domain reads.
+
+``seq`` is the store's insertion position, used only by cursor pagination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str | None
+    password_hash: str
+    is_platform_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Membership:
+    tenant_id: str
+    user_id: str
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    token_hash: str
+    user_id: str
+    tenant_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    user_id: str
+    name: str
+    prefix: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    dataset_access_mode: str
+    dataset_ids: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None
+    source_modality: str
+    monetization_mode: str
+    pricing_model: str
+    visibility: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    object_count: int = 0
+    active_object_count: int = 0
+    total_bytes: int = 0
+    total_datapoint_count: int = 0
+    last_ingest_at: datetime | None = None
+    record_schema: dict[str, Any] | None = None
+    seq: int = 0
+
+    def replace(self, **changes: Any) -> Dataset:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    dataset: Dataset
+    provider_name: str
+
+    @property
+    def seq(self) -> int:
+        return self.dataset.seq
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    principal: str
+    key: str
+    fingerprint: str
+    state: str  # in_progress | done
+    status_code: int | None
+    response: bytes | None
+    created_at: datetime
+    locked_at: datetime
+    expires_at: datetime

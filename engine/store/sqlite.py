@@ -1,0 +1,508 @@
+"""SQLite implementation of :class:`engine.store.base.Store` (the embedded default).
+
+SQLite calls block, so none runs on the Trio thread: every operation is a plain function
+run by ``trio.to_thread.run_sync`` on one of
+
+* one writer connection, taken under a ``trio.Lock`` (SQLite allows one writer anyway;
+  queuing on the lock costs nothing in a thread and keeps ``BEGIN IMMEDIATE`` from
+  spinning on ``SQLITE_BUSY``), and
+* a small pool of reader connections; WAL mode lets them read a consistent snapshot
+  while the writer commits.
+
+Threads are never abandoned on cancellation (``abandon_on_cancel=False``): a cancelled
+caller waits for its transaction to commit or roll back, so no connection is left
+mid-transaction. Driver errors are translated at this boundary (``_translate``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import trio
+
+from engine.errors import StoreError, UniqueViolation
+from engine.store.records import (
+    ApiKey,
+    CatalogEntry,
+    Dataset,
+    IdempotencyRecord,
+    Membership,
+    Session,
+    Tenant,
+    User,
+)
+
+T = TypeVar("T")
+
+# Statuses a catalog never shows, whatever the visibility.
+_HIDDEN_FROM_CATALOG = ("paused", "suspended", "pending_deletion", "deleted")
+
+
+def ts(value: datetime | None) -> str | None:
+    """Datetime → fixed-width ISO text that sorts chronologically."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@contextlib.contextmanager
+def _translate() -> Iterator[None]:
+    """Map sqlite3 errors onto the engine's store errors."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+            raise UniqueViolation(str(exc)) from exc
+        raise StoreError(f"integrity error: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"sqlite error: {exc}") from exc
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged write survives power loss too, not only a crash of the process.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("engine.store") / "migrations" / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply the numbered migrations not yet applied, each atomically; return those applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for number, name, sql in _migrations():
+        if number in done:
+            continue
+        stamp = ts(datetime.now(UTC))
+        script = f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations VALUES ({number}, '{name}', '{stamp}');\nCOMMIT;"
+        try:
+            conn.executescript(script)
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(number)
+    return applied
+
+
+# -- row mappers ----------------------------------------------------------------------
+
+def _user(r: sqlite3.Row) -> User:
+    return User(r["id"], r["email"], r["name"], r["password_hash"], bool(r["is_platform_admin"]), dt(r["created_at"]))  # type: ignore[arg-type]
+
+
+def _tenant(r: sqlite3.Row) -> Tenant:
+    return Tenant(r["id"], r["name"], dt(r["created_at"]))  # type: ignore[arg-type]
+
+
+def _membership(r: sqlite3.Row) -> Membership:
+    return Membership(r["tenant_id"], r["user_id"], r["role"], dt(r["created_at"]))  # type: ignore[arg-type]
+
+
+def _session(r: sqlite3.Row) -> Session:
+    return Session(r["token_hash"], r["user_id"], r["tenant_id"], dt(r["created_at"]), dt(r["expires_at"]), dt(r["revoked_at"]))  # type: ignore[arg-type]
+
+
+def _api_key(r: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=r["id"], tenant_id=r["tenant_id"], user_id=r["user_id"], name=r["name"], prefix=r["prefix"],
+        secret_hash=r["secret_hash"], scopes=tuple(orjson.loads(r["scopes"])),
+        dataset_access_mode=r["dataset_access_mode"], dataset_ids=tuple(orjson.loads(r["dataset_ids"])),
+        created_at=dt(r["created_at"]), last_used_at=dt(r["last_used_at"]),  # type: ignore[arg-type]
+        revoked_at=dt(r["revoked_at"]), seq=r["seq"],
+    )
+
+
+_DATASET_COLUMNS = (
+    "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
+    "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
+    "last_ingest_at", "record_schema", "created_at", "updated_at",
+)
+_DATASET_MUTABLE = frozenset(_DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
+
+
+def _dataset(r: sqlite3.Row) -> Dataset:
+    schema = r["record_schema"]
+    return Dataset(
+        id=r["id"], tenant_id=r["tenant_id"], name=r["name"], description=r["description"],
+        source_modality=r["source_modality"], monetization_mode=r["monetization_mode"],
+        pricing_model=r["pricing_model"], visibility=r["visibility"], status=r["status"],
+        created_at=dt(r["created_at"]), updated_at=dt(r["updated_at"]),  # type: ignore[arg-type]
+        object_count=r["object_count"], active_object_count=r["active_object_count"],
+        total_bytes=r["total_bytes"], total_datapoint_count=r["total_datapoint_count"],
+        last_ingest_at=dt(r["last_ingest_at"]),
+        record_schema=None if schema is None else orjson.loads(schema), seq=r["seq"],
+    )
+
+
+def _dataset_value(column: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return ts(value)
+    if column == "record_schema" and value is not None:
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _idem(r: sqlite3.Row) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        r["principal"], r["key"], r["fingerprint"], r["state"], r["status_code"], r["response"],
+        dt(r["created_at"]), dt(r["locked_at"]), dt(r["expires_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _page_clause(after: int | None) -> tuple[str, list[Any]]:
+    return ("AND seq < ?", [after]) if after is not None else ("", [])
+
+
+class SqliteStore:
+    """The embedded store. Open it with :meth:`open`."""
+
+    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:
+        self._writer = writer
+        self._write_lock = trio.Lock()
+        self._readers = readers
+        self._reader_slots = trio.Semaphore(len(readers))
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, path: Path, readers: int = 4) -> AsyncIterator[SqliteStore]:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def setup() -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+            writer = _connect(str(path))
+            migrate(writer)
+            return writer, [_connect(str(path)) for _ in range(readers)]
+
+        with _translate():
+            writer, pool = await trio.to_thread.run_sync(setup)
+        store = cls(writer, pool)
+        try:
+            yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                async with store._write_lock:
+                    await trio.to_thread.run_sync(store._close_all)
+
+    def _close_all(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        with contextlib.suppress(sqlite3.Error):
+            self._writer.execute("PRAGMA optimize")
+        self._writer.close()
+
+    # -- plumbing -----------------------------------------------------------------
+    @staticmethod
+    def _in_tx(conn: sqlite3.Connection, begin: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with _translate():
+            conn.execute(begin)
+            try:
+                result = fn(conn, *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction on a worker thread."""
+        async with self._write_lock:
+            return await trio.to_thread.run_sync(self._in_tx, self._writer, "BEGIN IMMEDIATE", fn, args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction (a snapshot) on a worker thread."""
+        async with self._reader_slots:
+            conn = self._readers.pop()
+            try:
+                return await trio.to_thread.run_sync(self._in_tx, conn, "BEGIN", fn, args)
+            finally:
+                self._readers.append(conn)
+
+    async def ping(self) -> None:
+        await self.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- identity -----------------------------------------------------------------
+    async def create_account(self, tenant: Tenant, user: User, membership: Membership) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", (tenant.id, tenant.name, ts(tenant.created_at)))
+            c.execute(
+                "INSERT INTO users (id, email, name, password_hash, is_platform_admin, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (user.id, user.email, user.name, user.password_hash, int(user.is_platform_admin), ts(user.created_at)),
+            )
+            c.execute(
+                "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+                (membership.tenant_id, membership.user_id, membership.role, ts(membership.created_at)),
+            )
+
+        await self.write(op)
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone())
+        return None if row is None else _user(row)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone())
+        return None if row is None else _user(row)
+
+    async def set_platform_admin(self, user_id: str, is_admin: bool) -> None:
+        await self.write(lambda c: c.execute("UPDATE users SET is_platform_admin = ? WHERE id = ?", (int(is_admin), user_id)))
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM tenants WHERE id = ?", (tenant_id,)).fetchone())
+        return None if row is None else _tenant(row)
+
+    async def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
+        row = await self.read(
+            lambda c: c.execute("SELECT * FROM memberships WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)).fetchone()
+        )
+        return None if row is None else _membership(row)
+
+    async def first_membership(self, user_id: str) -> Membership | None:
+        row = await self.read(
+            lambda c: c.execute("SELECT * FROM memberships WHERE user_id = ? ORDER BY created_at LIMIT 1", (user_id,)).fetchone()
+        )
+        return None if row is None else _membership(row)
+
+    async def create_session(self, session: Session) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "INSERT INTO sessions (token_hash, user_id, tenant_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (session.token_hash, session.user_id, session.tenant_id, ts(session.created_at), ts(session.expires_at)),
+            )
+        )
+
+    async def get_session(self, token_hash: str) -> Session | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM sessions WHERE token_hash = ?", (token_hash,)).fetchone())
+        return None if row is None else _session(row)
+
+    async def revoke_session(self, token_hash: str, at: datetime) -> None:
+        await self.write(
+            lambda c: c.execute("UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", (ts(at), token_hash))
+        )
+
+    async def purge_sessions(self, before: datetime) -> int:
+        return await self.write(lambda c: c.execute("DELETE FROM sessions WHERE expires_at < ?", (ts(before),)).rowcount)
+
+    # -- API keys -------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, secret_hash, scopes, dataset_access_mode,"
+                " dataset_ids, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id, key.tenant_id, key.user_id, key.name, key.prefix, key.secret_hash,
+                    orjson.dumps(list(key.scopes)).decode(), key.dataset_access_mode,
+                    orjson.dumps(list(key.dataset_ids)).decode(), ts(key.created_at),
+                ),
+            )
+        )
+
+    async def get_api_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM api_keys WHERE prefix = ?", (prefix,)).fetchone())
+        return None if row is None else _api_key(row)
+
+    async def get_api_key(self, tenant_id: str, key_id: str) -> ApiKey | None:
+        row = await self.read(
+            lambda c: c.execute("SELECT * FROM api_keys WHERE id = ? AND tenant_id = ?", (key_id, tenant_id)).fetchone()
+        )
+        return None if row is None else _api_key(row)
+
+    async def list_api_keys(self, tenant_id: str, after: int | None, limit: int) -> list[ApiKey]:
+        clause, params = _page_clause(after)
+        rows = await self.read(
+            lambda c: c.execute(
+                f"SELECT * FROM api_keys WHERE tenant_id = ? {clause} ORDER BY seq DESC LIMIT ?", (tenant_id, *params, limit)
+            ).fetchall()
+        )
+        return [_api_key(r) for r in rows]
+
+    async def update_api_key(self, tenant_id: str, key_id: str, changes: Mapping[str, Any]) -> ApiKey | None:
+        allowed = {"name", "dataset_access_mode", "dataset_ids", "revoked_at"}
+        assert set(changes) <= allowed, changes
+        sets, values = [], []
+        for column, value in changes.items():
+            if column == "dataset_ids":
+                value = orjson.dumps(list(value)).decode()
+            elif isinstance(value, datetime):
+                value = ts(value)
+            sets.append(f"{column} = ?")
+            values.append(value)
+
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            if sets:
+                c.execute(f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ? AND tenant_id = ?", (*values, key_id, tenant_id))
+            return c.execute("SELECT * FROM api_keys WHERE id = ? AND tenant_id = ?", (key_id, tenant_id)).fetchone()
+
+        row = await self.write(op)
+        return None if row is None else _api_key(row)
+
+    async def touch_api_key(self, key_id: str, at: datetime, stale_before: datetime) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                (ts(at), key_id, ts(stale_before)),
+            )
+        )
+
+    # -- datasets -------------------------------------------------------------------
+    async def create_dataset(self, dataset: Dataset) -> None:
+        columns = _DATASET_COLUMNS
+        values = [_dataset_value(col, getattr(dataset, col)) for col in columns]
+        await self.write(
+            lambda c: c.execute(f"INSERT INTO datasets ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+        )
+
+    async def get_dataset(self, tenant_id: str, dataset_id: str) -> Dataset | None:
+        row = await self.read(
+            lambda c: c.execute(
+                "SELECT * FROM datasets WHERE id = ? AND tenant_id = ? AND status != 'deleted'", (dataset_id, tenant_id)
+            ).fetchone()
+        )
+        return None if row is None else _dataset(row)
+
+    async def list_datasets(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        visibility: str | None,
+        only_ids: Iterable[str] | None,
+        after: int | None,
+        limit: int,
+    ) -> tuple[list[Dataset], int]:
+        where = ["tenant_id = ?", "status != 'deleted'"]
+        params: list[Any] = [tenant_id]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if visibility is not None:
+            where.append("visibility = ?")
+            params.append(visibility)
+        if only_ids is not None:
+            ids = list(only_ids)
+            where.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "0")
+            params.extend(ids)
+        clause, page_params = _page_clause(after)
+        condition = " AND ".join(where)
+
+        def op(c: sqlite3.Connection) -> tuple[list[sqlite3.Row], int]:
+            rows = c.execute(
+                f"SELECT * FROM datasets WHERE {condition} {clause} ORDER BY seq DESC LIMIT ?", (*params, *page_params, limit)
+            ).fetchall()
+            total = c.execute(f"SELECT count(*) FROM datasets WHERE {condition}", params).fetchone()[0]
+            return rows, total
+
+        rows, total = await self.read(op)
+        return [_dataset(r) for r in rows], total
+
+    async def existing_dataset_ids(self, tenant_id: str, ids: Iterable[str]) -> set[str]:
+        wanted = list(ids)
+        if not wanted:
+            return set()
+        rows = await self.read(
+            lambda c: c.execute(
+                f"SELECT id FROM datasets WHERE tenant_id = ? AND status != 'deleted' AND id IN ({', '.join('?' * len(wanted))})",
+                (tenant_id, *wanted),
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    async def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Dataset | None:
+        assert set(changes) <= _DATASET_MUTABLE, changes
+        sets = [f"{column} = ?" for column in changes]
+        values = [_dataset_value(column, value) for column, value in changes.items()]
+
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            if sets:
+                c.execute(
+                    f"UPDATE datasets SET {', '.join(sets)} WHERE id = ? AND tenant_id = ? AND status != 'deleted'",
+                    (*values, dataset_id, tenant_id),
+                )
+            return c.execute("SELECT * FROM datasets WHERE id = ? AND tenant_id = ?", (dataset_id, tenant_id)).fetchone()
+
+        row = await self.write(op)
+        return None if row is None else _dataset(row)
+
+    async def list_catalog(self, after: int | None, limit: int) -> list[CatalogEntry]:
+        clause, params = _page_clause(after)
+        hidden = ", ".join("?" * len(_HIDDEN_FROM_CATALOG))
+        rows = await self.read(
+            lambda c: c.execute(
+                f"SELECT d.*, t.name AS provider_name FROM datasets d JOIN tenants t ON t.id = d.tenant_id"
+                f" WHERE d.visibility = 'listed' AND d.status NOT IN ({hidden}) {clause.replace('seq', 'd.seq')}"
+                f" ORDER BY d.seq DESC LIMIT ?",
+                (*_HIDDEN_FROM_CATALOG, *params, limit),
+            ).fetchall()
+        )
+        return [CatalogEntry(_dataset(r), r["provider_name"]) for r in rows]
+
+    # -- idempotency ----------------------------------------------------------------
+    async def idempotency_begin(
+        self,
+        principal: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime,
+    ) -> IdempotencyRecord | None:
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            row = c.execute("SELECT * FROM idempotency_keys WHERE principal = ? AND key = ?", (principal, key)).fetchone()
+            if row is not None:
+                expired = row["expires_at"] <= ts(now)
+                dead = row["state"] == "in_progress" and row["locked_at"] < ts(stale_before)
+                if not (expired or dead):
+                    return row
+                c.execute("DELETE FROM idempotency_keys WHERE principal = ? AND key = ?", (principal, key))
+            c.execute(
+                "INSERT INTO idempotency_keys (principal, key, fingerprint, state, created_at, locked_at, expires_at)"
+                " VALUES (?, ?, ?, 'in_progress', ?, ?, ?)",
+                (principal, key, fingerprint, ts(now), ts(now), ts(expires_at)),
+            )
+            return None
+
+        row = await self.write(op)
+        return None if row is None else _idem(row)
+
+    async def idempotency_finish(self, principal: str, key: str, status_code: int, response: bytes) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "UPDATE idempotency_keys SET state = 'done', status_code = ?, response = ? WHERE principal = ? AND key = ?",
+                (status_code, response, principal, key),
+            )
+        )
+
+    async def idempotency_release(self, principal: str, key: str) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "DELETE FROM idempotency_keys WHERE principal = ? AND key = ? AND state = 'in_progress'", (principal, key)
+            )
+        )
+
+    async def purge_idempotency(self, now: datetime) -> int:
+        return await self.write(lambda c: c.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (ts(now),)).rowcount)
