@@ -13,6 +13,14 @@ from engine.config import Config, ConfigError, load_config
 from engine.errors import EngineError
 
 
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _config(config_path: Path | None, overrides: dict[str, Any]) -> Config:
     try:
         return load_config(config_path, overrides=overrides)
@@ -39,14 +47,16 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, config_path
 
     cfg = _config(config_path, {"http.host": host, "http.port": port, "data_dir": data_dir})
     configure_logging(cfg.log)
+    code = 0
     try:
         trio.run(serve_until_signalled, cfg)
-    except ConfigError as exc:
-        click.echo(f"ipto: {exc}", err=True)
-        sys.exit(2)
-    except OSError as exc:
-        click.echo(f"ipto: cannot start: {exc}", err=True)
-        sys.exit(1)
+    except* ConfigError as group:
+        click.echo(f"ipto: {_leaf(group)}", err=True)
+        code = 2
+    except* OSError as group:
+        click.echo(f"ipto: cannot start: {_leaf(group)}", err=True)
+        code = 1
+    sys.exit(code)
 
 
 @main.group()

@@ -1,0 +1,115 @@
+"""HTTP conventions of API.md: envelopes, request ids, and 4xx (never 500) for bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from tests.conftest import error_of
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+async def test_success_envelope_carries_request_id_and_timestamp(client):
+    r = await client.get("/v1/health")
+    body = r.json()
+    assert set(body) == {"data", "request_id", "timestamp"}
+    assert body["request_id"].startswith("req_")
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    assert ISO_Z.match(body["timestamp"])
+    assert r.headers["content-type"] == "application/json"
+
+
+async def test_health_reports_dependencies_and_version(client):
+    data = (await client.get("/v1/health")).json()["data"]
+    assert data == {"status": "ok", "store": "ok", "blobs": "ok", "version": "0.1.0"}
+
+
+async def test_unknown_route_is_a_404_envelope(client):
+    r = await client.get("/v1/no-such-thing")
+    assert r.status_code == 404
+    assert error_of(r)["code"] == "not_found"
+
+
+async def test_wrong_method_is_a_405_envelope(client):
+    r = await client.put("/v1/health")
+    assert r.status_code == 405
+    assert error_of(r)["code"] == "method_not_allowed"
+    assert "GET" in r.headers["Allow"]
+
+
+async def test_malformed_json_is_invalid_request(client, alice):
+    r = await client.post("/v1/datasets", headers={**alice.headers, "Content-Type": "application/json"}, content=b'{"name": ')
+    assert r.status_code == 400
+    err = error_of(r)
+    assert err["code"] == "invalid_request"
+    assert "body" in err["details"]["fields"]
+
+
+async def test_body_that_is_not_an_object_is_invalid_request(client, alice):
+    r = await client.post("/v1/datasets", headers=alice.headers, json=["name"])
+    assert r.status_code == 400
+    assert error_of(r)["details"]["fields"] == {"body": "must be a JSON object"}
+
+
+async def test_every_offending_field_is_named(client, alice):
+    r = await client.post(
+        "/v1/datasets",
+        headers=alice.headers,
+        json={"name": 5, "visibility": "public", "monetization_mode": "cheap", "colour": "red"},
+    )
+    assert r.status_code == 400
+    fields = error_of(r)["details"]["fields"]
+    assert set(fields) == {"name", "visibility", "monetization_mode", "colour"}
+    assert "private, restricted, listed" in fields["visibility"]
+    assert fields["colour"] == "unknown field"
+
+
+async def test_missing_body_and_wrong_content_type_are_invalid_request(client, alice):
+    r = await client.post("/v1/datasets", headers=alice.headers)
+    assert r.status_code == 400
+    r = await client.post("/v1/datasets", headers=alice.headers, data={"name": "form"})
+    assert r.status_code == 400
+    assert "content_type" in error_of(r)["details"]["fields"]
+
+
+async def test_oversized_json_body_is_413(client, alice):
+    r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "x", "description": "y" * 2_000_000})
+    assert r.status_code == 413
+    assert error_of(r)["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "cursor=garbage!", "status=archived", "visibility=public"])
+async def test_bad_query_parameters_are_invalid_request(client, alice, query):
+    r = await client.get(f"/v1/datasets?{query}", headers=alice.headers)
+    assert r.status_code == 400
+    assert error_of(r)["code"] == "invalid_request"
+
+
+async def test_access_log_line_and_request_id_bound_to_every_line(client, alice):
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "logged"})
+    request_id = r.json()["request_id"]
+    access = [entry for entry in logs if entry["event"] == "request"]
+    assert len(access) == 1
+    line = access[0]
+    assert line["method"] == "POST" and line["path"] == "/v1/datasets" and line["status"] == 201
+    assert line["duration_ms"] >= 0
+    assert line["request_id"] == request_id
+    created = [entry for entry in logs if entry["event"] == "dataset_created"]
+    assert created and created[0]["request_id"] == request_id
+
+
+async def test_unexpected_exception_is_a_500_envelope_without_internals(client, alice, service, monkeypatch):
+    async def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(service.services.datasets, "create", boom)
+    r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "x"})
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal"
+    assert "secret internal detail" not in r.text
