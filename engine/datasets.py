@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from engine.auth import Principal
-from engine.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from engine.errors import Conflict, Forbidden, NotFound
 from engine.ids import new_id, utcnow
 from engine.pagination import Page, check_limit, decode_cursor, make_page, page_of
 from engine.store.base import Store

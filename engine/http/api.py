@@ -26,7 +26,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def services() -> Services:
-    return current_app.extensions["ipto"]  # type: ignore[no-any-return]
+    return current_app.extensions["ipto"]
 
 
 def _bearer() -> str | None:
@@ -59,7 +59,7 @@ async def _run_idempotent(idem: Idempotency, principal_id: str, key: str, call: 
         if response.status_code >= 500 or response.status_code == 429:
             await idem.release(principal_id, key)
         else:
-            await idem.finish(principal_id, key, response.status_code, await response.get_data())
+            await idem.finish(principal_id, key, response.status_code, await response.get_data(as_text=False))
     return response
 
 

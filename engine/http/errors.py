@@ -46,7 +46,7 @@ _HTTP_CODES = {
 def status_for(exc: e.EngineError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

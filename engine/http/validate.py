@@ -25,7 +25,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an 
 class Field:
     """What one body field must be."""
 
-    type: type
+    kind: type
     required: bool = False
     nullable: bool = False
     choices: tuple[str, ...] | None = None
@@ -42,10 +42,10 @@ class Field:
     def problem(self, value: Any) -> str | None:  # noqa: PLR0911, PLR0912 - one flat list of checks reads best
         if value is None:
             return None if self.nullable else "must not be null"
-        if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             return "must be an integer"
-        if self.type is not int and (not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool))):
-            return f"must be {_TYPE_NAMES.get(self.type, self.type.__name__)}"
+        if self.kind is not int and (not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool))):
+            return f"must be {_TYPE_NAMES.get(self.kind, self.kind.__name__)}"
         if isinstance(value, str):
             if self.choices is not None and value not in self.choices:
                 return f"must be one of {', '.join(self.choices)}"
@@ -101,7 +101,9 @@ async def raw_body() -> bytes:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-    return await request.get_data(cache=True)
+    data = await request.get_data(cache=True, as_text=False)
+    assert isinstance(data, bytes)
+    return data
 
 
 async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:

@@ -113,3 +113,13 @@ async def test_unexpected_exception_is_a_500_envelope_without_internals(client, 
     err = error_of(r)
     assert err["code"] == "internal"
     assert "secret internal detail" not in r.text
+
+
+async def test_health_is_503_when_the_store_is_down(client, service, monkeypatch):
+    async def down():
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(service.services.store, "ping", down)
+    r = await client.get("/v1/health")
+    assert r.status_code == 503
+    assert r.json()["data"]["store"] == "down"
