@@ -177,8 +177,10 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError(f"invalid config value for {key}: must be greater than 0, got {value!r}")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
-    if key == "uploads.part_size_bytes" and value < 5 * 1024 * 1024:
-        raise ConfigError("invalid config value for uploads.part_size_bytes: S3 needs parts of at least 5 MiB")
+    if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:
+        raise ConfigError("invalid config value for uploads.part_size_bytes: S3 parts are 5 MiB to 5 GiB")
+    if key == "uploads.multipart_threshold_bytes" and value > 5 * 1024**3:
+        raise ConfigError("invalid config value for uploads.multipart_threshold_bytes: a single S3 PUT holds at most 5 GiB")
 
 
 def load_config(

@@ -17,7 +17,7 @@ dataset answers 404 everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -139,14 +139,19 @@ class Datasets:
         log.info("dataset_updated", dataset_id=dataset_id, fields=sorted(fields))
         return updated
 
-    async def delete(self, principal: Principal, dataset_id: str) -> None:
+    async def delete(self, principal: Principal, dataset_id: str, purge: Callable[[Principal, str], Awaitable[int]]) -> None:
+        """``pending_deletion``, then ``purge`` (objects, blobs, index), then ``deleted``.
+
+        A crash in between leaves the dataset in ``pending_deletion``; deleting again
+        finishes the job."""
         ds = await self.get(principal, dataset_id)
         if ds.status != "pending_deletion":
             check_transition(ds.status, "pending_deletion", "owner")
             await self.store.update_dataset(
                 principal.tenant_id, dataset_id, {"status": "pending_deletion", "updated_at": self.now()}
             )
-        # Nothing else hangs off a dataset yet; purging its objects and index joins here.
+        purged = await purge(principal, dataset_id)
+        log.info("dataset_purged", dataset_id=dataset_id, objects=purged)
         check_transition("pending_deletion", "deleted", "system")
         await self.store.update_dataset(principal.tenant_id, dataset_id, {"status": "deleted", "updated_at": self.now()})
         log.info("dataset_deleted", dataset_id=dataset_id)

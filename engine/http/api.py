@@ -23,6 +23,8 @@ from engine.idempotency import Idempotency, fingerprint
 from engine.services import Services
 
 Handler = Callable[..., Awaitable[Response]]
+# Given a stored (status, body), answer afresh instead of replaying it, or return None.
+Refresh = Callable[[int, bytes], Awaitable[Response | None]]
 
 
 def services() -> Services:
@@ -39,11 +41,18 @@ def _bearer() -> str | None:
     return token.strip()
 
 
-async def _run_idempotent(idem: Idempotency, principal_id: str, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+async def _run_idempotent(
+    idem: Idempotency, principal_id: str, key: str, call: Callable[[], Awaitable[Response]], refresh: Refresh | None
+) -> Response:
     Idempotency.check_key(key)
     fp = fingerprint(request.method, request.path, await raw_body())
     replay = await idem.begin(principal_id, key, fp)
     if replay is not None:
+        if refresh is not None:
+            fresh = await refresh(replay.status_code, replay.body)
+            if fresh is not None:
+                fresh.headers["Idempotent-Replayed"] = "true"
+                return fresh
         response = Response(replay.body, status=replay.status_code, content_type="application/json")
         response.headers["Idempotent-Replayed"] = "true"
         return response
@@ -63,8 +72,13 @@ async def _run_idempotent(idem: Idempotency, principal_id: str, key: str, call: 
     return response
 
 
-def endpoint(scope: str | None = None, *, public: bool = False) -> Callable[[Handler], Handler]:
-    """Wrap a handler; ``public`` ones take no principal (signup, login, health)."""
+def endpoint(
+    scope: str | None = None, *, public: bool = False, refresh: Callable[..., Awaitable[Response | None]] | None = None
+) -> Callable[[Handler], Handler]:
+    """Wrap a handler; ``public`` ones take no principal (signup, login, health).
+
+    ``refresh(principal, status, body)`` may replace a replay with a fresh answer (an
+    upload initiation replayed after its URLs expired gets new URLs for the same object)."""
 
     def decorate(fn: Handler) -> Handler:
         @functools.wraps(fn)
@@ -84,7 +98,8 @@ def endpoint(scope: str | None = None, *, public: bool = False) -> Callable[[Han
             key = request.headers.get("Idempotency-Key")
             if request.method != "POST" or key is None:
                 return await call()
-            return await _run_idempotent(svc.idempotency, principal.id if principal else "anonymous", key, call)
+            bound = None if refresh is None or principal is None else functools.partial(refresh, principal)
+            return await _run_idempotent(svc.idempotency, principal.id if principal else "anonymous", key, call, bound)
 
         return wrapper
 

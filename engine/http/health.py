@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 import trio
 from quart import Blueprint, Response
@@ -14,15 +16,22 @@ bp = Blueprint("health", __name__)
 log = structlog.get_logger(__name__)
 
 
+async def _check(name: str, probe: Callable[[], Awaitable[None]]) -> str:
+    try:
+        with trio.fail_after(5):
+            await probe()
+    except Exception as exc:  # any failure of a dependency is "down", never a 500
+        log.warning("health_dependency_down", dependency=name, error=str(exc))
+        return "down"
+    return "ok"
+
+
 @bp.get("/v1/health")
 @endpoint(public=True)
 async def health() -> Response:
-    store = "ok"
-    try:
-        with trio.fail_after(5):
-            await services().store.ping()
-    except Exception as exc:  # any failure of the dependency is "down", never a 500
-        log.warning("health_store_down", error=str(exc))
-        store = "down"
-    body = {"status": "ok" if store == "ok" else "degraded", "store": store, "blobs": "ok", "version": __version__}
-    return ok(body, 200 if store == "ok" else 503)
+    svc = services()
+    store = await _check("store", svc.store.ping)
+    blobs = await _check("blobs", svc.blobs.ping)
+    healthy = store == blobs == "ok"
+    body = {"status": "ok" if healthy else "degraded", "store": store, "blobs": blobs, "version": __version__}
+    return ok(body, 200 if healthy else 503)

@@ -10,10 +10,19 @@ from quart import Response, g
 from engine.ids import iso, utcnow
 
 
-def envelope_bytes(payload: dict[str, Any]) -> bytes:
-    payload["request_id"] = g.get("request_id")
+def envelope(payload: dict[str, Any], request_id: str | None) -> bytes:
+    """Add ``request_id`` and ``timestamp`` to a ``data`` or ``error`` payload; serialise."""
+    payload["request_id"] = request_id
     payload["timestamp"] = iso(utcnow())
     return orjson.dumps(payload)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None, request_id: str | None) -> bytes:
+    return envelope({"error": {"code": code, "message": message, "details": details}}, request_id)
+
+
+def envelope_bytes(payload: dict[str, Any]) -> bytes:
+    return envelope(payload, g.get("request_id"))
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -22,5 +31,4 @@ def ok(data: Any, status: int = 200) -> Response:
 
 
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None) -> Response:
-    body = envelope_bytes({"error": {"code": code, "message": message, "details": details}})
-    return Response(body, status=status, content_type="application/json")
+    return Response(error_body(code, message, details, g.get("request_id")), status=status, content_type="application/json")

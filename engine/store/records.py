@@ -109,3 +109,65 @@ class IdempotencyRecord:
     created_at: datetime
     locked_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    id: str
+    tenant_id: str
+    dataset_id: str
+    blob_id: str
+    upload_id: str
+    original_filename: str
+    mime_type: str
+    size_bytes: int
+    declared_sha256: str | None
+    checksum_sha256: str | None
+    status: str
+    review_state: str
+    created_at: datetime
+    updated_at: datetime
+    failure_reason: str | None = None
+    latest_job_id: str | None = None
+    plain_text: bool = False
+    ocr_blocks: bool = False
+    chunk_embeddings: bool = False
+    review_deadline: datetime | None = None
+    uploaded_at: datetime | None = None
+    deleted_at: datetime | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    object_id: str
+    tenant_id: str
+    dataset_id: str
+    strategy: str  # single_part | multipart
+    part_size_bytes: int
+    part_count: int
+    state: str  # pending | completed | abandoned | cancelled
+    expires_at: datetime
+    created_at: datetime
+    completed_at: datetime | None = None
+
+    def part_length(self, part_number: int, size_bytes: int) -> int:
+        """Bytes part ``part_number`` (1-based) must hold: full parts, then the remainder."""
+        if part_number < self.part_count:
+            return self.part_size_bytes
+        return size_bytes - self.part_size_bytes * (self.part_count - 1)
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    upload_id: str
+    part_number: int
+    file_name: str
+    size_bytes: int
+    sha256: str
+    received_at: datetime
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'

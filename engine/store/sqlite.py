@@ -38,22 +38,13 @@ from engine.store.records import (
     Tenant,
     User,
 )
+from engine.store.sqlite_objects import ObjectsMixin
+from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
 
 # Statuses a catalog never shows, whatever the visibility.
 _HIDDEN_FROM_CATALOG = ("paused", "suspended", "pending_deletion", "deleted")
-
-
-def ts(value: datetime | None) -> str | None:
-    """Datetime → fixed-width ISO text that sorts chronologically."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
 
 
 @contextlib.contextmanager
@@ -179,7 +170,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore:
+class SqliteStore(ObjectsMixin):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:

@@ -1,0 +1,161 @@
+"""The local blob store's presigned URLs, served as plain ASGI (not through Quart).
+
+Quart buffers request bodies without backpressure; here every ``receive()`` is awaited
+only when the previous bytes are written, and Hypercorn stops reading the socket while its
+small per-request queue is full. So memory per upload stays at a few MiB whatever the
+file size. ``PUT /blobs/uploads/{upload_id}?part=…`` receives bytes;
+``GET /blobs/objects/{blob_id}?…`` streams them back to the owner.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+import structlog
+import trio
+
+from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFound
+from engine.http.errors import status_for
+from engine.http.respond import envelope, error_body
+from engine.ids import new_id
+from engine.services import Services
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("engine.access")
+
+BATCH_BYTES = 1024 * 1024  # hand the disk/hash thread about 1 MiB at a time
+READ_CHUNK = 1024 * 1024
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body in batches of about BATCH_BYTES."""
+    batch = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        batch += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(batch) >= BATCH_BYTES or (not more and batch):
+            yield bytes(batch)
+            batch.clear()
+        if not more:
+            return
+
+
+class BlobRoutes:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = new_id("req")
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = trio.current_time()
+        status = 500
+        try:
+            status = await self._dispatch(scope, receive, send, request_id)
+        except ClientDisconnected:
+            status = 499
+            log.info("blob_client_disconnected", path=scope["path"])
+        except EngineError as exc:
+            status = status_for(exc)
+            await self._answer(send, status, error_body(exc.code, exc.message, exc.details, request_id), request_id)
+        except Exception:
+            log.exception("blob_route_failed")
+            await self._answer(send, 500, error_body("internal", f"internal error; quote request id {request_id}", None, request_id), request_id)
+        finally:
+            access_log.info(
+                "request", method=scope["method"], path=scope["path"], status=status,
+                duration_ms=round((trio.current_time() - started) * 1000, 2),
+            )
+
+    @staticmethod
+    async def _answer(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()),
+                        (b"content-length", str(len(body)).encode()), *(headers or [])],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+        path = unquote(scope["path"])
+        key = path[len("/blobs/"):]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        method = scope["method"]
+        if key.startswith("uploads/") and method == "PUT":
+            return await self._put(scope, receive, send, request_id, key, query)
+        if key.startswith("objects/") and method in ("GET", "HEAD"):
+            return await self._get(send, request_id, key, query, head=method == "HEAD")
+        if key.startswith(("uploads/", "objects/")):
+            raise MethodNotAllowed("this URL takes PUT (uploads) or GET (downloads)")
+        raise NotFound("no such blob URL")
+
+    async def _put(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
+        signed = self.svc.signer.verify("PUT", key, query)
+        upload_id = key[len("uploads/"):]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_length = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
+        part = await self.svc.objects.receive_part(upload_id, signed.part_number, signed.length, content_length, _body(receive))
+        payload = envelope(
+            {"data": {"upload_id": upload_id, "part_number": part.part_number, "size_bytes": part.size_bytes, "etag": part.etag}},
+            request_id,
+        )
+        await self._answer(send, 200, payload, request_id, [(b"etag", part.etag.encode())])
+        return 200
+
+    async def _get(self, send: Send, request_id: str, key: str, query: dict[str, str], *, head: bool) -> int:
+        signed = self.svc.signer.verify("GET", key, query)
+        blob_id = key[len("objects/"):]
+        obj = await self.svc.store.get_object_by_blob(blob_id)
+        path = self.svc.blobs.object_path(blob_id)
+        try:
+            fh = await trio.open_file(path, "rb")
+        except FileNotFoundError:
+            raise NotFound("the object's bytes are gone (deleted, rejected or expired)") from None
+        async with fh:
+            size = (await trio.to_thread.run_sync(os.fstat, fh.fileno())).st_size
+            if size != signed.length:
+                raise InvalidSignature("the URL does not match the stored object")
+            filename = quote(obj.original_filename) if obj else blob_id
+            await send({
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", (obj.mime_type if obj else "application/octet-stream").encode()),
+                    (b"content-length", str(size).encode()),
+                    (b"content-disposition", f"attachment; filename*=UTF-8''{filename}".encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            })
+            if not head:
+                while chunk := await fh.read(READ_CHUNK):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        return 200
+
+
+def create_asgi(svc: Services, quart_app: Any) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes`, everything else to Quart."""
+    blobs = BlobRoutes(svc)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/blobs/"):
+            await blobs(scope, receive, send)
+        else:
+            await quart_app(scope, receive, send)
+
+    return app

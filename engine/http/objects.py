@@ -1,0 +1,152 @@
+"""Object uploads (initiate, confirm/complete) and objects (get, list, delete, download)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response
+
+from engine.auth import Principal
+from engine.http.api import endpoint, services
+from engine.http.respond import ok
+from engine.http.validate import Field, json_body, page_args, query_choice
+from engine.ids import iso
+from engine.objects import OBJECT_STATUSES, REVIEW_STATES, Initiated
+from engine.store.records import ObjectRecord
+
+bp = Blueprint("objects", __name__)
+
+
+def _sha_check(value: str) -> str | None:
+    return None if len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value) else "must be 64 hex characters"
+
+
+def _part_list(value: list[Any]) -> str | None:
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"part_number", "etag"}:
+            return "items must be objects with part_number and etag"
+        if not isinstance(item["part_number"], int) or isinstance(item["part_number"], bool) or not isinstance(item["etag"], str):
+            return "part_number must be an integer and etag a string"
+    return None
+
+
+INITIATE = {
+    "filename": Field(str, required=True, min_len=1, max_len=1024),
+    "content_type": Field(str, required=True, min_len=1, max_len=255),
+    "size_bytes": Field(int, required=True, min_value=1),
+    "checksum_sha256": Field(str, nullable=True, check=_sha_check),
+}
+INITIATE_ANY = {**INITIATE, "dataset_id": Field(str, required=True, min_len=1, max_len=64)}
+CONFIRM = {"parts": Field(list, max_items=10_000, check=_part_list)}
+
+
+def object_view(obj: ObjectRecord) -> dict[str, Any]:
+    return {
+        "object_id": obj.id,
+        "tenant_id": obj.tenant_id,
+        "dataset_id": obj.dataset_id,
+        "original_filename": obj.original_filename,
+        "mime_type": obj.mime_type,
+        "size_bytes": obj.size_bytes,
+        "checksum_sha256": obj.checksum_sha256,
+        "status": obj.status,
+        "review_state": obj.review_state,
+        "uploaded_at": iso(obj.uploaded_at),
+        "artifact_summary": {"plain_text": obj.plain_text, "ocr_blocks": obj.ocr_blocks, "chunk_embeddings": obj.chunk_embeddings},
+        "latest_job_id": obj.latest_job_id,
+        "blob_id": obj.blob_id,
+        "upload_id": obj.upload_id,
+        "failure_reason": obj.failure_reason,
+        "created_at": iso(obj.created_at),
+        "updated_at": iso(obj.updated_at),
+        "deleted_at": iso(obj.deleted_at),
+    }
+
+
+def initiated_view(init: Initiated) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "upload_id": init.upload.id,
+        "object_id": init.obj.id,
+        "blob_id": init.obj.blob_id,
+        "review_state": init.obj.review_state,
+        "upload_strategy": init.upload.strategy,
+        "upload_url": init.upload_url,
+        "expires_at": iso(init.upload.expires_at),
+    }
+    if init.upload.strategy == "multipart":
+        body["part_size_bytes"] = init.upload.part_size_bytes
+        body["parts"] = [{"part_number": n, "upload_url": url} for n, url in init.parts]
+    return body
+
+
+def _confirmed_view(obj: ObjectRecord) -> dict[str, Any]:
+    return {"object_id": obj.id, "status": obj.status, "review_state": obj.review_state, "checksum_sha256": obj.checksum_sha256}
+
+
+async def _fresh_urls(principal: Principal, status: int, body: bytes) -> Response | None:
+    """A replayed initiation whose URLs have expired gets fresh ones for the same object."""
+    if status != 201:
+        return None
+    stored = orjson.loads(body)["data"]
+    if stored["expires_at"] > iso(services().objects.now()):
+        return None
+    fresh = await services().objects.renew(principal, stored["object_id"])
+    return None if fresh is None else ok(initiated_view(fresh), 201)
+
+
+@bp.post("/v1/datasets/<dataset_id>/objects/upload")
+@endpoint("objects:write", refresh=_fresh_urls)
+async def initiate(principal: Principal, dataset_id: str) -> Response:
+    body = await json_body(INITIATE)
+    return ok(initiated_view(await services().objects.initiate(principal, dataset_id, body)), 201)
+
+
+@bp.post("/v1/uploads")
+@endpoint("objects:write", refresh=_fresh_urls)
+async def initiate_any(principal: Principal) -> Response:
+    body = await json_body(INITIATE_ANY)
+    dataset_id = body.pop("dataset_id")
+    return ok(initiated_view(await services().objects.initiate(principal, dataset_id, body)), 201)
+
+
+@bp.post("/v1/objects/<object_id>/confirm")
+@endpoint("objects:write")
+async def confirm(principal: Principal, object_id: str) -> Response:
+    body = await json_body(CONFIRM, allow_empty=True)
+    return ok(_confirmed_view(await services().objects.confirm(principal, object_id, body.get("parts"))))
+
+
+@bp.post("/v1/uploads/<upload_id>/complete")
+@endpoint("objects:write")
+async def complete(principal: Principal, upload_id: str) -> Response:
+    body = await json_body(CONFIRM, allow_empty=True)
+    return ok(_confirmed_view(await services().objects.complete(principal, upload_id, body.get("parts"))))
+
+
+@bp.get("/v1/objects/<object_id>")
+@endpoint("datasets:read")
+async def get_object(principal: Principal, object_id: str) -> Response:
+    return ok(object_view(await services().objects.get(principal, object_id)))
+
+
+@bp.get("/v1/datasets/<dataset_id>/objects")
+@endpoint("datasets:read")
+async def list_objects(principal: Principal, dataset_id: str) -> Response:
+    status = query_choice("status", OBJECT_STATUSES)
+    review_state = query_choice("review_state", REVIEW_STATES)
+    page = await services().objects.list(principal, dataset_id, status, review_state, *page_args())
+    return ok({"objects": [object_view(o) for o in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
+
+
+@bp.delete("/v1/objects/<object_id>")
+@endpoint("objects:write")
+async def delete_object(principal: Principal, object_id: str) -> Response:
+    return ok(object_view(await services().objects.delete(principal, object_id)))
+
+
+@bp.get("/v1/objects/<object_id>/download-url")
+@endpoint("datasets:read")
+async def download_url(principal: Principal, object_id: str) -> Response:
+    url, expires_at = await services().objects.download_url(principal, object_id)
+    return ok({"download_url": url, "expires_at": iso(expires_at)})

@@ -1,0 +1,390 @@
+"""Objects and their uploads (seeds 000 and 001): initiate, receive, confirm, delete.
+
+An upload is a session with presigned URLs: one (``single_part``) or one per part
+(``multipart``, above ``uploads.multipart_threshold_bytes``). Bytes land in staging; a
+confirmation verifies the declared size and SHA-256, then promotes the bytes to an
+immutable blob and counts the object in its dataset, all or nothing. Work on one upload
+(receiving a part, confirming) is serialised by a per-upload lock, so a part arriving
+during a confirmation can never change what the confirmation verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+import trio
+
+from engine.auth import Principal
+from engine.config import UploadsConfig
+from engine.datasets import Datasets, check_transition
+from engine.errors import (
+    ChecksumMismatch,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    SizeMismatch,
+    Unprocessable,
+)
+from engine.ids import new_id, utcnow
+from engine.pagination import Page, page_of
+from engine.store.base import Store
+from engine.store.blobs import LocalBlobStore
+from engine.store.records import ObjectRecord, Upload, UploadPart
+
+log = structlog.get_logger(__name__)
+
+MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * 1024 * 1024
+MiB = 1024 * 1024
+OBJECT_STATUSES = ("pending_upload", "uploaded", "normalizing", "extracting", "enriching", "indexing", "active", "failed", "deleted")
+REVIEW_STATES = ("staged", "under_review", "approved", "rejected", "expired")
+UPLOADABLE_DATASET_STATUSES = ("draft", "ingesting", "active")
+
+_TEXT = ("text/plain", "text/markdown", "text/html", "text/csv", "application/json", "application/x-ndjson")
+_OFFICE = (
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/rtf",
+)
+_IMAGES = ("image/jpeg", "image/png", "image/tiff", "image/gif", "image/webp")
+_AUDIO = ("audio/mpeg", "audio/wav", "audio/x-wav", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm")
+_VIDEO = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska")
+_TABULAR = (
+    "text/csv",
+    "application/x-ndjson",
+    "application/json",
+    "application/vnd.apache.parquet",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+)
+# What a dataset of each source_modality accepts (documents include scans, for OCR).
+ALLOWED_TYPES: Mapping[str, frozenset[str]] = {
+    "document": frozenset(_OFFICE + _TEXT + ("image/png", "image/jpeg", "image/tiff")),
+    "text": frozenset(_TEXT),
+    "image": frozenset(_IMAGES),
+    "audio": frozenset(_AUDIO),
+    "video": frozenset(_VIDEO),
+    "tabular": frozenset(_TABULAR),
+    "mixed": frozenset(_OFFICE + _TEXT + _IMAGES + _AUDIO + _VIDEO + _TABULAR),
+}
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def clean_filename(raw: str) -> str:
+    """The file's own name: directories and control characters are not kept."""
+    name = re.split(r"[/\\]", raw)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if name in ("", ".", "..") or len(name.encode()) > 255:
+        raise InvalidRequest("filename must name a file (at most 255 bytes)", {"fields": {"filename": "not a usable file name"}})
+    return name
+
+
+def plan_parts(size: int, cfg: UploadsConfig) -> tuple[str, int, int]:
+    """``(strategy, part_size, part_count)`` for an object of ``size`` bytes."""
+    if size <= cfg.multipart_threshold_bytes:
+        return "single_part", size, 1
+    part_size = max(cfg.part_size_bytes, MIN_PART_SIZE)
+    if math.ceil(size / part_size) > MAX_PARTS:
+        part_size = math.ceil(size / MAX_PARTS / MiB) * MiB
+    return "multipart", part_size, math.ceil(size / part_size)
+
+
+@dataclass(frozen=True)
+class Initiated:
+    obj: ObjectRecord
+    upload: Upload
+    upload_url: str | None
+    parts: list[tuple[int, str]]
+
+
+class _KeyedLocks:
+    """A ``trio.Lock`` per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (trio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Objects:
+    def __init__(
+        self,
+        store: Store,
+        blobs: LocalBlobStore,
+        datasets: Datasets,
+        uploads: UploadsConfig,
+        review_window_seconds: int,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.datasets = datasets
+        self.cfg = uploads
+        self.review_window = timedelta(seconds=review_window_seconds)
+        self.now = now
+        self._locks = _KeyedLocks()
+
+    # -- lookups --------------------------------------------------------------------
+    async def get(self, principal: Principal, object_id: str) -> ObjectRecord:
+        obj = await self.store.get_object(principal.tenant_id, object_id)
+        if obj is None:
+            raise NotFound("object not found")
+        principal.require_dataset(obj.dataset_id)
+        return obj
+
+    async def list(
+        self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int
+    ) -> Page[ObjectRecord]:
+        ds = await self.datasets.get(principal, dataset_id)
+        return await page_of(
+            lambda after, n: self.store.list_objects(
+                principal.tenant_id, ds.id, status=status, review_state=review_state, after=after, limit=n
+            ),
+            cursor,
+            limit,
+        )
+
+    # -- initiate -------------------------------------------------------------------
+    async def initiate(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Initiated:
+        ds = await self.datasets.get(principal, dataset_id)
+        if ds.status not in UPLOADABLE_DATASET_STATUSES:
+            raise Conflict(f"a {ds.status} dataset does not accept uploads", {"current_status": ds.status})
+        filename = clean_filename(fields["filename"])
+        mime = fields["content_type"].split(";")[0].strip().lower()
+        if mime not in ALLOWED_TYPES[ds.source_modality]:
+            raise InvalidRequest(
+                f"content type {mime} is not accepted by a {ds.source_modality} dataset",
+                {"fields": {"content_type": f"allowed: {', '.join(sorted(ALLOWED_TYPES[ds.source_modality]))}"}},
+            )
+        size = fields["size_bytes"]
+        if size > self.cfg.max_size_bytes:
+            raise PayloadTooLarge(
+                f"size_bytes exceeds the maximum object size of {self.cfg.max_size_bytes} bytes",
+                {"fields": {"size_bytes": f"at most {self.cfg.max_size_bytes}"}},
+            )
+        declared = fields.get("checksum_sha256")
+        strategy, part_size, part_count = plan_parts(size, self.cfg)
+        now = self.now()
+        obj = ObjectRecord(
+            id=new_id("obj"), tenant_id=principal.tenant_id, dataset_id=ds.id, blob_id=new_id("blob"),
+            upload_id=new_id("upl"), original_filename=filename, mime_type=mime, size_bytes=size,
+            declared_sha256=declared.lower() if declared else None, checksum_sha256=None, status="pending_upload",
+            review_state="staged", created_at=now, updated_at=now,
+        )
+        upload = Upload(
+            id=obj.upload_id, object_id=obj.id, tenant_id=obj.tenant_id, dataset_id=ds.id, strategy=strategy,
+            part_size_bytes=part_size, part_count=part_count, state="pending",
+            expires_at=now + timedelta(seconds=self.cfg.url_ttl_seconds), created_at=now,
+        )
+        await self.store.create_object_upload(obj, upload)
+        log.info("upload_initiated", object_id=obj.id, upload_id=upload.id, strategy=strategy, size_bytes=size)
+        return self._targets(obj, upload)
+
+    def _targets(self, obj: ObjectRecord, upload: Upload) -> Initiated:
+        if upload.strategy == "single_part":
+            return Initiated(obj, upload, self.blobs.put_url(upload, 1, obj.size_bytes), [])
+        parts = [(n, self.blobs.put_url(upload, n, upload.part_length(n, obj.size_bytes))) for n in range(1, upload.part_count + 1)]
+        return Initiated(obj, upload, None, parts)
+
+    async def renew(self, principal: Principal, object_id: str) -> Initiated | None:
+        """Fresh URLs for an unconfirmed upload whose URLs expired (same object and upload).
+
+        None when there is nothing to renew (confirmed, deleted): the caller replays."""
+        obj = await self.store.get_object(principal.tenant_id, object_id)
+        if obj is None or obj.uploaded_at is not None or obj.status == "deleted":
+            return None
+        upload = await self.store.renew_upload(obj.upload_id, self.now() + timedelta(seconds=self.cfg.url_ttl_seconds), self.now())
+        if upload is None or upload.state != "pending":
+            return None
+        obj = await self.store.get_object(principal.tenant_id, object_id)
+        assert obj is not None
+        log.info("upload_renewed", object_id=obj.id, upload_id=upload.id)
+        return self._targets(obj, upload)
+
+    # -- receive (called by the local blob route) -------------------------------------
+    async def receive_part(
+        self, upload_id: str, part_number: int, declared_length: int, content_length: int | None, body: AsyncIterator[bytes]
+    ) -> UploadPart:
+        upload = await self.store.get_upload(upload_id)
+        if upload is None or upload.state != "pending":
+            raise Forbidden("this upload URL is no longer usable: the upload was completed, cancelled or abandoned")
+        if not 1 <= part_number <= upload.part_count:
+            raise Forbidden("this URL names no part of the upload")
+        if content_length is not None and content_length > declared_length:
+            raise PayloadTooLarge(f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length})
+        writer = await self.blobs.open_part_writer()
+        try:
+            async for chunk in body:
+                if writer.size + len(chunk) > declared_length:
+                    raise PayloadTooLarge(f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length})
+                await writer.write(chunk)
+            name = self.blobs.new_part_name(part_number)
+            await writer.commit(self.blobs.staging_path(upload_id, name))
+        except BaseException:
+            await writer.abort()
+            raise
+        part = UploadPart(upload_id, part_number, name, writer.size, writer.sha256, self.now())
+        async with self._locks.hold(upload_id):
+            accepted, replaced = await self.store.record_part(part)
+            if not accepted:
+                await self.blobs.discard_staged_file(upload_id, name)
+                raise Forbidden("this upload URL is no longer usable: the upload was completed, cancelled or abandoned")
+            if replaced is not None:
+                await self.blobs.discard_staged_file(upload_id, replaced)
+        return part
+
+    # -- confirm ----------------------------------------------------------------------
+    async def confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
+        obj = await self.get(principal, object_id)
+        async with self._locks.hold(obj.upload_id):
+            return await self._confirm(principal, object_id, claimed)
+
+    async def complete(self, principal: Principal, upload_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
+        upload = await self.store.get_upload(upload_id)
+        if upload is None or upload.tenant_id != principal.tenant_id:
+            raise NotFound("upload not found")
+        return await self.confirm(principal, upload.object_id, claimed)
+
+    async def _confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
+        obj = await self.get(principal, object_id)  # again, under the lock
+        if obj.uploaded_at is not None and obj.status != "deleted":
+            return obj  # confirming twice is harmless
+        upload = await self.store.get_upload(obj.upload_id)
+        assert upload is not None
+        if obj.status != "pending_upload" or upload.state != "pending":
+            raise Conflict(
+                f"this upload cannot be confirmed: the object is {obj.status}"
+                + (f" ({obj.failure_reason})" if obj.failure_reason else ""),
+                {"status": obj.status, "upload_state": upload.state, "review_state": obj.review_state},
+            )
+        parts = self._check_parts(obj, upload, await self.store.list_parts(upload.id), claimed)
+        staged = await self.blobs.prepare(upload, obj.blob_id, parts)
+        if staged.size != obj.size_bytes:
+            await self.blobs.discard(staged, upload)
+            raise SizeMismatch(
+                f"received {staged.size} bytes but size_bytes is {obj.size_bytes}",
+                {"expected_size_bytes": obj.size_bytes, "received_size_bytes": staged.size},
+            )
+        if obj.declared_sha256 and staged.sha256 != obj.declared_sha256:
+            await self.blobs.discard(staged, upload)
+            raise ChecksumMismatch(
+                "the SHA-256 of the received bytes does not match checksum_sha256",
+                {"expected_sha256": obj.declared_sha256, "computed_sha256": staged.sha256},
+            )
+        await self.blobs.promote(staged, obj.blob_id)
+        now = self.now()
+
+        def next_status(current: str) -> str:
+            if current == "draft":
+                check_transition("draft", "ingesting", "system")
+                return "ingesting"
+            return current
+
+        confirmed, _ = await self.store.finish_upload(obj.id, staged.sha256, now, now + self.review_window, next_status)
+        await self.blobs.discard_upload(upload.id)
+        log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
+        return confirmed
+
+    @staticmethod
+    def _check_parts(
+        obj: ObjectRecord, upload: Upload, recorded: list[UploadPart], claimed: Sequence[Mapping[str, Any]] | None
+    ) -> list[UploadPart]:
+        by_number = {p.part_number: p for p in recorded}
+        if upload.strategy == "single_part":
+            if 1 not in by_number:
+                raise SizeMismatch(
+                    f"no bytes were received but size_bytes is {obj.size_bytes}",
+                    {"expected_size_bytes": obj.size_bytes, "received_size_bytes": 0},
+                )
+            return [by_number[1]]
+        if claimed is not None:
+            numbers = [c["part_number"] for c in claimed]
+            if len(set(numbers)) != len(numbers):
+                raise InvalidRequest("parts lists a part twice", {"fields": {"parts": "duplicate part_number"}})
+            unknown = [n for n in numbers if not 1 <= n <= upload.part_count]
+            if unknown:
+                raise Unprocessable(f"the upload has parts 1 to {upload.part_count}", {"unknown_parts": unknown})
+            for c in claimed:
+                part = by_number.get(c["part_number"])
+                if part is not None and c["etag"].strip('"') != part.sha256:
+                    raise Unprocessable(
+                        f"part {part.part_number}: the ETag does not match the bytes received",
+                        {"part_number": part.part_number, "expected_etag": part.etag},
+                    )
+            missing_claims = [n for n in range(1, upload.part_count + 1) if n not in set(numbers)]
+            if missing_claims:
+                raise Unprocessable(
+                    f"parts must list every part; missing {missing_claims[:20]}", {"missing_parts": missing_claims}
+                )
+        missing = [n for n in range(1, upload.part_count + 1) if n not in by_number]
+        if missing:
+            raise Unprocessable(f"parts not received: {missing[:20]}", {"missing_parts": missing})
+        for n in range(1, upload.part_count + 1):
+            expected = upload.part_length(n, obj.size_bytes)
+            if by_number[n].size_bytes != expected:
+                raise SizeMismatch(
+                    f"part {n} has {by_number[n].size_bytes} bytes but must have {expected}",
+                    {"part_number": n, "expected_size_bytes": expected, "received_size_bytes": by_number[n].size_bytes},
+                )
+        return [by_number[n] for n in range(1, upload.part_count + 1)]
+
+    # -- delete, download ---------------------------------------------------------------
+    async def delete(self, principal: Principal, object_id: str) -> ObjectRecord:
+        obj = await self.get(principal, object_id)
+        async with self._locks.hold(obj.upload_id):
+            result = await self.store.delete_object(principal.tenant_id, object_id, self.now())
+        assert result is not None
+        await self._purge_bytes(result[0])
+        deleted = await self.store.get_object(principal.tenant_id, object_id)
+        assert deleted is not None
+        log.info("object_deleted", object_id=object_id)
+        return deleted
+
+    async def _purge_bytes(self, obj: ObjectRecord) -> None:
+        await self.blobs.discard_upload(obj.upload_id)
+        await self.blobs.delete(obj.blob_id)
+
+    async def purge_dataset(self, principal: Principal, dataset_id: str) -> int:
+        gone = await self.store.delete_dataset_objects(principal.tenant_id, dataset_id, self.now())
+        for obj, _ in gone:
+            await self._purge_bytes(obj)
+        return len(gone)
+
+    async def download_url(self, principal: Principal, object_id: str) -> tuple[str, datetime]:
+        obj = await self.get(principal, object_id)
+        if obj.uploaded_at is None or obj.status == "deleted" or not await trio.to_thread.run_sync(self.blobs.object_path(obj.blob_id).exists):
+            raise Conflict(f"the object has no stored bytes ({obj.status})", {"status": obj.status})
+        expires_at = self.now() + timedelta(seconds=self.cfg.url_ttl_seconds)
+        return self.blobs.get_url(obj.blob_id, obj.size_bytes, expires_at), expires_at
+
+    # -- maintenance ------------------------------------------------------------------------
+    async def sweep_abandoned(self) -> int:
+        """Clean uploads whose URLs expired unconfirmed: bytes removed, object marked failed."""
+        now = self.now()
+        swept = await self.store.abandon_expired_uploads(now, now)
+        for upload, _ in swept:
+            await self.blobs.discard_upload(upload.id)
+            log.info("upload_abandoned", upload_id=upload.id, object_id=upload.object_id)
+        return len(swept)

@@ -1,0 +1,217 @@
+"""The local blob store (embedded default): files in ``{data_dir}/blobs``.
+
+Layout::
+
+    objects/{blob_id}                      confirmed objects, immutable
+    staging/{upload_id}/{part}.{random}    parts as received, one file per PUT
+    tmp/                                   files being written (same filesystem: rename is atomic)
+
+Nothing is ever visible under a final name before it is complete: bytes go to ``tmp/``,
+are fsynced, then renamed. Each PUT gets a fresh staging name, so a late or repeated PUT
+can never change bytes that a confirmation already verified. All file work runs on worker
+threads; hashing there is parallel too (hashlib releases the GIL for large updates).
+
+Confirmation is two steps so nothing is promoted unverified: :meth:`prepare` yields a
+:class:`Staged` (size and SHA-256 of the object as it would be), the caller checks them,
+then :meth:`promote` or :meth:`discard` it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import trio
+
+from engine.errors import Unprocessable
+from engine.signing import Signer
+from engine.store.records import Upload, UploadPart
+
+COPY_CHUNK = 4 * 1024 * 1024
+
+
+def upload_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}"
+
+
+def object_key(blob_id: str) -> str:
+    return f"objects/{blob_id}"
+
+
+@dataclass(frozen=True)
+class Staged:
+    size: int
+    sha256: str
+    source: Path | None  # file to rename into place; None: already in place
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PartWriter:
+    """Streams one PUT body to a temporary file while hashing it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self._fh = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def _write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._fh.write(data)
+
+    async def write(self, data: bytes) -> None:
+        self.size += len(data)
+        await trio.to_thread.run_sync(self._write, data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _commit(self, final: Path) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, final)
+        _fsync_dir(final.parent)
+
+    async def commit(self, final: Path) -> None:
+        await trio.to_thread.run_sync(self._commit, final)
+
+    def _abort(self) -> None:
+        self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    async def abort(self) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._abort)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path, signer: Signer) -> None:
+        self.root = root
+        self.signer = signer
+        for sub in ("objects", "staging", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- URLs -----------------------------------------------------------------------
+    def put_url(self, upload: Upload, part_number: int, length: int) -> str:
+        return self.signer.url("PUT", upload_key(upload.id), upload.expires_at, length, part_number)
+
+    def get_url(self, blob_id: str, size: int, expires_at: datetime) -> str:
+        return self.signer.url("GET", object_key(blob_id), expires_at, size)
+
+    # -- paths ----------------------------------------------------------------------
+    def object_path(self, blob_id: str) -> Path:
+        return self.root / "objects" / blob_id
+
+    def staging_path(self, upload_id: str, file_name: str) -> Path:
+        return self.root / "staging" / upload_id / file_name
+
+    async def ping(self) -> None:
+        probe = self.root / "tmp" / f".health-{secrets.token_hex(4)}"
+        await trio.to_thread.run_sync(probe.write_bytes, b"ok")
+        await trio.to_thread.run_sync(probe.unlink)
+
+    # -- receiving ------------------------------------------------------------------
+    async def open_part_writer(self) -> PartWriter:
+        tmp = self.root / "tmp" / f"put-{secrets.token_hex(8)}"
+        return await trio.to_thread.run_sync(PartWriter, tmp)
+
+    @staticmethod
+    def new_part_name(part_number: int) -> str:
+        return f"{part_number}.{secrets.token_hex(6)}"
+
+    # -- confirming -----------------------------------------------------------------
+    async def prepare(self, upload: Upload, blob_id: str, parts: Sequence[UploadPart]) -> Staged:
+        """The object as it would be: one part as is, or several assembled (and hashed) in order."""
+        if upload.strategy == "single_part":
+            (part,) = parts
+            path = self.staging_path(upload.id, part.file_name)
+            if path.exists():
+                return Staged(part.size_bytes, part.sha256, path)
+            final = self.object_path(blob_id)
+            if final.exists() and final.stat().st_size == part.size_bytes:
+                return Staged(part.size_bytes, part.sha256, None)  # promoted before a crash
+            raise Unprocessable("the uploaded bytes are missing; upload the file again", {"part_number": 1})
+        return await trio.to_thread.run_sync(self._assemble, upload, parts)
+
+    def _assemble(self, upload: Upload, parts: Sequence[UploadPart]) -> Staged:
+        tmp = self.root / "tmp" / f"assemble-{upload.id}-{secrets.token_hex(4)}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(self.staging_path(upload.id, part.file_name), "rb") as src:
+                        while chunk := src.read(COPY_CHUNK):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except FileNotFoundError:
+            tmp.unlink(missing_ok=True)
+            raise Unprocessable("a part's bytes are missing; upload it again") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return Staged(size, digest.hexdigest(), tmp)
+
+    async def promote(self, staged: Staged, blob_id: str) -> None:
+        if staged.source is None:
+            return
+
+        def move() -> None:
+            final = self.object_path(blob_id)
+            os.replace(staged.source, final)  # type: ignore[arg-type]
+            _fsync_dir(final.parent)
+
+        await trio.to_thread.run_sync(move)
+
+    async def discard(self, staged: Staged, upload: Upload) -> None:
+        """Drop an assembled candidate that failed verification (received parts stay)."""
+        if staged.source is not None and upload.strategy == "multipart":
+            await trio.to_thread.run_sync(lambda: staged.source.unlink(missing_ok=True))  # type: ignore[union-attr]
+
+    # -- removing -------------------------------------------------------------------
+    async def discard_upload(self, upload_id: str) -> None:
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.root / "staging" / upload_id, ignore_errors=True))
+
+    async def discard_staged_file(self, upload_id: str, file_name: str) -> None:
+        await trio.to_thread.run_sync(lambda: self.staging_path(upload_id, file_name).unlink(missing_ok=True))
+
+    async def delete(self, blob_id: str) -> None:
+        await trio.to_thread.run_sync(lambda: self.object_path(blob_id).unlink(missing_ok=True))
+
+    async def sweep_tmp(self, older_than_seconds: float) -> int:
+        """Remove temporary files left by a crash (a live PUT touches its file constantly)."""
+
+        def sweep() -> int:
+            import time
+
+            cutoff = time.time() - older_than_seconds
+            removed = 0
+            for entry in os.scandir(self.root / "tmp"):
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+            return removed
+
+        return await trio.to_thread.run_sync(sweep)

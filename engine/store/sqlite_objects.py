@@ -1,0 +1,257 @@
+"""Objects, upload sessions and parts in SQLite (mixed into :class:`SqliteStore`).
+
+An object counts towards its dataset (``object_count``, ``total_bytes``) from the moment
+its upload is confirmed (``uploaded_at`` set) until it is deleted; every change to those
+counters happens in the same transaction as the object change that causes it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.sqltime import dt, ts
+
+T = TypeVar("T")
+
+_OBJECT_COLUMNS = (
+    "id", "tenant_id", "dataset_id", "blob_id", "upload_id", "original_filename", "mime_type", "size_bytes",
+    "declared_sha256", "checksum_sha256", "status", "review_state", "failure_reason", "latest_job_id",
+    "plain_text", "ocr_blocks", "chunk_embeddings", "review_deadline", "created_at", "uploaded_at",
+    "updated_at", "deleted_at",
+)
+
+
+def _object(r: sqlite3.Row) -> ObjectRecord:
+    return ObjectRecord(
+        id=r["id"], tenant_id=r["tenant_id"], dataset_id=r["dataset_id"], blob_id=r["blob_id"], upload_id=r["upload_id"],
+        original_filename=r["original_filename"], mime_type=r["mime_type"], size_bytes=r["size_bytes"],
+        declared_sha256=r["declared_sha256"], checksum_sha256=r["checksum_sha256"], status=r["status"],
+        review_state=r["review_state"], created_at=dt(r["created_at"]), updated_at=dt(r["updated_at"]),  # type: ignore[arg-type]
+        failure_reason=r["failure_reason"], latest_job_id=r["latest_job_id"], plain_text=bool(r["plain_text"]),
+        ocr_blocks=bool(r["ocr_blocks"]), chunk_embeddings=bool(r["chunk_embeddings"]),
+        review_deadline=dt(r["review_deadline"]), uploaded_at=dt(r["uploaded_at"]), deleted_at=dt(r["deleted_at"]),
+        seq=r["seq"],
+    )
+
+
+def _upload(r: sqlite3.Row) -> Upload:
+    return Upload(
+        id=r["id"], object_id=r["object_id"], tenant_id=r["tenant_id"], dataset_id=r["dataset_id"], strategy=r["strategy"],
+        part_size_bytes=r["part_size_bytes"], part_count=r["part_count"], state=r["state"],
+        expires_at=dt(r["expires_at"]), created_at=dt(r["created_at"]), completed_at=dt(r["completed_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _part(r: sqlite3.Row) -> UploadPart:
+    return UploadPart(r["upload_id"], r["part_number"], r["file_name"], r["size_bytes"], r["sha256"], dt(r["received_at"]))  # type: ignore[arg-type]
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return ts(v)
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _get_object(c: sqlite3.Connection, object_id: str) -> ObjectRecord:
+    return _object(c.execute("SELECT * FROM objects WHERE id = ?", (object_id,)).fetchone())
+
+
+def _adjust_dataset(c: sqlite3.Connection, dataset_id: str, objects: int, size: int, now: datetime) -> None:
+    c.execute(
+        "UPDATE datasets SET object_count = object_count + ?, total_bytes = total_bytes + ?, updated_at = ? WHERE id = ?",
+        (objects, size, ts(now), dataset_id),
+    )
+
+
+class ObjectsMixin:
+    """Object and upload persistence; relies on ``read``/``write`` of the store."""
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T: ...  # provided by SqliteStore
+    async def write(self, fn: Callable[..., T], *args: Any) -> T: ...  # provided by SqliteStore
+
+    async def create_object_upload(self, obj: ObjectRecord, upload: Upload) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                f"INSERT INTO objects ({', '.join(_OBJECT_COLUMNS)}) VALUES ({', '.join('?' * len(_OBJECT_COLUMNS))})",
+                [_value(getattr(obj, col)) for col in _OBJECT_COLUMNS],
+            )
+            c.execute(
+                "INSERT INTO uploads (id, object_id, tenant_id, dataset_id, strategy, part_size_bytes, part_count, state,"
+                " expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (upload.id, upload.object_id, upload.tenant_id, upload.dataset_id, upload.strategy, upload.part_size_bytes,
+                 upload.part_count, upload.state, ts(upload.expires_at), ts(upload.created_at)),
+            )
+
+        await self.write(op)
+
+    async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id)).fetchone())
+        return None if row is None else _object(row)
+
+    async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE blob_id = ?", (blob_id,)).fetchone())
+        return None if row is None else _object(row)
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone())
+        return None if row is None else _upload(row)
+
+    async def list_parts(self, upload_id: str) -> list[UploadPart]:
+        rows = await self.read(
+            lambda c: c.execute("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number", (upload_id,)).fetchall()
+        )
+        return [_part(r) for r in rows]
+
+    async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:
+        """Record a received part if its upload is still pending.
+
+        Returns ``(accepted, replaced_file)``: the file of an earlier PUT of the same part,
+        now unreferenced, for the caller to delete."""
+
+        def op(c: sqlite3.Connection) -> tuple[bool, str | None]:
+            state = c.execute("SELECT state FROM uploads WHERE id = ?", (part.upload_id,)).fetchone()
+            if state is None or state[0] != "pending":
+                return False, None
+            old = c.execute(
+                "SELECT file_name FROM upload_parts WHERE upload_id = ? AND part_number = ?", (part.upload_id, part.part_number)
+            ).fetchone()
+            c.execute(
+                "INSERT OR REPLACE INTO upload_parts (upload_id, part_number, file_name, size_bytes, sha256, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (part.upload_id, part.part_number, part.file_name, part.size_bytes, part.sha256, ts(part.received_at)),
+            )
+            return True, None if old is None else old[0]
+
+        return await self.write(op)
+
+    async def finish_upload(
+        self, object_id: str, checksum: str, now: datetime, review_deadline: datetime, next_dataset_status: Callable[[str], str]
+    ) -> tuple[ObjectRecord, bool]:
+        """Mark the object uploaded (once), complete its upload and count it in its dataset.
+
+        ``next_dataset_status(current)`` says where the dataset's lifecycle goes on a new
+        object. Returns the object and whether this call was the one that finished it."""
+
+        def op(c: sqlite3.Connection) -> tuple[ObjectRecord, bool]:
+            changed = c.execute(
+                "UPDATE objects SET status = 'uploaded', checksum_sha256 = ?, uploaded_at = ?, review_deadline = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending_upload'",
+                (checksum, ts(now), ts(review_deadline), ts(now), object_id),
+            ).rowcount
+            obj = _get_object(c, object_id)
+            if changed:
+                c.execute("UPDATE uploads SET state = 'completed', completed_at = ? WHERE id = ?", (ts(now), obj.upload_id))
+                _adjust_dataset(c, obj.dataset_id, 1, obj.size_bytes, now)
+                (status,) = c.execute("SELECT status FROM datasets WHERE id = ?", (obj.dataset_id,)).fetchone()
+                target = next_dataset_status(status)
+                if target != status:
+                    c.execute("UPDATE datasets SET status = ? WHERE id = ?", (target, obj.dataset_id))
+            return obj, bool(changed)
+
+        return await self.write(op)
+
+    async def renew_upload(self, upload_id: str, expires_at: datetime, now: datetime) -> Upload | None:
+        """Give a not yet completed upload a new expiry (reviving an abandoned one)."""
+
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            row = c.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            if row is None or row["state"] not in ("pending", "abandoned"):
+                return row
+            c.execute("UPDATE uploads SET state = 'pending', expires_at = ? WHERE id = ?", (ts(expires_at), upload_id))
+            c.execute(
+                "UPDATE objects SET status = 'pending_upload', failure_reason = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'failed' AND failure_reason = 'upload_abandoned'",
+                (ts(now), row["object_id"]),
+            )
+            return c.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+
+        row = await self.write(op)
+        return None if row is None else _upload(row)
+
+    async def list_objects(
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
+    ) -> list[ObjectRecord]:
+        where = ["tenant_id = ?", "dataset_id = ?"]
+        params: list[Any] = [tenant_id, dataset_id]
+        if status is None:
+            where.append("status != 'deleted'")
+        else:
+            where.append("status = ?")
+            params.append(status)
+        if review_state is not None:
+            where.append("review_state = ?")
+            params.append(review_state)
+        if after is not None:
+            where.append("seq < ?")
+            params.append(after)
+        rows = await self.read(
+            lambda c: c.execute(f"SELECT * FROM objects WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        )
+        return [_object(r) for r in rows]
+
+    async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None:
+        """Tombstone the object, uncount it, cancel its upload; return it as it was and its parts."""
+
+        def op(c: sqlite3.Connection) -> tuple[ObjectRecord, list[UploadPart]] | None:
+            row = c.execute("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id)).fetchone()
+            if row is None:
+                return None
+            before = _object(row)
+            parts = [_part(r) for r in c.execute("SELECT * FROM upload_parts WHERE upload_id = ?", (before.upload_id,))]
+            if before.status == "deleted":
+                return before, parts
+            c.execute(
+                "UPDATE objects SET status = 'deleted', deleted_at = ?, updated_at = ?, plain_text = 0, ocr_blocks = 0,"
+                " chunk_embeddings = 0 WHERE id = ?",
+                (ts(now), ts(now), object_id),
+            )
+            c.execute("UPDATE uploads SET state = 'cancelled' WHERE id = ? AND state IN ('pending', 'abandoned')", (before.upload_id,))
+            c.execute("DELETE FROM upload_parts WHERE upload_id = ?", (before.upload_id,))
+            if before.uploaded_at is not None:
+                _adjust_dataset(c, before.dataset_id, -1, -before.size_bytes, now)
+                if before.status == "active":
+                    c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", (before.dataset_id,))
+            return before, parts
+
+        return await self.write(op)
+
+    async def delete_dataset_objects(self, tenant_id: str, dataset_id: str, now: datetime) -> list[tuple[ObjectRecord, list[UploadPart]]]:
+        """Tombstone every live object of a dataset (its deletion); return them and their parts."""
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT id FROM objects WHERE tenant_id = ? AND dataset_id = ? AND status != 'deleted'", (tenant_id, dataset_id)
+            ).fetchall()
+        )
+        gone = []
+        for (object_id,) in rows:
+            result = await self.delete_object(tenant_id, object_id, now)
+            if result is not None:
+                gone.append(result)
+        return gone
+
+    async def abandon_expired_uploads(self, before: datetime, now: datetime) -> list[tuple[Upload, list[UploadPart]]]:
+        """Mark uploads whose URLs expired before ``before`` abandoned (their objects failed)."""
+
+        def op(c: sqlite3.Connection) -> list[tuple[Upload, list[UploadPart]]]:
+            rows = c.execute("SELECT * FROM uploads WHERE state = 'pending' AND expires_at < ? LIMIT 500", (ts(before),)).fetchall()
+            out = []
+            for row in rows:
+                upload = _upload(row)
+                parts = [_part(r) for r in c.execute("SELECT * FROM upload_parts WHERE upload_id = ?", (upload.id,))]
+                c.execute("UPDATE uploads SET state = 'abandoned' WHERE id = ?", (upload.id,))
+                c.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload.id,))
+                c.execute(
+                    "UPDATE objects SET status = 'failed', failure_reason = 'upload_abandoned', updated_at = ?"
+                    " WHERE id = ? AND status = 'pending_upload'",
+                    (ts(now), upload.object_id),
+                )
+                out.append((upload, parts))
+            return out
+
+        return await self.write(op)
