@@ -37,7 +37,11 @@ log = structlog.get_logger(__name__)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALNUM = string.ascii_lowercase + string.digits
 _KEY_FORMAT = re.compile(r"^ipto_([a-z0-9]{8})_([A-Za-z0-9]{40})$")
-_hasher = argon2.PasswordHasher()  # argon2id with the library's current RFC 9106 defaults
+# argon2id with OWASP's recommended parameters (19 MiB, t=2, p=1). The library default
+# (RFC 9106 "low memory", 64 MiB) makes every concurrent login hold 64 MiB; with
+# KDF_SLOTS bounding concurrency, password hashing never needs more than ~40 MiB.
+_hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+KDF_SLOTS = 2
 # Verified when an email is unknown, so that a login takes as long either way.
 _DUMMY_HASH = _hasher.hash("not a password: timing equaliser")
 
@@ -85,6 +89,7 @@ class Identity:
         self.store = store
         self.cfg = cfg
         self.now = now
+        self._kdf = trio.CapacityLimiter(KDF_SLOTS)
 
     # -- accounts -----------------------------------------------------------------
     async def create_account(
@@ -99,7 +104,7 @@ class Identity:
         email = normalize_email(email)
         check_password(password)
         now = self.now()
-        password_hash = await trio.to_thread.run_sync(_hasher.hash, password)
+        password_hash = await trio.to_thread.run_sync(_hasher.hash, password, limiter=self._kdf)
         user = User(new_id("usr"), email, name, password_hash, platform_admin, now)
         tenant = Tenant(new_id("tnt"), tenant_name or name or email.split("@")[0], now)
         try:
@@ -131,7 +136,7 @@ class Identity:
             email = ""
         user = await self.store.get_user_by_email(email) if email else None
         try:
-            await trio.to_thread.run_sync(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password)
+            await trio.to_thread.run_sync(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password, limiter=self._kdf)
         except argon2.exceptions.VerificationError:
             user = None
         except argon2.exceptions.InvalidHashError:
