@@ -33,10 +33,11 @@ from engine.store import open_store
 log = structlog.get_logger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 60
-# Hypercorn reads sockets 64 KiB at a time; 1 MiB reads gave ~1.5x upload throughput here
-# (DESIGN.md). Its per-request queue is shrunk to match, so an upload buffers at most a
-# few MiB before backpressure stops reading the socket.
-SOCKET_READ_BYTES = 1024 * 1024
+# Hypercorn reads sockets 64 KiB at a time; larger reads raise upload throughput
+# (DESIGN.md measured ~1.5x at 1 MiB). 256 KiB with a 4-message per-request queue keeps
+# what one upload can buffer before backpressure stops reading its socket at ~1 MiB, so
+# 8 concurrent uploads fit the 120 MiB server budget (bench/README.md).
+SOCKET_READ_BYTES = 256 * 1024
 APP_QUEUE_MESSAGES = 4
 STALE_TMP_SECONDS = 3600
 
