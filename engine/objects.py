@@ -154,7 +154,7 @@ class Objects:
         principal.require_dataset(obj.dataset_id)
         return obj
 
-    async def list(
+    async def list_for_dataset(
         self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int
     ) -> Page[ObjectRecord]:
         ds = await self.datasets.get(principal, dataset_id)

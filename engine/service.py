@@ -137,11 +137,12 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
                     hc.graceful_timeout = cfg.http.graceful_timeout_seconds
                     hc.read_timeout = None
                     hc.max_app_queue_size = APP_QUEUE_MESSAGES
-                    hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES  # type: ignore[attr-defined]
+                    hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
                     app = create_asgi(svc, create_app(svc))
 
                     async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-                        await hypercorn.trio.serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
+                        await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
+                                                   shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
                         log.info("http_drained")
                         nursery.cancel_scope.cancel()
 

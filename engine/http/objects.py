@@ -135,7 +135,7 @@ async def get_object(principal: Principal, object_id: str) -> Response:
 async def list_objects(principal: Principal, dataset_id: str) -> Response:
     status = query_choice("status", OBJECT_STATUSES)
     review_state = query_choice("review_state", REVIEW_STATES)
-    page = await services().objects.list(principal, dataset_id, status, review_state, *page_args())
+    page = await services().objects.list_for_dataset(principal, dataset_id, status, review_state, *page_args())
     return ok({"objects": [object_view(o) for o in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 

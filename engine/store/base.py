@@ -10,7 +10,7 @@ rows newest first; ``engine.pagination`` turns that into pages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,8 +20,11 @@ from engine.store.records import (
     Dataset,
     IdempotencyRecord,
     Membership,
+    ObjectRecord,
     Session,
     Tenant,
+    Upload,
+    UploadPart,
     User,
 )
 
@@ -119,3 +122,37 @@ class Store(Protocol):
         """Forget an in-progress claim (the request failed without a storable answer)."""
 
     async def purge_idempotency(self, now: datetime) -> int: ...
+
+    # -- objects and uploads ----------------------------------------------------------
+    async def create_object_upload(self, obj: ObjectRecord, upload: Upload) -> None: ...
+
+    async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
+        """The tenant's object, tombstones included."""
+
+    async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None: ...
+
+    async def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    async def list_parts(self, upload_id: str) -> list[UploadPart]: ...
+
+    async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:
+        """Record a part if its upload is pending: ``(accepted, file the part replaced)``."""
+
+    async def finish_upload(
+        self, object_id: str, checksum: str, now: datetime, review_deadline: datetime, next_dataset_status: Callable[[str], str]
+    ) -> tuple[ObjectRecord, bool]:
+        """Mark uploaded and count in the dataset, once; ``(object, whether this call did it)``."""
+
+    async def renew_upload(self, upload_id: str, expires_at: datetime, now: datetime) -> Upload | None: ...
+
+    async def list_objects(
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
+    ) -> list[ObjectRecord]: ...
+
+    async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None: ...
+
+    async def delete_dataset_objects(
+        self, tenant_id: str, dataset_id: str, now: datetime
+    ) -> list[tuple[ObjectRecord, list[UploadPart]]]: ...
+
+    async def abandon_expired_uploads(self, before: datetime, now: datetime) -> list[tuple[Upload, list[UploadPart]]]: ...

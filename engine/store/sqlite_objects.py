@@ -72,8 +72,11 @@ def _adjust_dataset(c: sqlite3.Connection, dataset_id: str, objects: int, size: 
 class ObjectsMixin:
     """Object and upload persistence; relies on ``read``/``write`` of the store."""
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T: ...  # provided by SqliteStore
-    async def write(self, fn: Callable[..., T], *args: Any) -> T: ...  # provided by SqliteStore
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
 
     async def create_object_upload(self, obj: ObjectRecord, upload: Upload) -> None:
         def op(c: sqlite3.Connection) -> None:
