@@ -330,3 +330,16 @@ async def test_allow_list_key_cannot_touch_other_datasets_objects(client, alice,
     assert (await client.get(f"/v1/objects/{up['object_id']}", headers=key)).status_code == 403
     assert (await initiate(client, key, other["dataset_id"], b"x")).status_code == 403
     assert (await initiate(client, key, dataset["dataset_id"], b"x")).status_code == 201
+
+
+async def test_refused_large_put_is_answered_not_left_hanging(client, alice, dataset):
+    """A PUT refused before its body is read (here: 16 MiB on a tampered URL) still gets its 403."""
+    import trio
+
+    data = os.urandom(16 * MiB)
+    up = (await initiate(client, alice.headers, dataset["dataset_id"], data)).json()["data"]
+    with trio.fail_after(20):
+        r = await client.put(_alter(up["upload_url"], signature="f" * 64), content=data)
+    assert r.status_code == 403
+    with trio.fail_after(20):  # and the server is fine afterwards
+        assert (await client.get("/v1/health")).status_code == 200
