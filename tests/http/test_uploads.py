@@ -339,7 +339,7 @@ async def test_refused_large_put_is_answered_not_left_hanging(client, alice, dat
     data = os.urandom(16 * MiB)
     up = (await initiate(client, alice.headers, dataset["dataset_id"], data)).json()["data"]
     with trio.fail_after(20):
-        r = await client.put(_alter(up["upload_url"], signature="f" * 64), content=data)
+        r = await client.put(_alter(up["parts"][0]["upload_url"], signature="f" * 64), content=data)
     assert r.status_code == 403
     with trio.fail_after(20):  # and the server is fine afterwards
         assert (await client.get("/v1/health")).status_code == 200
