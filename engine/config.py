@@ -77,6 +77,24 @@ class ReviewConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ActorsConfig:
+    inbox_size: int = 64
+    idle_seconds: float = 300.0
+    ask_timeout_seconds: float = 60.0
+    restart_budget: int = 5
+    restart_backoff_seconds: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    workers: int = 2
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 2.0
+    chunk_chars: int = 1000
+    chunk_overlap: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
 class AdminConfig:
     bootstrap_email: str = ""
     bootstrap_password: str = ""
@@ -98,6 +116,8 @@ class Config:
     idempotency: IdempotencyConfig = IdempotencyConfig()
     uploads: UploadsConfig = UploadsConfig()
     review: ReviewConfig = ReviewConfig()
+    actors: ActorsConfig = ActorsConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     admin: AdminConfig = AdminConfig()
     log: LogConfig = LogConfig()
 
@@ -126,7 +146,8 @@ _POSITIVE = {
     "idempotency.retention_seconds", "idempotency.in_progress_timeout_seconds",
     "uploads.url_ttl_seconds", "uploads.multipart_threshold_bytes",
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
-    "http.graceful_timeout_seconds",
+    "http.graceful_timeout_seconds", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
+    "actors.restart_backoff_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
 }
 
 

@@ -18,11 +18,14 @@ dataset answers 404 everywhere.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from engine.actors.messages import Message
+from engine.actors.supervisor import Supervisor
 from engine.auth import Principal
 from engine.errors import Conflict, Forbidden, NotFound
 from engine.ids import new_id, utcnow
@@ -79,11 +82,31 @@ def resumed_status(ds: Dataset) -> str:
     return "draft"
 
 
+@dataclass(frozen=True)
+class UpdateDataset(Message):
+    principal: Principal
+    dataset_id: str
+    fields: dict[str, Any]
+
+    async def apply(self, ctx: Any) -> Dataset:
+        return await ctx.datasets.apply_update(self.principal, self.dataset_id, self.fields)
+
+
+@dataclass(frozen=True)
+class DeleteDataset(Message):
+    principal: Principal
+    dataset_id: str
+
+    async def apply(self, ctx: Any) -> None:
+        await ctx.datasets.apply_delete(self.principal, self.dataset_id, ctx.objects.purge_dataset)
+
+
 class Datasets:
     """Dataset use cases, always scoped to the caller's tenant and key."""
 
-    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, store: Store, actors: Supervisor, now: Callable[[], datetime] = utcnow) -> None:
         self.store = store
+        self.actors = actors
         self.now = now
 
     async def get(self, principal: Principal, dataset_id: str) -> Dataset:
@@ -119,6 +142,12 @@ class Datasets:
 
     async def update(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Dataset:
         ds = await self.get(principal, dataset_id)
+        updated: Dataset = await self.actors.ask(ds.id, UpdateDataset(principal, ds.id, dict(fields)))
+        return updated
+
+    async def apply_update(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Dataset:
+        """In the dataset's actor."""
+        ds = await self.get(principal, dataset_id)
         changes = dict(fields)
         if "status" in changes:
             target = changes["status"]
@@ -139,11 +168,14 @@ class Datasets:
         log.info("dataset_updated", dataset_id=dataset_id, fields=sorted(fields))
         return updated
 
-    async def delete(self, principal: Principal, dataset_id: str, purge: Callable[[Principal, str], Awaitable[int]]) -> None:
-        """``pending_deletion``, then ``purge`` (objects, blobs, index), then ``deleted``.
+    async def delete(self, principal: Principal, dataset_id: str) -> None:
+        ds = await self.get(principal, dataset_id)
+        await self.actors.ask(ds.id, DeleteDataset(principal, ds.id))
 
-        A crash in between leaves the dataset in ``pending_deletion``; deleting again
-        finishes the job."""
+    async def apply_delete(self, principal: Principal, dataset_id: str, purge: Callable[[Principal, str], Awaitable[int]]) -> None:
+        """In the dataset's actor: ``pending_deletion``, then ``purge`` (objects, blobs,
+        index), then ``deleted``. A crash in between leaves ``pending_deletion``; deleting
+        again finishes the job."""
         ds = await self.get(principal, dataset_id)
         if ds.status != "pending_deletion":
             check_transition(ds.status, "pending_deletion", "owner")

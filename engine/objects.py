@@ -22,6 +22,8 @@ from typing import Any
 import structlog
 import trio
 
+from engine.actors.messages import Message
+from engine.actors.supervisor import Supervisor
 from engine.auth import Principal
 from engine.config import UploadsConfig
 from engine.datasets import Datasets, check_transition
@@ -107,6 +109,24 @@ class Initiated:
     parts: list[tuple[int, str]]
 
 
+@dataclass(frozen=True)
+class FinishUpload(Message):
+    object_id: str
+    sha256: str
+
+    async def apply(self, ctx: Any) -> ObjectRecord:
+        return await ctx.objects.apply_finish_upload(self.object_id, self.sha256)
+
+
+@dataclass(frozen=True)
+class DeleteObject(Message):
+    tenant_id: str
+    object_id: str
+
+    async def apply(self, ctx: Any) -> ObjectRecord:
+        return await ctx.objects.apply_delete(self.tenant_id, self.object_id)
+
+
 class _KeyedLocks:
     """A ``trio.Lock`` per key, dropped when nobody holds or waits for it."""
 
@@ -136,8 +156,10 @@ class Objects:
         datasets: Datasets,
         uploads: UploadsConfig,
         review_window_seconds: int,
+        actors: Supervisor,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.actors = actors
         self.store = store
         self.blobs = blobs
         self.datasets = datasets
@@ -145,6 +167,7 @@ class Objects:
         self.review_window = timedelta(seconds=review_window_seconds)
         self.now = now
         self._locks = _KeyedLocks()
+        self.on_staged: Callable[[], None] | None = None  # wakes the review clock
 
     # -- lookups --------------------------------------------------------------------
     async def get(self, principal: Principal, object_id: str) -> ObjectRecord:
@@ -270,6 +293,11 @@ class Objects:
     async def _confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
         obj = await self.get(principal, object_id)  # again, under the lock
         if obj.uploaded_at is not None and obj.status != "deleted":
+            if obj.review_state in ("expired", "rejected"):
+                raise Conflict(
+                    f"this object was {obj.review_state}; upload the file again to start a new review",
+                    {"status": obj.status, "review_state": obj.review_state},
+                )
             return obj  # confirming twice is harmless
         upload = await self.store.get_upload(obj.upload_id)
         assert upload is not None
@@ -294,6 +322,13 @@ class Objects:
                 {"expected_sha256": obj.declared_sha256, "computed_sha256": staged.sha256},
             )
         await self.blobs.promote(staged, obj.blob_id)
+        confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
+        await self.blobs.discard_upload(upload.id)
+        log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
+        return confirmed
+
+    async def apply_finish_upload(self, object_id: str, sha256: str) -> ObjectRecord:
+        """In the dataset's actor: the object is uploaded, staged for review, and counted."""
         now = self.now()
 
         def next_status(current: str) -> str:
@@ -302,9 +337,9 @@ class Objects:
                 return "ingesting"
             return current
 
-        confirmed, _ = await self.store.finish_upload(obj.id, staged.sha256, now, now + self.review_window, next_status)
-        await self.blobs.discard_upload(upload.id)
-        log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
+        confirmed, changed = await self.store.finish_upload(object_id, sha256, now, now + self.review_window, next_status)
+        if changed and self.on_staged is not None:
+            self.on_staged()
         return confirmed
 
     @staticmethod
@@ -354,27 +389,35 @@ class Objects:
     async def delete(self, principal: Principal, object_id: str) -> ObjectRecord:
         obj = await self.get(principal, object_id)
         async with self._locks.hold(obj.upload_id):
-            result = await self.store.delete_object(principal.tenant_id, object_id, self.now())
+            deleted: ObjectRecord = await self.actors.ask(obj.dataset_id, DeleteObject(obj.tenant_id, object_id))
+        return deleted
+
+    async def apply_delete(self, tenant_id: str, object_id: str) -> ObjectRecord:
+        """In the dataset's actor: tombstone, uncount, drop index entries, purge bytes."""
+        result = await self.store.delete_object(tenant_id, object_id, self.now())
         assert result is not None
-        await self._purge_bytes(result[0])
-        deleted = await self.store.get_object(principal.tenant_id, object_id)
+        await self.purge_bytes(result[0])
+        deleted = await self.store.get_object(tenant_id, object_id)
         assert deleted is not None
         log.info("object_deleted", object_id=object_id)
         return deleted
 
-    async def _purge_bytes(self, obj: ObjectRecord) -> None:
+    async def purge_bytes(self, obj: ObjectRecord) -> None:
+        """Remove everything stored for an object: staged parts, its blob, its artifacts."""
         await self.blobs.discard_upload(obj.upload_id)
         await self.blobs.delete(obj.blob_id)
+        await self.blobs.delete_artifacts(obj.id)
 
     async def purge_dataset(self, principal: Principal, dataset_id: str) -> int:
+        """In the dataset's actor (during its deletion): every object tombstoned and purged."""
         gone = await self.store.delete_dataset_objects(principal.tenant_id, dataset_id, self.now())
         for obj, _ in gone:
-            await self._purge_bytes(obj)
+            await self.purge_bytes(obj)
         return len(gone)
 
     async def download_url(self, principal: Principal, object_id: str) -> tuple[str, datetime]:
         obj = await self.get(principal, object_id)
-        if obj.uploaded_at is None or obj.status == "deleted" or not await trio.to_thread.run_sync(self.blobs.object_path(obj.blob_id).exists):
+        if obj.uploaded_at is None or obj.status == "deleted" or not await self.blobs.exists(obj.blob_id):
             raise Conflict(f"the object has no stored bytes ({obj.status})", {"status": obj.status})
         expires_at = self.now() + timedelta(seconds=self.cfg.url_ttl_seconds)
         return self.blobs.get_url(obj.blob_id, obj.size_bytes, expires_at), expires_at

@@ -23,7 +23,6 @@ import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from engine.actors.supervisor import open_supervisor
 from engine.config import Config, ConfigError
 from engine.http.app import create_app
 from engine.http.blob_routes import create_asgi
@@ -126,7 +125,10 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
             svc = Services.build(cfg, store, load_secret(cfg.data_dir))
             await _bootstrap_admin(svc)
             stop = trio.Event()
-            async with open_supervisor(cfg.http.graceful_timeout_seconds):
+            async with svc.actors.running(cfg.http.graceful_timeout_seconds):
+                # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
+                await svc.pipeline.resume_unfinished()
+                svc.actors.start_soon(svc.review_clock.run)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_maintenance, svc)
                     hc = HypercornConfig()

@@ -106,8 +106,7 @@ async def update_dataset(principal: Principal, dataset_id: str) -> Response:
 @bp.delete("/v1/datasets/<dataset_id>")
 @endpoint("datasets:write")
 async def delete_dataset(principal: Principal, dataset_id: str) -> Response:
-    svc = services()
-    await svc.datasets.delete(principal, dataset_id, purge=svc.objects.purge_dataset)
+    await services().datasets.delete(principal, dataset_id)
     return ok({})
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import trio
 
 from engine.errors import Unprocessable
+from engine.offload import Offload, to_thread
 from engine.signing import Signer
 from engine.store.records import Upload, UploadPart
 
@@ -62,8 +63,9 @@ def _fsync_dir(path: Path) -> None:
 class PartWriter:
     """Streams one PUT body to a temporary file while hashing it."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, offload: Offload = to_thread) -> None:
         self.tmp = tmp
+        self._offload = offload
         self._fh = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
         self._hash = hashlib.sha256()
         self.size = 0
@@ -74,7 +76,7 @@ class PartWriter:
 
     async def write(self, data: bytes) -> None:
         self.size += len(data)
-        await trio.to_thread.run_sync(self._write, data)
+        await self._offload(self._write, data)
 
     @property
     def sha256(self) -> str:
@@ -89,7 +91,7 @@ class PartWriter:
         _fsync_dir(final.parent)
 
     async def commit(self, final: Path) -> None:
-        await trio.to_thread.run_sync(self._commit, final)
+        await self._offload(self._commit, final)
 
     def _abort(self) -> None:
         self._fh.close()
@@ -97,14 +99,15 @@ class PartWriter:
 
     async def abort(self) -> None:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._abort)
+            await self._offload(self._abort)
 
 
 class LocalBlobStore:
-    def __init__(self, root: Path, signer: Signer) -> None:
+    def __init__(self, root: Path, signer: Signer, offload: Offload = to_thread) -> None:
         self.root = root
         self.signer = signer
-        for sub in ("objects", "staging", "tmp"):
+        self._offload = offload
+        for sub in ("objects", "staging", "tmp", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     # -- URLs -----------------------------------------------------------------------
@@ -123,13 +126,13 @@ class LocalBlobStore:
 
     async def ping(self) -> None:
         probe = self.root / "tmp" / f".health-{secrets.token_hex(4)}"
-        await trio.to_thread.run_sync(probe.write_bytes, b"ok")
-        await trio.to_thread.run_sync(probe.unlink)
+        await self._offload(probe.write_bytes, b"ok")
+        await self._offload(probe.unlink)
 
     # -- receiving ------------------------------------------------------------------
     async def open_part_writer(self) -> PartWriter:
         tmp = self.root / "tmp" / f"put-{secrets.token_hex(8)}"
-        return await trio.to_thread.run_sync(PartWriter, tmp)
+        return await self._offload(PartWriter, tmp, self._offload)
 
     @staticmethod
     def new_part_name(part_number: int) -> str:
@@ -147,7 +150,7 @@ class LocalBlobStore:
             if final.exists() and final.stat().st_size == part.size_bytes:
                 return Staged(part.size_bytes, part.sha256, None)  # promoted before a crash
             raise Unprocessable("the uploaded bytes are missing; upload the file again", {"part_number": 1})
-        return await trio.to_thread.run_sync(self._assemble, upload, parts)
+        return await self._offload(self._assemble, upload, parts)
 
     def _assemble(self, upload: Upload, parts: Sequence[UploadPart]) -> Staged:
         tmp = self.root / "tmp" / f"assemble-{upload.id}-{secrets.token_hex(4)}"
@@ -180,22 +183,50 @@ class LocalBlobStore:
             os.replace(staged.source, final)  # type: ignore[arg-type]
             _fsync_dir(final.parent)
 
-        await trio.to_thread.run_sync(move)
+        await self._offload(move)
 
     async def discard(self, staged: Staged, upload: Upload) -> None:
         """Drop an assembled candidate that failed verification (received parts stay)."""
         if staged.source is not None and upload.strategy == "multipart":
-            await trio.to_thread.run_sync(lambda: staged.source.unlink(missing_ok=True))  # type: ignore[union-attr]
+            await self._offload(lambda: staged.source.unlink(missing_ok=True))
 
     # -- removing -------------------------------------------------------------------
     async def discard_upload(self, upload_id: str) -> None:
-        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.root / "staging" / upload_id, ignore_errors=True))
+        await self._offload(lambda: shutil.rmtree(self.root / "staging" / upload_id, ignore_errors=True))
 
     async def discard_staged_file(self, upload_id: str, file_name: str) -> None:
-        await trio.to_thread.run_sync(lambda: self.staging_path(upload_id, file_name).unlink(missing_ok=True))
+        await self._offload(lambda: self.staging_path(upload_id, file_name).unlink(missing_ok=True))
+
+    async def exists(self, blob_id: str) -> bool:
+        return bool(await self._offload(self.object_path(blob_id).exists))
 
     async def delete(self, blob_id: str) -> None:
-        await trio.to_thread.run_sync(lambda: self.object_path(blob_id).unlink(missing_ok=True))
+        await self._offload(lambda: self.object_path(blob_id).unlink(missing_ok=True))
+
+    # -- pipeline artifacts ---------------------------------------------------------------
+    def artifact_path(self, object_id: str, name: str) -> Path:
+        return self.root / "artifacts" / object_id / name
+
+    async def write_artifact(self, object_id: str, name: str, data: bytes) -> None:
+        """Store an artifact atomically (tmp, fsync, rename): a re-run overwrites it whole."""
+
+        def write() -> None:
+            final = self.artifact_path(object_id, name)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / "tmp" / f"artifact-{secrets.token_hex(6)}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+
+        await self._offload(write)
+
+    async def read_artifact(self, object_id: str, name: str) -> bytes:
+        return await self._offload(self.artifact_path(object_id, name).read_bytes)
+
+    async def delete_artifacts(self, object_id: str) -> None:
+        await self._offload(lambda: shutil.rmtree(self.root / "artifacts" / object_id, ignore_errors=True))
 
     async def sweep_tmp(self, older_than_seconds: float) -> int:
         """Remove temporary files left by a crash (a live PUT touches its file constantly)."""
@@ -214,4 +245,4 @@ class LocalBlobStore:
                     pass
             return removed
 
-        return await trio.to_thread.run_sync(sweep)
+        return await self._offload(sweep)

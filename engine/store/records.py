@@ -135,7 +135,17 @@ class ObjectRecord:
     review_deadline: datetime | None = None
     uploaded_at: datetime | None = None
     deleted_at: datetime | None = None
+    review_reason: str | None = None
+    reviewed_at: datetime | None = None
+    reviewed_by: str | None = None
+    normalized_mime_type: str | None = None
+    keywords: tuple[str, ...] = ()
     seq: int = 0
+
+    @property
+    def counted(self) -> bool:
+        """Whether the object counts in its dataset's object_count and total_bytes."""
+        return self.uploaded_at is not None and self.status != "deleted" and self.review_state not in ("rejected", "expired")
 
 
 @dataclass(frozen=True)
@@ -171,3 +181,31 @@ class UploadPart:
     @property
     def etag(self) -> str:
         return f'"{self.sha256}"'
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    tenant_id: str
+    dataset_id: str
+    type: str  # pipeline | import
+    status: str  # queued | running | succeeded | failed
+    created_at: datetime
+    object_id: str | None = None
+    import_id: str | None = None
+    stage: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What the pipeline produced for an object (``artifact_summary`` and the index)."""
+
+    plain_text: bool
+    ocr_blocks: bool
+    chunk_embeddings: bool
+    keywords: tuple[str, ...] = ()

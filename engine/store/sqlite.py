@@ -28,6 +28,7 @@ import orjson
 import trio
 
 from engine.errors import StoreError, UniqueViolation
+from engine.offload import Offload, to_thread
 from engine.store.records import (
     ApiKey,
     CatalogEntry,
@@ -39,6 +40,7 @@ from engine.store.records import (
     User,
 )
 from engine.store.sqlite_objects import ObjectsMixin
+from engine.store.sqlite_pipeline import PipelineMixin
 from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -170,10 +172,11 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin):
+class SqliteStore(ObjectsMixin, PipelineMixin):
     """The embedded store. Open it with :meth:`open`."""
 
-    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:
+    def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
+        self._offload = offload
         self._writer = writer
         self._write_lock = trio.Lock()
         self._readers = readers
@@ -181,7 +184,7 @@ class SqliteStore(ObjectsMixin):
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, path: Path, readers: int = 4) -> AsyncIterator[SqliteStore]:
+    async def open(cls, path: Path, readers: int = 4, offload: Offload = to_thread) -> AsyncIterator[SqliteStore]:
         """Open (creating and migrating as needed) the database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -191,14 +194,14 @@ class SqliteStore(ObjectsMixin):
             return writer, [_connect(str(path)) for _ in range(readers)]
 
         with _translate():
-            writer, pool = await trio.to_thread.run_sync(setup)
-        store = cls(writer, pool)
+            writer, pool = await offload(setup)
+        store = cls(writer, pool, offload)
         try:
             yield store
         finally:
             with trio.CancelScope(shield=True):
                 async with store._write_lock:
-                    await trio.to_thread.run_sync(store._close_all)
+                    await offload(store._close_all)
 
     def _close_all(self) -> None:
         for conn in self._readers:
@@ -223,14 +226,14 @@ class SqliteStore(ObjectsMixin):
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one write transaction on a worker thread."""
         async with self._write_lock:
-            return await trio.to_thread.run_sync(self._in_tx, self._writer, "BEGIN IMMEDIATE", fn, args)
+            return await self._offload(self._in_tx, self._writer, "BEGIN IMMEDIATE", fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one read transaction (a snapshot) on a worker thread."""
         async with self._reader_slots:
             conn = self._readers.pop()
             try:
-                return await trio.to_thread.run_sync(self._in_tx, conn, "BEGIN", fn, args)
+                return await self._offload(self._in_tx, conn, "BEGIN", fn, args)
             finally:
                 self._readers.append(conn)
 

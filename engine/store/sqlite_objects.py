@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from engine.store.records import ObjectRecord, Upload, UploadPart
 from engine.store.sqltime import dt, ts
 
@@ -34,7 +36,9 @@ def _object(r: sqlite3.Row) -> ObjectRecord:
         failure_reason=r["failure_reason"], latest_job_id=r["latest_job_id"], plain_text=bool(r["plain_text"]),
         ocr_blocks=bool(r["ocr_blocks"]), chunk_embeddings=bool(r["chunk_embeddings"]),
         review_deadline=dt(r["review_deadline"]), uploaded_at=dt(r["uploaded_at"]), deleted_at=dt(r["deleted_at"]),
-        seq=r["seq"],
+        review_reason=r["review_reason"], reviewed_at=dt(r["reviewed_at"]), reviewed_by=r["reviewed_by"],
+        normalized_mime_type=r["normalized_mime_type"],
+        keywords=tuple(orjson.loads(r["keywords"])) if r["keywords"] else (), seq=r["seq"],
     )
 
 
@@ -216,10 +220,12 @@ class ObjectsMixin:
             )
             c.execute("UPDATE uploads SET state = 'cancelled' WHERE id = ? AND state IN ('pending', 'abandoned')", (before.upload_id,))
             c.execute("DELETE FROM upload_parts WHERE upload_id = ?", (before.upload_id,))
-            if before.uploaded_at is not None:
+            c.execute("DELETE FROM chunk_index WHERE object_id = ?", (object_id,))
+            c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (object_id,))
+            if before.counted:
                 _adjust_dataset(c, before.dataset_id, -1, -before.size_bytes, now)
-                if before.status == "active":
-                    c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", (before.dataset_id,))
+            if before.status == "active":
+                c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", (before.dataset_id,))
             return before, parts
 
         return await self.write(op)

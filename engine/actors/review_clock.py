@@ -1,0 +1,68 @@
+"""The review clock: sleeps until the next review deadline kept in the store, then has
+each dataset's actor expire what is due.
+
+Deadlines live in the store, never only in memory, so a restart (even after ``kill -9``)
+expires whatever became overdue while the service was down on its first pass. A newly
+staged object wakes the clock, in case its deadline is the earliest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+import trio
+
+from engine.actors.supervisor import Supervisor
+from engine.errors import EngineError
+from engine.review import ExpireDue
+from engine.store.base import Store
+
+log = structlog.get_logger(__name__)
+
+RETRY_SECONDS = 5.0
+
+
+class ReviewClock:
+    def __init__(self, store: Store, actors: Supervisor, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self.actors = actors
+        self.now = now
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        structlog.contextvars.clear_contextvars()
+        task_status.started()
+        while True:
+            wake = self._wake = trio.Event()  # before reading the store: no wake-up is lost
+            try:
+                await self._expire_due()
+                deadline = await self.store.next_review_deadline()
+            except EngineError:
+                log.exception("review_clock_failed")
+                deadline = None
+                await trio.sleep(RETRY_SECONDS)
+                continue
+            delay = math.inf if deadline is None else max((deadline - self.now()).total_seconds(), 0.0)
+            if delay > 0:
+                with trio.move_on_after(delay):
+                    await wake.wait()
+
+    async def _expire_due(self) -> None:
+        while True:
+            due = await self.store.datasets_with_due_reviews(self.now())
+            if not due:
+                return
+            progressed = False
+            for dataset_id in due:
+                try:
+                    progressed |= await self.actors.ask(dataset_id, ExpireDue(dataset_id)) > 0
+                except EngineError as exc:
+                    log.warning("review_expiry_failed", dataset_id=dataset_id, error=exc.message)
+            if not progressed:
+                await trio.sleep(RETRY_SECONDS)  # a failing dataset must not spin the clock

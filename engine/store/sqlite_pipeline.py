@@ -1,0 +1,286 @@
+"""Review decisions, pipeline jobs and the search index in SQLite (mixed into SqliteStore).
+
+Every method is one transaction, and every state change is conditional on the state it
+starts from (``WHERE review_state IN (...)``), so a decision taken twice, or a stage
+reported twice after a crash, changes nothing the second time. Counters move in the same
+transaction as the change that causes them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from engine.store.records import Artifacts, Job, ObjectRecord
+from engine.store.sqlite_objects import _adjust_dataset, _get_object, _object
+from engine.store.sqltime import dt, ts
+
+T = TypeVar("T")
+
+_JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
+                "created_at", "started_at", "finished_at")
+
+
+def _job(r: sqlite3.Row) -> Job:
+    return Job(
+        id=r["id"], tenant_id=r["tenant_id"], dataset_id=r["dataset_id"], type=r["type"], status=r["status"],
+        created_at=dt(r["created_at"]), object_id=r["object_id"], import_id=r["import_id"], stage=r["stage"],  # type: ignore[arg-type]
+        attempts=r["attempts"], error=r["error"], started_at=dt(r["started_at"]), finished_at=dt(r["finished_at"]), seq=r["seq"],
+    )
+
+
+def insert_job(c: sqlite3.Connection, job: Job) -> None:
+    c.execute(
+        f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})",
+        [ts(v) if isinstance(v, datetime) else v for v in (getattr(job, col) for col in _JOB_COLUMNS)],
+    )
+
+
+def _get_job(c: sqlite3.Connection, job_id: str) -> Job:
+    return _job(c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+
+def _uncount(c: sqlite3.Connection, obj: ObjectRecord, now: datetime) -> None:
+    if obj.counted:
+        _adjust_dataset(c, obj.dataset_id, -1, -obj.size_bytes, now)
+
+
+class PipelineMixin:
+    """Review, jobs and index persistence; relies on ``read``/``write`` of the store."""
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    # -- review -------------------------------------------------------------------------
+    async def get_object_any(self, object_id: str) -> ObjectRecord | None:
+        """An object of any tenant (platform admins only)."""
+        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE id = ?", (object_id,)).fetchone())
+        return None if row is None else _object(row)
+
+    async def list_review_queue(
+        self, review_states: Sequence[str], tenant_id: str | None, after: int | None, limit: int
+    ) -> list[ObjectRecord]:
+        where = [f"review_state IN ({', '.join('?' * len(review_states))})", "uploaded_at IS NOT NULL", "status != 'deleted'"]
+        params: list[Any] = list(review_states)
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        if after is not None:
+            where.append("seq < ?")
+            params.append(after)
+        rows = await self.read(
+            lambda c: c.execute(f"SELECT * FROM objects WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        )
+        return [_object(r) for r in rows]
+
+    async def claim_for_review(self, object_id: str, admin_id: str, now: datetime) -> ObjectRecord:
+        def op(c: sqlite3.Connection) -> ObjectRecord:
+            c.execute(
+                "UPDATE objects SET review_state = 'under_review', reviewed_by = ?, updated_at = ?"
+                " WHERE id = ? AND review_state = 'staged' AND uploaded_at IS NOT NULL AND status != 'deleted'",
+                (admin_id, ts(now), object_id),
+            )
+            return _get_object(c, object_id)
+
+        return await self.write(op)
+
+    async def approve_object(self, object_id: str, admin_id: str, job: Job, now: datetime) -> tuple[ObjectRecord, bool]:
+        """staged/under_review → approved with a queued pipeline job; ``(object, whether it changed)``."""
+
+        def op(c: sqlite3.Connection) -> tuple[ObjectRecord, bool]:
+            changed = c.execute(
+                "UPDATE objects SET review_state = 'approved', reviewed_by = ?, reviewed_at = ?, latest_job_id = ?, updated_at = ?"
+                " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
+                (admin_id, ts(now), job.id, ts(now), object_id),
+            ).rowcount
+            if changed:
+                insert_job(c, job)
+            return _get_object(c, object_id), bool(changed)
+
+        return await self.write(op)
+
+    async def reject_object(self, object_id: str, admin_id: str, reason: str | None, now: datetime) -> tuple[ObjectRecord, bool]:
+        def op(c: sqlite3.Connection) -> tuple[ObjectRecord, bool]:
+            before = _get_object(c, object_id)
+            changed = c.execute(
+                "UPDATE objects SET review_state = 'rejected', review_reason = ?, reviewed_by = ?, reviewed_at = ?, updated_at = ?"
+                " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
+                (reason, admin_id, ts(now), ts(now), object_id),
+            ).rowcount
+            if changed:
+                _uncount(c, before, now)
+            return _get_object(c, object_id), bool(changed)
+
+        return await self.write(op)
+
+    async def expire_due(self, dataset_id: str, now: datetime) -> list[ObjectRecord]:
+        """staged → expired for every object of the dataset whose deadline has passed."""
+
+        def op(c: sqlite3.Connection) -> list[ObjectRecord]:
+            rows = c.execute(
+                "SELECT * FROM objects WHERE dataset_id = ? AND review_state = 'staged' AND review_deadline <= ?"
+                " AND status = 'uploaded'",
+                (dataset_id, ts(now)),
+            ).fetchall()
+            expired = []
+            for row in rows:
+                before = _object(row)
+                c.execute(
+                    "UPDATE objects SET review_state = 'expired', review_reason = 'review window elapsed', updated_at = ? WHERE id = ?",
+                    (ts(now), before.id),
+                )
+                _uncount(c, before, now)
+                expired.append(_get_object(c, before.id))
+            return expired
+
+        return await self.write(op)
+
+    async def next_review_deadline(self) -> datetime | None:
+        row = await self.read(
+            lambda c: c.execute(
+                "SELECT min(review_deadline) FROM objects WHERE review_state = 'staged' AND status = 'uploaded'"
+            ).fetchone()
+        )
+        return dt(row[0])
+
+    async def datasets_with_due_reviews(self, now: datetime, limit: int = 1000) -> list[str]:
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT DISTINCT dataset_id FROM objects WHERE review_state = 'staged' AND status = 'uploaded'"
+                " AND review_deadline <= ? LIMIT ?",
+                (ts(now), limit),
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM jobs WHERE id = ? AND tenant_id = ?", (job_id, tenant_id)).fetchone())
+        return None if row is None else _job(row)
+
+    async def get_job_any(self, job_id: str) -> Job | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        return None if row is None else _job(row)
+
+    async def unfinished_jobs(self, job_type: str) -> list[Job]:
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND type = ? ORDER BY seq", (job_type,)
+            ).fetchall()
+        )
+        return [_job(r) for r in rows]
+
+    async def start_stage(self, job_id: str, stage: str, now: datetime) -> tuple[Job, ObjectRecord] | None:
+        """Record that ``stage`` runs now (object status follows); None if the job is over
+        or its object is no longer approved (deleted meanwhile)."""
+
+        def op(c: sqlite3.Connection) -> tuple[Job, ObjectRecord] | None:
+            job = _get_job(c, job_id)
+            obj = _get_object(c, job.object_id)  # type: ignore[arg-type]
+            if job.status not in ("queued", "running") or obj.status == "deleted" or obj.review_state != "approved":
+                return None
+            c.execute(
+                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts ELSE 0 END,"
+                " started_at = coalesce(started_at, ?) WHERE id = ?",
+                (stage, stage, ts(now), job_id),
+            )
+            c.execute("UPDATE objects SET status = ?, updated_at = ? WHERE id = ?", (stage, ts(now), obj.id))
+            return _get_job(c, job_id), _get_object(c, obj.id)
+
+        return await self.write(op)
+
+    async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
+        def op(c: sqlite3.Connection) -> Job:
+            c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", (error, job_id))
+            return _get_job(c, job_id)
+
+        return await self.write(op)
+
+    async def record_normalized(self, object_id: str, mime: str) -> None:
+        await self.write(lambda c: c.execute("UPDATE objects SET normalized_mime_type = ? WHERE id = ?", (mime, object_id)))
+
+    async def record_artifacts(self, object_id: str, artifacts: Artifacts) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "UPDATE objects SET plain_text = ?, ocr_blocks = ?, chunk_embeddings = ?, keywords = ? WHERE id = ?",
+                (int(artifacts.plain_text), int(artifacts.ocr_blocks), int(artifacts.chunk_embeddings),
+                 orjson.dumps(list(artifacts.keywords)).decode(), object_id),
+            )
+        )
+
+    async def replace_index(
+        self, obj: ObjectRecord, chunks: Sequence[str], vectors: Iterable[bytes] | None
+    ) -> None:
+        """The object's index entries, replaced whole (so a re-run after a crash never doubles them)."""
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM chunk_index WHERE object_id = ?", (obj.id,))
+            c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (obj.id,))
+            c.executemany(
+                "INSERT INTO chunk_index (text, object_id, dataset_id, tenant_id, chunk_no) VALUES (?, ?, ?, ?, ?)",
+                [(text, obj.id, obj.dataset_id, obj.tenant_id, n) for n, text in enumerate(chunks)],
+            )
+            if vectors is not None:
+                c.executemany(
+                    "INSERT INTO chunk_vectors (object_id, chunk_no, dataset_id, vector) VALUES (?, ?, ?, ?)",
+                    [(obj.id, n, obj.dataset_id, v) for n, v in enumerate(vectors)],
+                )
+
+        await self.write(op)
+
+    async def finish_job(self, job_id: str, now: datetime, next_dataset_status: Callable[[str], str]) -> tuple[Job, ObjectRecord]:
+        """The job succeeded: the object is active and searchable, and counted as such, once."""
+
+        def op(c: sqlite3.Connection) -> tuple[Job, ObjectRecord]:
+            job = _get_job(c, job_id)
+            obj = _get_object(c, job.object_id)  # type: ignore[arg-type]
+            if job.status in ("queued", "running") and obj.status not in ("deleted", "active"):
+                c.execute("UPDATE jobs SET status = 'succeeded', finished_at = ?, error = NULL WHERE id = ?", (ts(now), job_id))
+                c.execute("UPDATE objects SET status = 'active', failure_reason = NULL, updated_at = ? WHERE id = ?", (ts(now), obj.id))
+                (status,) = c.execute("SELECT status FROM datasets WHERE id = ?", (obj.dataset_id,)).fetchone()
+                c.execute(
+                    "UPDATE datasets SET active_object_count = active_object_count + 1, last_ingest_at = ?, updated_at = ?,"
+                    " status = ? WHERE id = ?",
+                    (ts(now), ts(now), next_dataset_status(status), obj.dataset_id),
+                )
+            return _get_job(c, job_id), _get_object(c, obj.id)
+
+        return await self.write(op)
+
+    async def fail_job(self, job_id: str, error: str, now: datetime) -> Job:
+        def op(c: sqlite3.Connection) -> Job:
+            job = _get_job(c, job_id)
+            if job.status in ("queued", "running"):
+                c.execute("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?", (error, ts(now), job_id))
+                if job.object_id:
+                    c.execute(
+                        "UPDATE objects SET status = 'failed', failure_reason = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+                        (error, ts(now), job.object_id),
+                    )
+                    c.execute("DELETE FROM chunk_index WHERE object_id = ?", (job.object_id,))
+                    c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (job.object_id,))
+            return _get_job(c, job_id)
+
+        return await self.write(op)
+
+    async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]:
+        """``(object_id, chunk_no, text)`` of chunks matching an FTS5 query, best first."""
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT object_id, chunk_no, text FROM chunk_index WHERE chunk_index MATCH ? AND tenant_id = ? AND dataset_id = ?"
+                " ORDER BY rank LIMIT ?",
+                (query, tenant_id, dataset_id, limit),
+            ).fetchall()
+        )
+        return [(r[0], int(r[1]), r[2]) for r in rows]
+
+    async def count_vectors(self, object_id: str) -> int:
+        row = await self.read(lambda c: c.execute("SELECT count(*) FROM chunk_vectors WHERE object_id = ?", (object_id,)).fetchone())
+        return int(row[0])

@@ -1,0 +1,65 @@
+"""A whole engine without HTTP, for deterministic tests under ``autojump_clock``.
+
+The store and blob store run inline (no worker threads) and wall-clock time follows
+Trio's clock, so a 72-hour review window passes in milliseconds of real time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from engine.auth import ADMIN_SCOPE, TENANT_SCOPES, Principal
+from engine.ids import new_id
+from engine.offload import inline
+from engine.services import Services
+from engine.store.records import Membership, ObjectRecord, Tenant, User
+from engine.store.sqlite import SqliteStore
+from tests.conftest import make_config
+
+START = datetime(2026, 4, 5, 10, 0, tzinfo=UTC)
+
+
+def trio_wall_clock(start: datetime = START):
+    origin = trio.current_time()
+    return lambda: start + timedelta(seconds=trio.current_time() - origin)
+
+
+@contextlib.asynccontextmanager
+async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any) -> AsyncIterator[Services]:
+    cfg = make_config(data_dir, **overrides)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    async with SqliteStore.open(data_dir / "engine.db", readers=1, offload=inline) as store:
+        svc = Services.build(cfg, store, b"k" * 32, now=trio_wall_clock(start), offload=inline)
+        async with svc.actors.running(grace_seconds=1):
+            await svc.pipeline.resume_unfinished()
+            svc.actors.start_soon(svc.review_clock.run)
+            yield svc
+
+
+async def tenant(svc: Services, name: str = "acme") -> Principal:
+    now = svc.now()
+    t = Tenant(new_id("tnt"), name, now)
+    u = User(new_id("usr"), f"{t.id}@example.com", None, "unused-hash", False, now)
+    await svc.store.create_account(t, u, Membership(t.id, u.id, "owner", now))
+    return Principal("session", u.id, t.id, frozenset(TENANT_SCOPES), ("owner",))
+
+
+def admin() -> Principal:
+    return Principal("session", "usr_admin", "tnt_platform", frozenset({ADMIN_SCOPE}), ("platform_admin",), True)
+
+
+async def _body(data: bytes):
+    yield data
+
+
+async def staged_object(svc: Services, owner: Principal, dataset_id: str, data: bytes = b"hello world",
+                        mime: str = "text/plain", filename: str = "a.txt") -> ObjectRecord:
+    init = await svc.objects.initiate(owner, dataset_id, {"filename": filename, "content_type": mime, "size_bytes": len(data)})
+    await svc.objects.receive_part(init.upload.id, 1, len(data), len(data), _body(data))
+    return await svc.objects.confirm(owner, init.obj.id, None)

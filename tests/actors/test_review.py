@@ -1,0 +1,108 @@
+"""Review lifecycle with durable deadlines, under autojump_clock (72 hours in milliseconds)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import trio
+
+from engine.errors import Conflict
+from tests.actors.conftest import START, admin, open_engine, staged_object, tenant
+
+WINDOW = 72 * 3600
+
+
+async def _dataset(svc, owner):
+    return (await svc.datasets.create(owner, {"name": "reviewed"})).id
+
+
+async def test_unreviewed_object_expires_after_72_hours_and_is_purged(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        obj = await staged_object(svc, owner, ds)
+        blob = svc.blobs.object_path(obj.blob_id)
+        assert obj.review_state == "staged" and blob.exists()
+        assert (await svc.datasets.get(owner, ds)).object_count == 1
+
+        await trio.sleep(WINDOW - 1)
+        assert (await svc.objects.get(owner, obj.id)).review_state == "staged"
+        await trio.sleep(2)
+        expired = await svc.objects.get(owner, obj.id)
+        assert expired.review_state == "expired"
+        assert not blob.exists()
+        counts = await svc.datasets.get(owner, ds)
+        assert counts.object_count == 0 and counts.total_bytes == 0
+        with pytest.raises(Conflict) as err:
+            await svc.review.approve(admin(), obj.id)
+        assert err.value.details["review_state"] == "expired"
+        with pytest.raises(Conflict):
+            await svc.objects.confirm(owner, obj.id, None)
+
+
+async def test_each_object_expires_at_its_own_deadline(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        first = await staged_object(svc, owner, ds)
+        await trio.sleep(3600)
+        second = await staged_object(svc, owner, ds)
+        await trio.sleep(WINDOW - 3600 + 1)
+        assert (await svc.objects.get(owner, first.id)).review_state == "expired"
+        assert (await svc.objects.get(owner, second.id)).review_state == "staged"
+        await trio.sleep(3600)
+        assert (await svc.objects.get(owner, second.id)).review_state == "expired"
+
+
+async def test_claimed_object_waits_for_its_reviewer(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        obj = await staged_object(svc, owner, ds)
+        opened = await svc.review.open(admin(), obj.id)
+        assert opened.review_state == "under_review"
+        await trio.sleep(WINDOW + 10)
+        assert (await svc.objects.get(owner, obj.id)).review_state == "under_review"
+        rejected = await svc.review.reject(admin(), obj.id, "not ours")
+        assert rejected.review_state == "rejected" and rejected.review_reason == "not ours"
+
+
+async def test_overdue_objects_expire_on_the_first_pass_after_a_restart(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        obj = await staged_object(svc, owner, ds)
+    # the service was down for four days
+    async with open_engine(tmp_path / "d", start=START + timedelta(days=4)) as svc:
+        await trio.sleep(0.1)
+        assert (await svc.objects.get(owner, obj.id)).review_state == "expired"
+        assert not svc.blobs.object_path(obj.blob_id).exists()
+
+
+async def test_rejected_objects_are_purged_and_never_processed(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        obj = await staged_object(svc, owner, ds)
+        rejected = await svc.review.reject(admin(), obj.id, None)
+        assert rejected.review_state == "rejected"
+        assert not svc.blobs.object_path(obj.blob_id).exists()
+        assert (await svc.datasets.get(owner, ds)).object_count == 0
+        with pytest.raises(Conflict) as err:
+            await svc.review.approve(admin(), obj.id)
+        assert err.value.details["review_state"] == "rejected"
+        assert rejected.latest_job_id is None
+        assert await svc.store.unfinished_jobs("pipeline") == []
+
+
+async def test_review_decisions_are_idempotent(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        obj = await staged_object(svc, owner, ds)
+        other = await staged_object(svc, owner, ds)
+        await svc.review.reject(admin(), other.id, "x")
+        assert (await svc.review.reject(admin(), other.id, "x")).review_state == "rejected"
+        await svc.review.claim(admin(), obj.id)
+        assert (await svc.review.claim(admin(), obj.id)).review_state == "under_review"

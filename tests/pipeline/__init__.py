@@ -1,0 +1,1 @@
+"""Tests for engine.pipeline: stage work on real generated files, and embeddings."""
