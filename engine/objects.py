@@ -110,6 +110,33 @@ class Initiated:
 
 
 @dataclass(frozen=True)
+class CreateObject(Message):
+    obj: ObjectRecord
+    upload: Upload
+
+    async def apply(self, ctx: Any) -> None:
+        await ctx.store.create_object_upload(self.obj, self.upload)
+
+
+@dataclass(frozen=True)
+class AbandonExpiredUploads(Message):
+    dataset_id: str
+
+    async def apply(self, ctx: Any) -> int:
+        return await ctx.objects.apply_abandon(self.dataset_id)
+
+
+@dataclass(frozen=True)
+class RenewUpload(Message):
+    upload_id: str
+
+    async def apply(self, ctx: Any) -> Upload | None:
+        objects: Objects = ctx.objects
+        now = objects.now()
+        return await ctx.store.renew_upload(self.upload_id, now + timedelta(seconds=objects.cfg.url_ttl_seconds), now)
+
+
+@dataclass(frozen=True)
 class FinishUpload(Message):
     object_id: str
     sha256: str
@@ -221,7 +248,7 @@ class Objects:
             part_size_bytes=part_size, part_count=part_count, state="pending",
             expires_at=now + timedelta(seconds=self.cfg.url_ttl_seconds), created_at=now,
         )
-        await self.store.create_object_upload(obj, upload)
+        await self.actors.ask(ds.id, CreateObject(obj, upload))
         log.info("upload_initiated", object_id=obj.id, upload_id=upload.id, strategy=strategy, size_bytes=size)
         return self._targets(obj, upload)
 
@@ -238,7 +265,7 @@ class Objects:
         obj = await self.store.get_object(principal.tenant_id, object_id)
         if obj is None or obj.uploaded_at is not None or obj.status == "deleted":
             return None
-        upload = await self.store.renew_upload(obj.upload_id, self.now() + timedelta(seconds=self.cfg.url_ttl_seconds), self.now())
+        upload = await self.actors.ask(obj.dataset_id, RenewUpload(obj.upload_id))
         if upload is None or upload.state != "pending":
             return None
         obj = await self.store.get_object(principal.tenant_id, object_id)
@@ -424,9 +451,16 @@ class Objects:
 
     # -- maintenance ------------------------------------------------------------------------
     async def sweep_abandoned(self) -> int:
-        """Clean uploads whose URLs expired unconfirmed: bytes removed, object marked failed."""
+        """Clean uploads whose URLs expired unconfirmed: bytes removed, object marked failed
+        (each dataset's by its actor)."""
+        swept = 0
+        for dataset_id in await self.store.datasets_with_expired_uploads(self.now()):
+            swept += await self.actors.ask(dataset_id, AbandonExpiredUploads(dataset_id))
+        return swept
+
+    async def apply_abandon(self, dataset_id: str) -> int:
         now = self.now()
-        swept = await self.store.abandon_expired_uploads(now, now)
+        swept = await self.store.abandon_expired_uploads(dataset_id, now, now)
         for upload, _ in swept:
             await self.blobs.discard_upload(upload.id)
             log.info("upload_abandoned", upload_id=upload.id, object_id=upload.object_id)

@@ -244,11 +244,21 @@ class ObjectsMixin:
                 gone.append(result)
         return gone
 
-    async def abandon_expired_uploads(self, before: datetime, now: datetime) -> list[tuple[Upload, list[UploadPart]]]:
-        """Mark uploads whose URLs expired before ``before`` abandoned (their objects failed)."""
+    async def datasets_with_expired_uploads(self, before: datetime) -> list[str]:
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT DISTINCT dataset_id FROM uploads WHERE state = 'pending' AND expires_at < ? LIMIT 1000", (ts(before),)
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def abandon_expired_uploads(self, dataset_id: str, before: datetime, now: datetime) -> list[tuple[Upload, list[UploadPart]]]:
+        """Mark the dataset's uploads whose URLs expired before ``before`` abandoned (their objects failed)."""
 
         def op(c: sqlite3.Connection) -> list[tuple[Upload, list[UploadPart]]]:
-            rows = c.execute("SELECT * FROM uploads WHERE state = 'pending' AND expires_at < ? LIMIT 500", (ts(before),)).fetchall()
+            rows = c.execute(
+                "SELECT * FROM uploads WHERE dataset_id = ? AND state = 'pending' AND expires_at < ?", (dataset_id, ts(before))
+            ).fetchall()
             out = []
             for row in rows:
                 upload = _upload(row)
