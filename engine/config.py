@@ -95,6 +95,12 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ImportsConfig:
+    max_bytes: int = 10 * 1024**3
+    batch_records: int = 2000
+
+
+@dataclasses.dataclass(frozen=True)
 class AdminConfig:
     bootstrap_email: str = ""
     bootstrap_password: str = ""
@@ -118,6 +124,7 @@ class Config:
     review: ReviewConfig = ReviewConfig()
     actors: ActorsConfig = ActorsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    imports: ImportsConfig = ImportsConfig()
     admin: AdminConfig = AdminConfig()
     log: LogConfig = LogConfig()
 
@@ -148,6 +155,7 @@ _POSITIVE = {
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
     "http.graceful_timeout_seconds", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
     "actors.restart_backoff_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
+    "imports.max_bytes", "imports.batch_records",
 }
 
 

@@ -128,6 +128,7 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
             async with svc.actors.running(cfg.http.graceful_timeout_seconds):
                 # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
                 await svc.pipeline.resume_unfinished()
+                await svc.imports.resume_pending()
                 svc.actors.start_soon(svc.review_clock.run)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_maintenance, svc)

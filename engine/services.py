@@ -16,6 +16,7 @@ from engine.datasets import Datasets
 from engine.idempotency import Idempotency
 from engine.identity import Identity
 from engine.ids import utcnow
+from engine.imports import Imports
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
 from engine.pipeline.runner import Pipeline
@@ -39,6 +40,7 @@ class Services:
     pipeline: Pipeline
     review: Review
     review_clock: ReviewClock
+    imports: Imports
     now: Callable[[], datetime]
 
     @classmethod
@@ -61,7 +63,8 @@ class Services:
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
-            objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock, now=now,
+            objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
+            imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now), now=now,
         )
         actors.context = svc
         return svc

@@ -54,6 +54,13 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
 class BlobRoutes:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
@@ -120,23 +127,30 @@ class BlobRoutes:
         method = scope["method"]
         if key.startswith("uploads/") and method == "PUT":
             return await self._put(scope, receive, send, request_id, key, query)
+        if key.startswith("imports/") and method == "PUT":
+            return await self._put_import(scope, receive, send, request_id, key, query)
         if key.startswith("objects/") and method in ("GET", "HEAD"):
             return await self._get(send, request_id, key, query, head=method == "HEAD")
-        if key.startswith(("uploads/", "objects/")):
+        if key.startswith(("uploads/", "objects/", "imports/")):
             raise MethodNotAllowed("this URL takes PUT (uploads) or GET (downloads)")
         raise NotFound("no such blob URL")
 
     async def _put(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
         signed = self.svc.signer.verify("PUT", key, query)
         upload_id = key[len("uploads/"):]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        content_length = int(headers["content-length"]) if headers.get("content-length", "").isdigit() else None
-        part = await self.svc.objects.receive_part(upload_id, signed.part_number, signed.length, content_length, _body(receive))
+        part = await self.svc.objects.receive_part(upload_id, signed.part_number, signed.length, _content_length(scope), _body(receive))
         payload = envelope(
             {"data": {"upload_id": upload_id, "part_number": part.part_number, "size_bytes": part.size_bytes, "etag": part.etag}},
             request_id,
         )
         await self._answer(send, 200, payload, request_id, [(b"etag", part.etag.encode())])
+        return 200
+
+    async def _put_import(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
+        self.svc.signer.verify("PUT", key, query)
+        imp = await self.svc.imports.receive(key[len("imports/"):], _content_length(scope), _body(receive))
+        payload = envelope({"data": {"import_id": imp.id, "status": imp.status, "size_bytes": imp.size_bytes}}, request_id)
+        await self._answer(send, 200, payload, request_id)
         return 200
 
     async def _get(self, send: Send, request_id: str, key: str, query: dict[str, str], *, head: bool) -> int:

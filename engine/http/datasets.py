@@ -12,6 +12,7 @@ from engine.http.api import endpoint, services
 from engine.http.respond import ok
 from engine.http.validate import Field, json_body, page_args, query_choice
 from engine.ids import iso
+from engine.records import check_schema
 from engine.store.records import CatalogEntry, Dataset
 
 bp = Blueprint("datasets", __name__)
@@ -23,7 +24,7 @@ _COMMON = {
     "pricing_model": Field(str, choices=PRICING_MODELS),
     "visibility": Field(str, choices=VISIBILITIES),
 }
-CREATE = {"name": Field(str, required=True, min_len=1, max_len=200), **_COMMON}
+CREATE = {"name": Field(str, required=True, min_len=1, max_len=200), **_COMMON, "schema": Field(dict, nullable=True)}
 UPDATE = {"name": Field(str, min_len=1, max_len=200), **_COMMON, "status": Field(str, choices=OWNER_SETTABLE_STATUSES)}
 
 
@@ -45,6 +46,7 @@ def dataset_view(ds: Dataset) -> dict[str, Any]:
         "created_at": iso(ds.created_at),
         "updated_at": iso(ds.updated_at),
         "last_ingest_at": iso(ds.last_ingest_at),
+        "schema": ds.record_schema,
     }
 
 
@@ -71,6 +73,9 @@ def catalog_view(entry: CatalogEntry) -> dict[str, Any]:
 @endpoint("datasets:write")
 async def create_dataset(principal: Principal) -> Response:
     body = await json_body(CREATE)
+    schema = body.pop("schema", None)
+    if schema is not None:
+        body["record_schema"] = check_schema(schema)
     return ok(dataset_view(await services().datasets.create(principal, body)), 201)
 
 

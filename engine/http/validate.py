@@ -106,6 +106,17 @@ async def raw_body() -> bytes:
     return data
 
 
+async def json_body_any() -> Any:
+    """The JSON body of the current request, whatever its shape (checked by the caller)."""
+    data = await raw_body()
+    if not data.strip():
+        raise InvalidRequest("a JSON body is required", {"fields": {"body": "is required"}})
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", {"fields": {"body": "malformed JSON"}}) from None
+
+
 async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:
     """Parse and validate the JSON body of the current request."""
     data = await raw_body()

@@ -18,8 +18,10 @@ from engine.store.records import (
     ApiKey,
     Artifacts,
     CatalogEntry,
+    Datapoint,
     Dataset,
     IdempotencyRecord,
+    ImportJob,
     Job,
     Membership,
     ObjectRecord,
@@ -205,3 +207,39 @@ class Store(Protocol):
     async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]: ...
 
     async def count_vectors(self, object_id: str) -> int: ...
+
+    # -- record imports ---------------------------------------------------------------
+    async def create_import(self, imp: ImportJob) -> None: ...
+
+    async def get_import(self, tenant_id: str, import_id: str) -> ImportJob | None: ...
+
+    async def get_import_any(self, import_id: str) -> ImportJob | None: ...
+
+    async def list_imports(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[ImportJob]: ...
+
+    async def import_arrived(
+        self, import_id: str, size: int, now: datetime, next_dataset_status: Callable[[str], str]
+    ) -> ImportJob | None:
+        """uninitialised → queued at the next place of the dataset's queue; None otherwise."""
+
+    async def claim_next_import(self, dataset_id: str, now: datetime) -> ImportJob | None:
+        """The processing import, else the earliest queued one (now processing), else None."""
+
+    async def datasets_with_pending_imports(self) -> list[str]: ...
+
+    async def insert_batch(
+        self,
+        import_id: str,
+        rows: Sequence[tuple[int, str]],
+        errors: Sequence[dict[str, Any]],
+        rejected: int,
+        parsed: int,
+        offset: int,
+        line: int,
+        now: datetime,
+    ) -> ImportJob:
+        """Accepted records, counters, first errors and the checkpoint, atomically."""
+
+    async def finish_import(self, import_id: str, status: str, reason: str | None, now: datetime) -> ImportJob: ...
+
+    async def list_datapoints(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[Datapoint]: ...

@@ -107,7 +107,7 @@ class LocalBlobStore:
         self.root = root
         self.signer = signer
         self._offload = offload
-        for sub in ("objects", "staging", "tmp", "artifacts"):
+        for sub in ("objects", "staging", "tmp", "artifacts", "imports"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     # -- URLs -----------------------------------------------------------------------
@@ -202,6 +202,13 @@ class LocalBlobStore:
 
     async def delete(self, blob_id: str) -> None:
         await self._offload(lambda: self.object_path(blob_id).unlink(missing_ok=True))
+
+    # -- record import files ------------------------------------------------------------
+    def import_path(self, import_id: str) -> Path:
+        return self.root / "imports" / import_id
+
+    async def delete_import(self, import_id: str) -> None:
+        await self._offload(lambda: self.import_path(import_id).unlink(missing_ok=True))
 
     # -- pipeline artifacts ---------------------------------------------------------------
     def artifact_path(self, object_id: str, name: str) -> Path:

@@ -209,3 +209,37 @@ class Artifacts:
     ocr_blocks: bool
     chunk_embeddings: bool
     keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    id: str
+    tenant_id: str
+    dataset_id: str
+    filename: str
+    format: str  # jsonl | csv
+    status: str
+    expires_at: datetime
+    created_at: datetime
+    arrival: int | None = None
+    size_bytes: int | None = None
+    accepted_count: int = 0
+    rejected_count: int = 0
+    errors: tuple[dict[str, Any], ...] = ()
+    reason: str | None = None
+    checkpoint_offset: int = 0
+    checkpoint_line: int = 0
+    parsed_count: int = 0
+    received_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    dataset_id: str
+    import_id: str
+    line: int
+    data: str  # JSON text
+    seq: int = 0

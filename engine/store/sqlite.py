@@ -39,6 +39,7 @@ from engine.store.records import (
     Tenant,
     User,
 )
+from engine.store.sqlite_imports import ImportsMixin
 from engine.store.sqlite_objects import ObjectsMixin
 from engine.store.sqlite_pipeline import PipelineMixin
 from engine.store.sqltime import dt, ts
@@ -172,7 +173,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, PipelineMixin):
+class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:

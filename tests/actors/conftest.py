@@ -38,6 +38,7 @@ async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any)
         svc = Services.build(cfg, store, b"k" * 32, now=trio_wall_clock(start), offload=inline)
         async with svc.actors.running(grace_seconds=1):
             await svc.pipeline.resume_unfinished()
+            await svc.imports.resume_pending()
             svc.actors.start_soon(svc.review_clock.run)
             yield svc
 

@@ -1,0 +1,280 @@
+"""V4 record imports (seed 004): upload-URL import jobs, one at a time per dataset, in
+the order their files arrived.
+
+``uninitialised`` (URL handed out) → ``queued`` (bytes arrived; its place in the dataset's
+queue is fixed and stored) → ``processing`` (the dataset's only running import) →
+``complete`` | ``partial`` | ``failed`` | ``pending_schema``.
+
+Statuses: ``complete`` every record accepted; ``partial`` some accepted (visible at once),
+some rejected (``errors``); ``failed`` nothing could be read as records (empty, not UTF-8,
+not JSON lines, no CSV header), or every record broke the schema; ``pending_schema`` the
+dataset had no schema when the import's turn came (setting one later does not re-run it:
+upload again). Every state change is a message to the dataset's actor; the reading and
+validating runs on worker threads, a batch at a time, each batch committed with its
+checkpoint, so a restart resumes without losing or doubling records.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+import trio
+
+from engine.actors.messages import Message
+from engine.actors.supervisor import Supervisor
+from engine.auth import Principal
+from engine.config import ImportsConfig
+from engine.datasets import Datasets
+from engine.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from engine.ids import new_id
+from engine.pagination import Page, page_of
+from engine.records import Batch, CsvReader, JsonlReader, ParseFailure, check_schema, compile_schema
+from engine.store.base import Store
+from engine.store.blobs import LocalBlobStore
+from engine.store.records import Datapoint, Dataset, ImportJob
+
+log = structlog.get_logger(__name__)
+
+FORMATS = {".jsonl": ("jsonl", "application/x-ndjson"), ".csv": ("csv", "text/csv")}
+TERMINAL = ("complete", "partial", "failed", "pending_schema")
+
+
+# -- messages --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportArrived(Message):
+    import_id: str
+    size: int
+
+    async def apply(self, ctx: Any) -> ImportJob | None:
+        return await ctx.imports.apply_arrived(self.import_id, self.size)
+
+
+@dataclass(frozen=True)
+class ClaimNextImport(Message):
+    dataset_id: str
+
+    async def apply(self, ctx: Any) -> ImportJob | None:
+        return await ctx.imports.apply_claim_next(self.dataset_id)
+
+
+@dataclass(frozen=True)
+class InsertBatch(Message):
+    import_id: str
+    batch: Batch
+
+    async def apply(self, ctx: Any) -> ImportJob:
+        b = self.batch
+        return await ctx.store.insert_batch(
+            self.import_id, b.rows, b.errors, len(b.errors), b.parsed, b.offset, b.line, ctx.imports.now()
+        )
+
+
+@dataclass(frozen=True)
+class FinishImport(Message):
+    import_id: str
+    status: str
+    reason: str | None
+
+    async def apply(self, ctx: Any) -> ImportJob:
+        return await ctx.store.finish_import(self.import_id, self.status, self.reason, ctx.imports.now())
+
+
+@dataclass(frozen=True)
+class SetSchema(Message):
+    principal: Principal
+    dataset_id: str
+    schema: dict[str, Any]
+
+    async def apply(self, ctx: Any) -> Dataset:
+        ds: Dataset = await ctx.datasets.get(self.principal, self.dataset_id)
+        updated = await ctx.store.update_dataset(ds.tenant_id, ds.id, {"record_schema": self.schema, "updated_at": ctx.imports.now()})
+        return updated
+
+
+class Imports:
+    def __init__(
+        self,
+        store: Store,
+        blobs: LocalBlobStore,
+        actors: Supervisor,
+        datasets: Datasets,
+        cfg: ImportsConfig,
+        url_ttl_seconds: int,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.actors = actors
+        self.datasets = datasets
+        self.cfg = cfg
+        self.url_ttl = timedelta(seconds=url_ttl_seconds)
+        self.now = now
+        self._running: set[str] = set()  # datasets with a runner; changed only inside their actor
+        self._idle = trio.Event()
+        self._idle.set()
+
+    # -- API ---------------------------------------------------------------------------------
+    async def create(self, principal: Principal, dataset_id: str, filename: str) -> tuple[ImportJob, str, str]:
+        """A new ``uninitialised`` import and its presigned PUT URL and content type."""
+        ds = await self.datasets.get(principal, dataset_id)
+        ext = os.path.splitext(filename)[1].lower()
+        if ext not in FORMATS or "/" in filename or "\\" in filename:
+            raise InvalidRequest("the file must be .jsonl or .csv", {"fields": {"filename": "must end in .jsonl or .csv"}})
+        fmt, content_type = FORMATS[ext]
+        now = self.now()
+        imp = ImportJob(new_id("imp"), ds.tenant_id, ds.id, filename, fmt, "uninitialised", now + self.url_ttl, now)
+        await self.store.create_import(imp)
+        url = self.blobs.signer.url("PUT", f"imports/{imp.id}", imp.expires_at, 0)
+        log.info("import_created", import_id=imp.id, dataset_id=ds.id, format=fmt)
+        return imp, url, content_type
+
+    async def get(self, principal: Principal, import_id: str, dataset_id: str | None = None) -> ImportJob:
+        imp = await self.store.get_import(principal.tenant_id, import_id)
+        if imp is None or (dataset_id is not None and imp.dataset_id != dataset_id):
+            raise NotFound("import not found")
+        principal.require_dataset(imp.dataset_id)
+        return imp
+
+    async def list(self, principal: Principal, dataset_id: str, cursor: str | None, limit: int) -> Page[ImportJob]:
+        ds = await self.datasets.get(principal, dataset_id)
+        return await page_of(lambda after, n: self.store.list_imports(ds.tenant_id, ds.id, after, n), cursor, limit)
+
+    async def datapoints(self, principal: Principal, dataset_id: str, cursor: str | None, limit: int) -> Page[Datapoint]:
+        ds = await self.datasets.get(principal, dataset_id)
+        return await page_of(lambda after, n: self.store.list_datapoints(ds.tenant_id, ds.id, after, n), cursor, limit)
+
+    async def set_schema(self, principal: Principal, dataset_id: str, schema: Any) -> Dataset:
+        checked = check_schema(schema)
+        ds = await self.datasets.get(principal, dataset_id)
+        updated: Dataset = await self.actors.ask(ds.id, SetSchema(principal, ds.id, checked))
+        return updated
+
+    # -- bytes arriving (the local blob route) -------------------------------------------------
+    async def receive(self, import_id: str, content_length: int | None, body: AsyncIterator[bytes]) -> ImportJob:
+        imp = await self.store.get_import_any(import_id)
+        if imp is None or imp.status != "uninitialised":
+            raise Forbidden("this upload URL is no longer usable: the file already arrived")
+        limit = self.cfg.max_bytes
+        if content_length is not None and content_length > limit:
+            raise PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit})
+        writer = await self.blobs.open_part_writer()
+        try:
+            async for chunk in body:
+                if writer.size + len(chunk) > limit:
+                    raise PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit})
+                await writer.write(chunk)
+            await writer.commit(self.blobs.import_path(import_id))
+        except BaseException:
+            await writer.abort()
+            raise
+        arrived = await self.actors.ask(imp.dataset_id, ImportArrived(import_id, writer.size))
+        if arrived is None:
+            raise Forbidden("this upload URL is no longer usable: the file already arrived")
+        return arrived
+
+    # -- in the dataset's actor -------------------------------------------------------------------
+    async def apply_arrived(self, import_id: str, size: int) -> ImportJob | None:
+        def next_status(current: str) -> str:
+            return "ingesting" if current == "draft" else current
+
+        arrived = await self.store.import_arrived(import_id, size, self.now(), next_status)
+        if arrived is not None:
+            log.info("import_queued", import_id=import_id, arrival=arrived.arrival, size_bytes=size)
+            self._ensure_runner(arrived.dataset_id)
+        return arrived
+
+    async def apply_claim_next(self, dataset_id: str) -> ImportJob | None:
+        claimed = await self.store.claim_next_import(dataset_id, self.now())
+        if claimed is None:
+            self._running.discard(dataset_id)  # in the actor: no arrival can slip in between
+            if not self._running:
+                self._idle.set()
+        return claimed
+
+    def _ensure_runner(self, dataset_id: str) -> None:
+        if dataset_id not in self._running:
+            self._running.add(dataset_id)
+            self._idle = trio.Event()
+            self.actors.start_soon(self._run_dataset, dataset_id)
+
+    async def resume_pending(self) -> int:
+        """On start: every dataset with queued or processing imports gets its runner back."""
+        pending = await self.store.datasets_with_pending_imports()
+        for dataset_id in pending:
+            self._ensure_runner(dataset_id)
+        return len(pending)
+
+    async def wait_idle(self) -> None:
+        while self._running:
+            await self._idle.wait()
+
+    # -- the runner: one per dataset, one import at a time ---------------------------------------
+    async def _run_dataset(self, dataset_id: str) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(dataset_id=dataset_id)
+        try:
+            while (imp := await self.actors.ask(dataset_id, ClaimNextImport(dataset_id))) is not None:
+                await self._process(imp)
+        except ServiceUnavailable as exc:
+            self._running.discard(dataset_id)
+            log.warning("imports_interrupted", error=exc.message)
+
+    async def _process(self, imp: ImportJob) -> None:
+        structlog.contextvars.bind_contextvars(import_id=imp.id)
+        ds = await self.store.get_dataset(imp.tenant_id, imp.dataset_id)
+        if ds is None:
+            await self._finish(imp, "failed", "the dataset was deleted")
+            return
+        if ds.record_schema is None:
+            await self._finish(imp, "pending_schema", "the dataset has no schema: set one, then upload the file again")
+            return
+        path = self.blobs.import_path(imp.id)
+        validate = compile_schema(ds.record_schema)
+        try:
+            if imp.format == "csv":
+                reader: JsonlReader | CsvReader = await trio.to_thread.run_sync(
+                    CsvReader, path, ds.record_schema, validate, imp.checkpoint_offset, imp.checkpoint_line)
+            else:
+                reader = await trio.to_thread.run_sync(JsonlReader, path, validate, imp.checkpoint_offset, imp.checkpoint_line)
+        except ParseFailure as exc:
+            await self._finish(imp, "failed", str(exc))
+            return
+        except FileNotFoundError:
+            await self._finish(imp, "failed", "the uploaded file is missing")
+            return
+        try:
+            while (batch := await trio.to_thread.run_sync(reader.next_batch, self.cfg.batch_records)) is not None:
+                imp = await self.actors.ask(imp.dataset_id, InsertBatch(imp.id, batch))
+        except ParseFailure as exc:
+            await self._finish(imp, "failed" if imp.accepted_count == 0 else "partial", str(exc))
+            return
+        finally:
+            await trio.to_thread.run_sync(reader.close)
+        status, reason = self.outcome(imp)
+        await self._finish(imp, status, reason)
+
+    @staticmethod
+    def outcome(imp: ImportJob) -> tuple[str, str | None]:
+        if imp.parsed_count == 0:
+            if imp.rejected_count == 0:
+                return "failed", "the file holds no records: it is empty"
+            first = imp.errors[0]["message"] if imp.errors else ""
+            if "UTF-8" in first:
+                return "failed", "the file is not UTF-8 text"
+            return "failed", "the file is not JSON lines" if imp.format == "jsonl" else "no CSV record could be read"
+        if imp.rejected_count == 0:
+            return "complete", None
+        if imp.accepted_count == 0:
+            return "failed", "every record was rejected by the dataset's schema"
+        return "partial", f"{imp.rejected_count} of {imp.rejected_count + imp.accepted_count} records were rejected"
+
+    async def _finish(self, imp: ImportJob, status: str, reason: str | None) -> None:
+        done = await self.actors.ask(imp.dataset_id, FinishImport(imp.id, status, reason))
+        await self.blobs.delete_import(imp.id)
+        log.info("import_finished", status=done.status, accepted=done.accepted_count, rejected=done.rejected_count, reason=reason)
+

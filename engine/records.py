@@ -1,0 +1,273 @@
+"""Record files (JSONL, CSV) read in batches and validated against a dataset's JSON Schema.
+
+Pure, blocking code for worker threads. A reader starts at a byte offset and line number
+(an import's committed checkpoint) and yields :class:`Batch` es, each ending on a record
+boundary, so memory stays flat whatever the file size and a resumed import continues
+exactly where the committed records end.
+
+Schemas are checked against their meta-schema on the way in (:func:`check_schema`) and
+compiled once (:func:`compile_schema`): fastjsonschema for drafts 4, 6 and 7 (fast), the
+jsonschema library for newer drafts.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fastjsonschema  # type: ignore[import-untyped]
+import jsonschema  # type: ignore[import-untyped]
+import orjson
+
+from engine.errors import InvalidRequest
+
+MAX_LINE_BYTES = 16 * 1024 * 1024  # longer physical lines are rejected, never buffered whole
+
+Validate = Callable[[dict[str, Any]], "tuple[str | None, str] | None"]  # (field, message) of the first problem
+
+
+class ParseFailure(Exception):
+    """The file cannot be read as records at all (the import fails with this reason)."""
+
+
+# -- schemas --------------------------------------------------------------------------------
+def check_schema(schema: Any) -> dict[str, Any]:
+    """A usable JSON Schema for records, or InvalidRequest naming the problem."""
+    if not isinstance(schema, dict):
+        raise InvalidRequest("schema must be a JSON Schema object", {"fields": {"schema": "must be an object"}})
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise InvalidRequest(f"schema is not valid JSON Schema at {where}: {exc.message}",
+                             {"fields": {"schema": f"at {where}: {exc.message}"}}) from None
+    if schema.get("type") not in (None, "object") and schema.get("type") != ["object"]:
+        raise InvalidRequest("a record schema must describe objects", {"fields": {"schema": "type must be object"}})
+    return schema
+
+
+def _field_of(path: Any) -> str | None:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else None
+
+
+_compiled: dict[str, Validate] = {}
+
+
+def compile_schema(schema: Mapping[str, Any]) -> Validate:
+    """A validator returning None or ``(field, message)``; compiled once per distinct schema."""
+    key = hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    if key in _compiled:
+        return _compiled[key]
+    validate: Validate
+    try:
+        compiled = fastjsonschema.compile(dict(schema))
+
+        def validate(record: dict[str, Any]) -> tuple[str | None, str] | None:
+            try:
+                compiled(record)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                path = list(exc.path[1:]) if exc.path else []
+                if exc.rule == "required" and isinstance(exc.rule_definition, list):
+                    missing = [k for k in exc.rule_definition if k not in (exc.value or {})]
+                    if missing:
+                        return _field_of([*path, missing[0]]), "is required"
+                message = exc.message
+                for prefix in (f"{exc.name} ", "data "):
+                    if message.startswith(prefix):
+                        message = message[len(prefix):]
+                        break
+                return _field_of(path), message
+            return None
+    except (fastjsonschema.JsonSchemaDefinitionException, ValueError, KeyError):
+        checker = jsonschema.validators.validator_for(schema)(schema)
+
+        def validate(record: dict[str, Any]) -> tuple[str | None, str] | None:
+            error = jsonschema.exceptions.best_match(checker.iter_errors(record))
+            if error is None:
+                return None
+            return _field_of(error.absolute_path), error.message
+
+    _compiled[key] = validate
+    return validate
+
+
+# -- reading --------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    rows: list[tuple[int, str]] = field(default_factory=list)  # accepted: (line, JSON text)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {line, field, message}
+    parsed: int = 0  # records that were well-formed (accepted or refused by the schema)
+    offset: int = 0  # bytes of the file handled once this batch is committed
+    line: int = 0  # last physical line handled
+
+
+def _read_line(fh: BinaryIO) -> tuple[bytes | None, bool]:
+    """One physical line without its newline, or (None, True) at EOF; over-long lines are
+    skipped to their end and reported as (b"", False)."""
+    raw = fh.readline(MAX_LINE_BYTES + 1)
+    if not raw:
+        return None, True
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        while (more := fh.readline(1024 * 1024)) and not more.endswith(b"\n"):
+            pass
+        return b"", False
+    return raw.rstrip(b"\r\n"), True
+
+
+class JsonlReader:
+    def __init__(self, path: Path, validate: Validate, offset: int = 0, line: int = 0) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._fh.seek(offset)
+        self.validate = validate
+        self.line = line
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def next_batch(self, records: int) -> Batch | None:
+        batch = Batch()
+        while len(batch.rows) + len(batch.errors) < records:
+            raw, fits = _read_line(self._fh)
+            if raw is None:
+                break
+            self.line += 1
+            if not fits:
+                batch.errors.append({"line": self.line, "field": None, "message": f"line longer than {MAX_LINE_BYTES} bytes"})
+                continue
+            if not raw.strip():
+                continue
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                problem = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON: {exc}"
+                batch.errors.append({"line": self.line, "field": None, "message": problem})
+                continue
+            if not isinstance(record, dict):
+                batch.errors.append({"line": self.line, "field": None, "message": "a record must be a JSON object"})
+                continue
+            batch.parsed += 1
+            problem_at = self.validate(record)
+            if problem_at is None:
+                batch.rows.append((self.line, raw.decode()))
+            else:
+                batch.errors.append({"line": self.line, "field": problem_at[0], "message": problem_at[1]})
+        batch.offset, batch.line = self._fh.tell(), self.line
+        return batch if batch.rows or batch.errors else None  # None: end of file
+
+
+def _coerce(value: str, spec: Mapping[str, Any]) -> Any:
+    """A CSV cell as the type the schema gives its column; ValueError when it cannot be."""
+    types = spec.get("type", "string")
+    types = types if isinstance(types, list) else [types]
+    if value == "" and "null" in types:
+        return None
+    for typ in [t for t in types if t != "null"] or ["string"]:
+        try:
+            if typ == "string":
+                return value
+            if typ == "integer":
+                return int(value.strip())
+            if typ == "number":
+                number = float(value.strip())
+                return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+            if typ == "boolean":
+                lowered = value.strip().lower()
+                if lowered in ("true", "1", "yes"):
+                    return True
+                if lowered in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            if typ in ("object", "array"):
+                parsed = orjson.loads(value)
+                if isinstance(parsed, dict if typ == "object" else list):
+                    return parsed
+                raise ValueError
+        except (ValueError, orjson.JSONDecodeError):
+            continue
+    raise ValueError(f"expected {' or '.join(t for t in types if t != 'null')}, got {value!r}")
+
+
+class CsvReader:
+    """CSV with a header row; cells coerced to the schema's types. Records may span lines
+    (quoted newlines): physical lines are gathered until the quotes balance."""
+
+    def __init__(self, path: Path, schema: Mapping[str, Any], validate: Validate, offset: int = 0, line: int = 0) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.validate = validate
+        self.properties: Mapping[str, Any] = schema.get("properties", {})
+        self.line = 0
+        header = self._record()
+        if header is None or not any(cell.strip() for cell in header[1]):
+            raise ParseFailure("no CSV header: the file is empty")
+        self.header = [cell.strip() for cell in header[1]]
+        if self.properties and not set(self.header) & set(self.properties):
+            raise ParseFailure("no CSV header: the first row names none of the schema's fields")
+        if offset:
+            self._fh.seek(offset)
+            self.line = line
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def _record(self) -> tuple[int, list[str]] | None:
+        """The next record: (its first line number, its cells)."""
+        parts: list[bytes] = []
+        first = self.line + 1
+        while True:
+            raw, fits = _read_line(self._fh)
+            if raw is None:
+                if not parts:
+                    return None
+                break
+            self.line += 1
+            if not fits:
+                raise ParseFailure(f"line {self.line} is longer than {MAX_LINE_BYTES} bytes")
+            parts.append(raw)
+            if b"\n".join(parts).count(b'"') % 2 == 0:
+                break
+        try:
+            text = b"\n".join(parts).decode("utf-8-sig" if first == 1 else "utf-8")
+        except UnicodeDecodeError:
+            return first, ["\x00invalid-utf8"]
+        return first, next(csv.reader([text]), [])
+
+    def next_batch(self, records: int) -> Batch | None:
+        batch = Batch()
+        while len(batch.rows) + len(batch.errors) < records:
+            found = self._record()
+            if found is None:
+                break
+            line, cells = found
+            if cells == ["\x00invalid-utf8"]:
+                batch.errors.append({"line": line, "field": None, "message": "not valid UTF-8"})
+                continue
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(self.header):
+                batch.errors.append({"line": line, "field": None,
+                                     "message": f"has {len(cells)} cells but the header has {len(self.header)}"})
+                continue
+            record: dict[str, Any] = {}
+            problem: tuple[str | None, str] | None = None
+            for name, cell in zip(self.header, cells, strict=True):
+                spec = self.properties.get(name, {"type": "string"})
+                if cell == "" and "null" not in (spec.get("type") if isinstance(spec.get("type"), list) else [spec.get("type")]):
+                    continue  # an empty cell is an absent field
+                try:
+                    record[name] = _coerce(cell, spec)
+                except ValueError as exc:
+                    problem = (name, str(exc))
+                    break
+            batch.parsed += 1
+            problem = problem or self.validate(record)
+            if problem is None:
+                batch.rows.append((line, orjson.dumps(record).decode()))
+            else:
+                batch.errors.append({"line": line, "field": problem[0], "message": problem[1]})
+        batch.offset, batch.line = self._fh.tell(), self.line
+        return batch if batch.rows or batch.errors else None  # None: end of file

@@ -1,0 +1,178 @@
+"""Record imports and datapoints in SQLite (mixed into SqliteStore).
+
+A batch of accepted records, the import's counters, its first errors and its checkpoint
+(bytes and lines of the file fully handled) are one transaction, so an import resumed
+after a crash starts exactly where the committed records end: nothing lost, nothing twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from engine.store.records import Datapoint, ImportJob
+from engine.store.sqltime import dt, ts
+
+T = TypeVar("T")
+ERRORS_KEPT = 1000
+
+_COLUMNS = ("id", "tenant_id", "dataset_id", "filename", "format", "status", "expires_at", "created_at")
+
+
+def _import(r: sqlite3.Row) -> ImportJob:
+    return ImportJob(
+        id=r["id"], tenant_id=r["tenant_id"], dataset_id=r["dataset_id"], filename=r["filename"], format=r["format"],
+        status=r["status"], expires_at=dt(r["expires_at"]), created_at=dt(r["created_at"]),  # type: ignore[arg-type]
+        arrival=r["arrival"], size_bytes=r["size_bytes"], accepted_count=r["accepted_count"], rejected_count=r["rejected_count"],
+        errors=tuple(orjson.loads(r["errors"])), reason=r["reason"], checkpoint_offset=r["checkpoint_offset"],
+        checkpoint_line=r["checkpoint_line"], parsed_count=r["parsed_count"], received_at=dt(r["received_at"]),
+        started_at=dt(r["started_at"]), finished_at=dt(r["finished_at"]), seq=r["seq"],
+    )
+
+
+def _get(c: sqlite3.Connection, import_id: str) -> ImportJob:
+    return _import(c.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone())
+
+
+class ImportsMixin:
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def create_import(self, imp: ImportJob) -> None:
+        await self.write(
+            lambda c: c.execute(
+                f"INSERT INTO imports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [ts(v) if isinstance(v, datetime) else v for v in (getattr(imp, col) for col in _COLUMNS)],
+            )
+        )
+
+    async def get_import(self, tenant_id: str, import_id: str) -> ImportJob | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM imports WHERE id = ? AND tenant_id = ?", (import_id, tenant_id)).fetchone())
+        return None if row is None else _import(row)
+
+    async def get_import_any(self, import_id: str) -> ImportJob | None:
+        row = await self.read(lambda c: c.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone())
+        return None if row is None else _import(row)
+
+    async def list_imports(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[ImportJob]:
+        clause, params = ("AND seq < ?", [after]) if after is not None else ("", [])
+        rows = await self.read(
+            lambda c: c.execute(
+                f"SELECT * FROM imports WHERE tenant_id = ? AND dataset_id = ? {clause} ORDER BY seq DESC LIMIT ?",
+                (tenant_id, dataset_id, *params, limit),
+            ).fetchall()
+        )
+        return [_import(r) for r in rows]
+
+    async def import_arrived(self, import_id: str, size: int, now: datetime, next_dataset_status: Callable[[str], str]) -> ImportJob | None:
+        """uninitialised → queued, taking the next place in the dataset's queue; None if it was not uninitialised."""
+
+        def op(c: sqlite3.Connection) -> ImportJob | None:
+            imp = _get(c, import_id)
+            if imp.status != "uninitialised":
+                return None
+            (last,) = c.execute("SELECT max(arrival) FROM imports WHERE dataset_id = ?", (imp.dataset_id,)).fetchone()
+            c.execute(
+                "UPDATE imports SET status = 'queued', arrival = ?, size_bytes = ?, received_at = ? WHERE id = ?",
+                ((last or 0) + 1, size, ts(now), import_id),
+            )
+            (status,) = c.execute("SELECT status FROM datasets WHERE id = ?", (imp.dataset_id,)).fetchone()
+            target = next_dataset_status(status)
+            if target != status:
+                c.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE id = ?", (target, ts(now), imp.dataset_id))
+            return _get(c, import_id)
+
+        return await self.write(op)
+
+    async def claim_next_import(self, dataset_id: str, now: datetime) -> ImportJob | None:
+        """The import the dataset should be working on: the one processing (after a restart),
+        else the earliest queued one, now marked processing; None when the queue is empty."""
+
+        def op(c: sqlite3.Connection) -> ImportJob | None:
+            row = c.execute("SELECT * FROM imports WHERE dataset_id = ? AND status = 'processing' LIMIT 1", (dataset_id,)).fetchone()
+            if row is not None:
+                return _import(row)
+            row = c.execute(
+                "SELECT * FROM imports WHERE dataset_id = ? AND status = 'queued' ORDER BY arrival LIMIT 1", (dataset_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE imports SET status = 'processing', started_at = ? WHERE id = ?", (ts(now), row["id"]))
+            return _get(c, row["id"])
+
+        return await self.write(op)
+
+    async def datasets_with_pending_imports(self) -> list[str]:
+        rows = await self.read(
+            lambda c: c.execute("SELECT DISTINCT dataset_id FROM imports WHERE status IN ('queued', 'processing')").fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def insert_batch(
+        self,
+        import_id: str,
+        rows: Sequence[tuple[int, str]],
+        errors: Sequence[dict[str, Any]],
+        rejected: int,
+        parsed: int,
+        offset: int,
+        line: int,
+        now: datetime,
+    ) -> ImportJob:
+        """Accepted records, counters, first errors and the checkpoint, in one transaction."""
+
+        def op(c: sqlite3.Connection) -> ImportJob:
+            imp = _get(c, import_id)
+            if imp.status != "processing" or offset <= imp.checkpoint_offset:
+                return imp  # a stale or repeated batch changes nothing
+            c.executemany(
+                "INSERT INTO datapoints (dataset_id, import_id, line, data) VALUES (?, ?, ?, ?)",
+                [(imp.dataset_id, import_id, n, data) for n, data in rows],
+            )
+            kept = list(imp.errors)
+            if errors and len(kept) < ERRORS_KEPT:
+                kept.extend(errors[: ERRORS_KEPT - len(kept)])
+                c.execute("UPDATE imports SET errors = ? WHERE id = ?", (orjson.dumps(kept).decode(), import_id))
+            c.execute(
+                "UPDATE imports SET accepted_count = accepted_count + ?, rejected_count = rejected_count + ?,"
+                " parsed_count = parsed_count + ?, checkpoint_offset = ?, checkpoint_line = ? WHERE id = ?",
+                (len(rows), rejected, parsed, offset, line, import_id),
+            )
+            if rows:
+                c.execute(
+                    "UPDATE datasets SET total_datapoint_count = total_datapoint_count + ?, last_ingest_at = ?, updated_at = ?,"
+                    " status = CASE WHEN status IN ('draft', 'ingesting') THEN 'active' ELSE status END WHERE id = ?",
+                    (len(rows), ts(now), ts(now), imp.dataset_id),
+                )
+            return _get(c, import_id)
+
+        return await self.write(op)
+
+    async def finish_import(self, import_id: str, status: str, reason: str | None, now: datetime) -> ImportJob:
+        def op(c: sqlite3.Connection) -> ImportJob:
+            c.execute(
+                "UPDATE imports SET status = ?, reason = ?, finished_at = ?, started_at = coalesce(started_at, ?)"
+                " WHERE id = ? AND status = 'processing'",
+                (status, reason, ts(now), ts(now), import_id),
+            )
+            return _get(c, import_id)
+
+        return await self.write(op)
+
+    async def list_datapoints(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[Datapoint]:
+        clause, params = ("AND d.seq > ?", [after]) if after is not None else ("", [])
+        rows = await self.read(
+            lambda c: c.execute(
+                f"SELECT d.* FROM datapoints d JOIN datasets s ON s.id = d.dataset_id"
+                f" WHERE d.dataset_id = ? AND s.tenant_id = ? {clause} ORDER BY d.seq LIMIT ?",
+                (dataset_id, tenant_id, *params, limit),
+            ).fetchall()
+        )
+        return [Datapoint(r["dataset_id"], r["import_id"], r["line"], r["data"], r["seq"]) for r in rows]
