@@ -204,6 +204,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError(f"invalid config value for {key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"invalid config value for {key}: must be greater than 0, got {value!r}")
+    if key == "imports.batch_records" and value > 65535:
+        raise ConfigError("invalid config value for imports.batch_records: at most 65535 records per batch")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:

@@ -17,11 +17,15 @@ checkpoint, so a restart resumes without losing or doubling records.
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 import trio
 
@@ -33,7 +37,7 @@ from engine.datasets import Datasets
 from engine.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from engine.ids import new_id
 from engine.pagination import Page, page_of
-from engine.records import Batch, CsvReader, JsonlReader, ParseFailure, check_schema, compile_schema
+from engine.records import FRAME_HEADER, Batch, check_schema
 from engine.store.base import Store
 from engine.store.blobs import LocalBlobStore
 from engine.store.records import Datapoint, Dataset, ImportJob
@@ -234,29 +238,68 @@ class Imports:
             await self._finish(imp, "pending_schema", "the dataset has no schema: set one, then upload the file again")
             return
         path = self.blobs.import_path(imp.id)
-        validate = compile_schema(ds.record_schema)
-        try:
-            if imp.format == "csv":
-                reader: JsonlReader | CsvReader = await trio.to_thread.run_sync(
-                    CsvReader, path, ds.record_schema, validate, imp.checkpoint_offset, imp.checkpoint_line)
-            else:
-                reader = await trio.to_thread.run_sync(JsonlReader, path, validate, imp.checkpoint_offset, imp.checkpoint_line)
-        except ParseFailure as exc:
-            await self._finish(imp, "failed", str(exc))
-            return
-        except FileNotFoundError:
+        if not await trio.to_thread.run_sync(path.exists):
             await self._finish(imp, "failed", "the uploaded file is missing")
             return
-        try:
-            while (batch := await trio.to_thread.run_sync(reader.next_batch, self.cfg.batch_records)) is not None:
-                imp = await self.actors.ask(imp.dataset_id, InsertBatch(imp.id, batch))
-        except ParseFailure as exc:
-            await self._finish(imp, "failed" if imp.accepted_count == 0 else "partial", str(exc))
-            return
-        finally:
-            await trio.to_thread.run_sync(reader.close)
-        status, reason = self.outcome(imp)
+        failure = await self._stream(imp, ds.record_schema, str(path))
+        latest = await self.store.get_import(imp.tenant_id, imp.id)
+        assert latest is not None
+        status, reason = ("failed" if latest.accepted_count == 0 else "partial", failure) if failure else self.outcome(latest)
         await self._finish(imp, status, reason)
+
+    async def _stream(self, imp: ImportJob, schema: dict[str, Any], path: str) -> str | None:
+        """Parse and validate in a child process (``python -m engine.records``, no GIL shared
+        with the server) while this process commits; the pipe's small buffer bounds what is
+        in flight. Returns the reason the file could not be read, if it could not."""
+        args = orjson.dumps({"format": imp.format, "path": path, "schema": schema, "offset": imp.checkpoint_offset,
+                             "line": imp.checkpoint_line, "batch_records": self.cfg.batch_records}).decode()
+        proc = await trio.lowlevel.open_process([sys.executable, "-m", "engine.records", args], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        buffer = bytearray()
+
+        async def read_exactly(n: int) -> bytes | None:
+            while len(buffer) < n:
+                chunk = await proc.stdout.receive_some(max(n - len(buffer), 1 << 20))  # type: ignore[union-attr]
+                if not chunk:
+                    return None
+                buffer.extend(chunk)
+            data = bytes(buffer[:n])
+            del buffer[:n]
+            return data
+
+        send, recv = trio.open_memory_channel[Any](1)
+
+        async def pump() -> None:
+            # Keep draining the pipe while batches are committed, so the child never waits on us.
+            async with send:
+                while True:
+                    header = await read_exactly(FRAME_HEADER.size)
+                    payload = None if header is None else await read_exactly(FRAME_HEADER.unpack(header)[0])
+                    if payload is None:
+                        await send.send(("failed", "the record reader stopped unexpectedly"))
+                        return
+                    message = pickle.loads(payload)
+                    await send.send(message)
+                    if not isinstance(message, Batch):
+                        return
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
+                async with recv:
+                    async for message in recv:
+                        if message is None:
+                            return None
+                        if isinstance(message, tuple):
+                            return str(message[1])
+                        await self.actors.ask(imp.dataset_id, InsertBatch(imp.id, message))
+            return "the record reader stopped unexpectedly"
+        finally:
+            with trio.CancelScope(shield=True):
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
+                await proc.stdout.aclose()
 
     @staticmethod
     def outcome(imp: ImportJob) -> tuple[str, str | None]:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import pickle
+import struct
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import fastjsonschema  # type: ignore[import-untyped]
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 import orjson
 
 from engine.errors import InvalidRequest
@@ -271,3 +274,48 @@ class CsvReader:
                 batch.errors.append({"line": line, "field": problem[0], "message": problem[1]})
         batch.offset, batch.line = self._fh.tell(), self.line
         return batch if batch.rows or batch.errors else None  # None: end of file
+
+
+# -- a reader in its own process ----------------------------------------------------------
+# Parsing and validating are pure-Python CPU work; in their own process they run truly
+# beside the server's commits instead of fighting them for the GIL. The child writes
+# length-prefixed pickled frames on stdout: a Batch each, then None or ("failed", reason).
+
+FRAME_HEADER = struct.Struct("!Q")
+
+
+def _send(out: BinaryIO, message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(FRAME_HEADER.pack(len(payload)) + payload)
+    out.flush()
+
+
+def reader_main(argv: list[str]) -> None:
+    """``python -m engine.records '<json args>'``: stream batches of one import file."""
+    args = orjson.loads(argv[0])
+    out = sys.stdout.buffer
+    try:
+        validate = compile_schema(args["schema"])
+        path = Path(args["path"])
+        reader: JsonlReader | CsvReader = (
+            CsvReader(path, args["schema"], validate, args["offset"], args["line"])
+            if args["format"] == "csv"
+            else JsonlReader(path, validate, args["offset"], args["line"])
+        )
+        try:
+            while (batch := reader.next_batch(args["batch_records"])) is not None:
+                _send(out, batch)
+        finally:
+            reader.close()
+        _send(out, None)
+    except ParseFailure as exc:
+        _send(out, ("failed", str(exc)))
+    except BrokenPipeError:
+        pass  # the server went away (stopped, or gave up on this import)
+
+
+if __name__ == "__main__":
+    # Run the importable module's copy, so pickled batches name engine.records.Batch.
+    from engine import records
+
+    records.reader_main(sys.argv[1:])

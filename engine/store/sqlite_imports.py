@@ -3,6 +3,8 @@
 A batch of accepted records, the import's counters, its first errors and its checkpoint
 (bytes and lines of the file fully handled) are one transaction, so an import resumed
 after a crash starts exactly where the committed records end: nothing lost, nothing twice.
+Accepted records are stored a batch per row (``datapoint_chunks``); a datapoint's position
+is ``(chunk seq << 16) | index``, which keeps cursors opaque integers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
 ERRORS_KEPT = 1000
+CHUNK_BITS = 16
 
 _COLUMNS = ("id", "tenant_id", "dataset_id", "filename", "format", "status", "expires_at", "created_at")
 
@@ -28,7 +31,7 @@ def _import(r: sqlite3.Row) -> ImportJob:
         id=r["id"], tenant_id=r["tenant_id"], dataset_id=r["dataset_id"], filename=r["filename"], format=r["format"],
         status=r["status"], expires_at=dt(r["expires_at"]), created_at=dt(r["created_at"]),  # type: ignore[arg-type]
         arrival=r["arrival"], size_bytes=r["size_bytes"], accepted_count=r["accepted_count"], rejected_count=r["rejected_count"],
-        errors=tuple(orjson.loads(r["errors"])), reason=r["reason"], checkpoint_offset=r["checkpoint_offset"],
+        reason=r["reason"], checkpoint_offset=r["checkpoint_offset"],
         checkpoint_line=r["checkpoint_line"], parsed_count=r["parsed_count"], received_at=dt(r["received_at"]),
         started_at=dt(r["started_at"]), finished_at=dt(r["finished_at"]), seq=r["seq"],
     )
@@ -36,6 +39,14 @@ def _import(r: sqlite3.Row) -> ImportJob:
 
 def _get(c: sqlite3.Connection, import_id: str) -> ImportJob:
     return _import(c.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone())
+
+
+def _with_errors(c: sqlite3.Connection, imp: ImportJob) -> ImportJob:
+    rows = c.execute(
+        "SELECT line, field, message FROM import_errors WHERE import_id = ? ORDER BY line LIMIT ?", (imp.id, ERRORS_KEPT)
+    ).fetchall()
+    errors = tuple({"line": r[0], "field": r[1], "message": r[2]} for r in rows)
+    return ImportJob(**{**imp.__dict__, "errors": errors})
 
 
 class ImportsMixin:
@@ -54,8 +65,13 @@ class ImportsMixin:
         )
 
     async def get_import(self, tenant_id: str, import_id: str) -> ImportJob | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM imports WHERE id = ? AND tenant_id = ?", (import_id, tenant_id)).fetchone())
-        return None if row is None else _import(row)
+        """The import with its first errors."""
+
+        def op(c: sqlite3.Connection) -> ImportJob | None:
+            row = c.execute("SELECT * FROM imports WHERE id = ? AND tenant_id = ?", (import_id, tenant_id)).fetchone()
+            return None if row is None else _with_errors(c, _import(row))
+
+        return await self.read(op)
 
     async def get_import_any(self, import_id: str) -> ImportJob | None:
         row = await self.read(lambda c: c.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone())
@@ -63,13 +79,14 @@ class ImportsMixin:
 
     async def list_imports(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[ImportJob]:
         clause, params = ("AND seq < ?", [after]) if after is not None else ("", [])
-        rows = await self.read(
-            lambda c: c.execute(
+        def op(c: sqlite3.Connection) -> list[ImportJob]:
+            rows = c.execute(
                 f"SELECT * FROM imports WHERE tenant_id = ? AND dataset_id = ? {clause} ORDER BY seq DESC LIMIT ?",
                 (tenant_id, dataset_id, *params, limit),
             ).fetchall()
-        )
-        return [_import(r) for r in rows]
+            return [_with_errors(c, _import(r)) for r in rows]
+
+        return await self.read(op)
 
     async def import_arrived(self, import_id: str, size: int, now: datetime, next_dataset_status: Callable[[str], str]) -> ImportJob | None:
         """uninitialised → queued, taking the next place in the dataset's queue; None if it was not uninitialised."""
@@ -132,18 +149,24 @@ class ImportsMixin:
             imp = _get(c, import_id)
             if imp.status != "processing" or offset <= imp.checkpoint_offset:
                 return imp  # a stale or repeated batch changes nothing
-            c.executemany(
-                "INSERT INTO datapoints (dataset_id, import_id, line, data) VALUES (?, ?, ?, ?)",
-                [(imp.dataset_id, import_id, n, data) for n, data in rows],
-            )
-            kept = list(imp.errors)
-            if errors and len(kept) < ERRORS_KEPT:
-                kept.extend(errors[: ERRORS_KEPT - len(kept)])
-                c.execute("UPDATE imports SET errors = ? WHERE id = ?", (orjson.dumps(kept).decode(), import_id))
+            if rows:
+                c.execute(
+                    "INSERT INTO datapoint_chunks (dataset_id, import_id, count, lines, records) VALUES (?, ?, ?, ?, ?)",
+                    (imp.dataset_id, import_id, len(rows), orjson.dumps([n for n, _ in rows]).decode(),
+                     "\n".join(data for _, data in rows)),
+                )
+            room = ERRORS_KEPT - c.execute("SELECT errors_kept FROM imports WHERE id = ?", (import_id,)).fetchone()[0]
+            kept = list(errors[: max(room, 0)])
+            if kept:
+                c.executemany(
+                    "INSERT INTO import_errors (import_id, line, field, message) VALUES (?, ?, ?, ?)",
+                    [(import_id, e["line"], e["field"], e["message"]) for e in kept],
+                )
             c.execute(
                 "UPDATE imports SET accepted_count = accepted_count + ?, rejected_count = rejected_count + ?,"
-                " parsed_count = parsed_count + ?, checkpoint_offset = ?, checkpoint_line = ? WHERE id = ?",
-                (len(rows), rejected, parsed, offset, line, import_id),
+                " parsed_count = parsed_count + ?, errors_kept = errors_kept + ?, checkpoint_offset = ?, checkpoint_line = ?"
+                " WHERE id = ?",
+                (len(rows), rejected, parsed, len(kept), offset, line, import_id),
             )
             if rows:
                 c.execute(
@@ -151,7 +174,7 @@ class ImportsMixin:
                     " status = CASE WHEN status IN ('draft', 'ingesting') THEN 'active' ELSE status END WHERE id = ?",
                     (len(rows), ts(now), ts(now), imp.dataset_id),
                 )
-            return _get(c, import_id)
+            return _get(c, import_id)  # counters and checkpoint; errors are read with get_import
 
         return await self.write(op)
 
@@ -167,12 +190,30 @@ class ImportsMixin:
         return await self.write(op)
 
     async def list_datapoints(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[Datapoint]:
-        clause, params = ("AND d.seq > ?", [after]) if after is not None else ("", [])
-        rows = await self.read(
-            lambda c: c.execute(
-                f"SELECT d.* FROM datapoints d JOIN datasets s ON s.id = d.dataset_id"
-                f" WHERE d.dataset_id = ? AND s.tenant_id = ? {clause} ORDER BY d.seq LIMIT ?",
-                (dataset_id, tenant_id, *params, limit),
-            ).fetchall()
-        )
-        return [Datapoint(r["dataset_id"], r["import_id"], r["line"], r["data"], r["seq"]) for r in rows]
+        """Accepted records in import order, from just after position ``after``."""
+        chunk_seq, skip = (after >> CHUNK_BITS, (after & ((1 << CHUNK_BITS) - 1)) + 1) if after is not None else (0, 0)
+
+        def op(c: sqlite3.Connection) -> list[Datapoint]:
+            out: list[Datapoint] = []
+            cursor_seq, first = chunk_seq, True
+            while len(out) < limit:
+                rows = c.execute(
+                    "SELECT d.* FROM datapoint_chunks d JOIN datasets s ON s.id = d.dataset_id"
+                    " WHERE d.dataset_id = ? AND s.tenant_id = ? AND d.seq >= ? ORDER BY d.seq LIMIT 4",
+                    (dataset_id, tenant_id, cursor_seq),
+                ).fetchall()
+                if not rows:
+                    break
+                for r in rows:
+                    start = skip if first and r["seq"] == chunk_seq else 0
+                    first = False
+                    lines = orjson.loads(r["lines"])
+                    records = r["records"].split("\n")
+                    for i in range(start, r["count"]):
+                        out.append(Datapoint(r["dataset_id"], r["import_id"], lines[i], records[i], (r["seq"] << CHUNK_BITS) | i))
+                        if len(out) == limit:
+                            return out
+                    cursor_seq = r["seq"] + 1
+            return out
+
+        return await self.read(op)

@@ -162,6 +162,7 @@ async def test_pending_schema_and_no_silent_rerun(client, service, alice):
         (b"colour,size\nred,big\n", "other.csv", "no CSV header"),
         (jsonl({"name": "x", "age": -1}, {"name": "y", "age": -2}), "all-bad.jsonl", "every record"),
     ],
+    ids=["empty", "binary", "prose", "empty-csv", "csv-without-header", "all-rejected"],
 )
 async def test_failed_imports_say_why(client, service, alice, dataset, data, filename, reason):
     imp = await run_import(client, service, alice.headers, dataset["dataset_id"], data, filename)
@@ -221,24 +222,20 @@ async def test_queue_order_and_partial_progress_survive_a_restart(tmp_path, monk
     """Stopped mid-import with more queued behind it: after a restart nothing is lost, nothing doubled, order kept."""
     import httpx
 
-    from engine import records
+    from engine import imports
 
     cfg = make_config(tmp_path / "data", **{"imports.batch_records": 100})
-    import threading
-
-    real = records.JsonlReader.next_batch
-    release = threading.Event()
+    real = imports.InsertBatch.apply
     batches = 0
 
-    def stalling(self, n):
+    async def stalling(self, ctx):
         nonlocal batches
         batches += 1
-        if batches > 3:  # after three committed batches the worker hangs until the "process dies"
-            release.wait(30)
-            raise RuntimeError("the process died")
-        return real(self, n)
+        if batches > 3:  # after three committed batches the process "dies" mid-import
+            await trio.sleep_forever()
+        return await real(self, ctx)
 
-    monkeypatch.setattr(records.JsonlReader, "next_batch", stalling)
+    monkeypatch.setattr(imports.InsertBatch, "apply", stalling)
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(run_service, cfg)
         async with httpx.AsyncClient(base_url=handle.url) as client:
@@ -254,8 +251,7 @@ async def test_queue_order_and_partial_progress_survive_a_restart(tmp_path, monk
             assert mid["status"] == "processing" and mid["accepted_count"] == 300
             assert (await client.get(f"/v1/imports/{second['import_id']}", headers=h)).json()["data"]["status"] == "queued"
         nursery.cancel_scope.cancel()  # the service dies with the import half done
-        release.set()
-    monkeypatch.setattr(records.JsonlReader, "next_batch", real)
+    monkeypatch.setattr(imports.InsertBatch, "apply", real)
 
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(run_service, cfg)
