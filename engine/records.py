@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fastjsonschema  # type: ignore[import-untyped]
-import jsonschema
+import fastjsonschema  # type: ignore[import-untyped,unused-ignore]
+import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
 from engine.errors import InvalidRequest
