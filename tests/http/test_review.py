@@ -12,7 +12,7 @@ ADMIN = {"admin.bootstrap_email": "root@example.com", "admin.bootstrap_password"
 
 @pytest.fixture(name="cfg")
 def _cfg(tmp_path):
-    return make_config(tmp_path / "data", **ADMIN)
+    return make_config(tmp_path / "data", **ADMIN, **{"pipeline.retry_backoff_seconds": 0.05})
 
 
 @pytest.fixture(name="admin")
@@ -132,3 +132,35 @@ async def test_jobs_are_tenant_scoped(client, admin, alice, dataset, service):
     assert (await client.get(f"/v1/jobs/{job_id}", headers=bob.headers)).status_code == 404
     assert (await client.get("/v1/jobs/job_unknown", headers=alice.headers)).status_code == 404
     await _wait(service)
+
+
+@pytest.mark.parametrize("failures", [1, 5])
+async def test_stage_failures_retry_with_backoff_then_fail_the_job(client, admin, alice, dataset, service, monkeypatch, failures):
+    """A transient failure is retried; one that persists past pipeline.max_attempts fails the job with its error."""
+    import engine.pipeline.stages as stages
+
+    real = stages.extract
+    calls = 0
+
+    def flaky(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls <= failures:
+            raise RuntimeError(f"disk hiccup {calls}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "extract", flaky)
+    up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
+    job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]
+    await _wait(service)
+    job = (await client.get(f"/v1/jobs/{job_id}", headers=alice.headers)).json()["data"]
+    obj = (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]
+    max_attempts = service.services.cfg.pipeline.max_attempts
+    if failures < max_attempts:
+        assert job["status"] == "succeeded" and obj["status"] == "active" and calls == failures + 1
+    else:
+        assert calls == max_attempts
+        assert job["status"] == "failed" and job["stage"] == "extracting" and job["attempts"] == max_attempts
+        assert f"disk hiccup {max_attempts}" in job["error"]
+        assert obj["status"] == "failed" and "disk hiccup" in obj["failure_reason"]
+        assert await service.services.store.search_chunks(alice.tenant_id, dataset["dataset_id"], "globex") == []
