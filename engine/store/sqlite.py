@@ -39,6 +39,7 @@ from engine.store.records import (
     Tenant,
     User,
 )
+from engine.store.sqlite_access import SqliteAccess
 from engine.store.sqlite_imports import ImportsMixin
 from engine.store.sqlite_objects import ObjectsMixin
 from engine.store.sqlite_pipeline import PipelineMixin
@@ -173,7 +174,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin):
+class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
@@ -257,31 +258,22 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin):
         await self.write(op)
 
     async def get_user(self, user_id: str) -> User | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone())
-        return None if row is None else _user(row)
+        return await self.one(_user, "SELECT * FROM users WHERE id = ?", (user_id,))
 
     async def get_user_by_email(self, email: str) -> User | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone())
-        return None if row is None else _user(row)
+        return await self.one(_user, "SELECT * FROM users WHERE email = ?", (email,))
 
     async def set_platform_admin(self, user_id: str, is_admin: bool) -> None:
         await self.write(lambda c: c.execute("UPDATE users SET is_platform_admin = ? WHERE id = ?", (int(is_admin), user_id)))
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM tenants WHERE id = ?", (tenant_id,)).fetchone())
-        return None if row is None else _tenant(row)
+        return await self.one(_tenant, "SELECT * FROM tenants WHERE id = ?", (tenant_id,))
 
     async def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
-        row = await self.read(
-            lambda c: c.execute("SELECT * FROM memberships WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)).fetchone()
-        )
-        return None if row is None else _membership(row)
+        return await self.one(_membership, "SELECT * FROM memberships WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id))
 
     async def first_membership(self, user_id: str) -> Membership | None:
-        row = await self.read(
-            lambda c: c.execute("SELECT * FROM memberships WHERE user_id = ? ORDER BY created_at LIMIT 1", (user_id,)).fetchone()
-        )
-        return None if row is None else _membership(row)
+        return await self.one(_membership, "SELECT * FROM memberships WHERE user_id = ? ORDER BY created_at LIMIT 1", (user_id,))
 
     async def create_session(self, session: Session) -> None:
         await self.write(
@@ -292,8 +284,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin):
         )
 
     async def get_session(self, token_hash: str) -> Session | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM sessions WHERE token_hash = ?", (token_hash,)).fetchone())
-        return None if row is None else _session(row)
+        return await self.one(_session, "SELECT * FROM sessions WHERE token_hash = ?", (token_hash,))
 
     async def revoke_session(self, token_hash: str, at: datetime) -> None:
         await self.write(
@@ -318,14 +309,10 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin):
         )
 
     async def get_api_key_by_prefix(self, prefix: str) -> ApiKey | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM api_keys WHERE prefix = ?", (prefix,)).fetchone())
-        return None if row is None else _api_key(row)
+        return await self.one(_api_key, "SELECT * FROM api_keys WHERE prefix = ?", (prefix,))
 
     async def get_api_key(self, tenant_id: str, key_id: str) -> ApiKey | None:
-        row = await self.read(
-            lambda c: c.execute("SELECT * FROM api_keys WHERE id = ? AND tenant_id = ?", (key_id, tenant_id)).fetchone()
-        )
-        return None if row is None else _api_key(row)
+        return await self.one(_api_key, "SELECT * FROM api_keys WHERE id = ? AND tenant_id = ?", (key_id, tenant_id))
 
     async def list_api_keys(self, tenant_id: str, after: int | None, limit: int) -> list[ApiKey]:
         clause, params = _page_clause(after)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.records import Datapoint, ImportJob
+from engine.store.sqlite_access import SqliteAccess
 from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -49,13 +50,7 @@ def _with_errors(c: sqlite3.Connection, imp: ImportJob) -> ImportJob:
     return ImportJob(**{**imp.__dict__, "errors": errors})
 
 
-class ImportsMixin:
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
-
+class ImportsMixin(SqliteAccess):
     async def create_import(self, imp: ImportJob) -> None:
         await self.write(
             lambda c: c.execute(
@@ -74,8 +69,7 @@ class ImportsMixin:
         return await self.read(op)
 
     async def get_import_any(self, import_id: str) -> ImportJob | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone())
-        return None if row is None else _import(row)
+        return await self.one(_import, "SELECT * FROM imports WHERE id = ?", (import_id,))
 
     async def list_imports(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[ImportJob]:
         clause, params = ("AND seq < ?", [after]) if after is not None else ("", [])

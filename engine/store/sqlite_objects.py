@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.sqlite_access import SqliteAccess
 from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -73,14 +74,8 @@ def _adjust_dataset(c: sqlite3.Connection, dataset_id: str, objects: int, size: 
     )
 
 
-class ObjectsMixin:
+class ObjectsMixin(SqliteAccess):
     """Object and upload persistence; relies on ``read``/``write`` of the store."""
-
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
 
     async def create_object_upload(self, obj: ObjectRecord, upload: Upload) -> None:
         def op(c: sqlite3.Connection) -> None:
@@ -98,16 +93,13 @@ class ObjectsMixin:
         await self.write(op)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id)).fetchone())
-        return None if row is None else _object(row)
+        return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
 
     async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE blob_id = ?", (blob_id,)).fetchone())
-        return None if row is None else _object(row)
+        return await self.one(_object, "SELECT * FROM objects WHERE blob_id = ?", (blob_id,))
 
     async def get_upload(self, upload_id: str) -> Upload | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone())
-        return None if row is None else _upload(row)
+        return await self.one(_upload, "SELECT * FROM uploads WHERE id = ?", (upload_id,))
 
     async def list_parts(self, upload_id: str) -> list[UploadPart]:
         rows = await self.read(

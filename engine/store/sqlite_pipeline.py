@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.records import Artifacts, Job, ObjectRecord
+from engine.store.sqlite_access import SqliteAccess
 from engine.store.sqlite_objects import _adjust_dataset, _get_object, _object
 from engine.store.sqltime import dt, ts
 
@@ -49,20 +50,13 @@ def _uncount(c: sqlite3.Connection, obj: ObjectRecord, now: datetime) -> None:
         _adjust_dataset(c, obj.dataset_id, -1, -obj.size_bytes, now)
 
 
-class PipelineMixin:
+class PipelineMixin(SqliteAccess):
     """Review, jobs and index persistence; relies on ``read``/``write`` of the store."""
-
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError  # provided by SqliteStore
 
     # -- review -------------------------------------------------------------------------
     async def get_object_any(self, object_id: str) -> ObjectRecord | None:
         """An object of any tenant (platform admins only)."""
-        row = await self.read(lambda c: c.execute("SELECT * FROM objects WHERE id = ?", (object_id,)).fetchone())
-        return None if row is None else _object(row)
+        return await self.one(_object, "SELECT * FROM objects WHERE id = ?", (object_id,))
 
     async def list_review_queue(
         self, review_states: Sequence[str], tenant_id: str | None, after: int | None, limit: int
@@ -162,12 +156,10 @@ class PipelineMixin:
 
     # -- jobs -----------------------------------------------------------------------------
     async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM jobs WHERE id = ? AND tenant_id = ?", (job_id, tenant_id)).fetchone())
-        return None if row is None else _job(row)
+        return await self.one(_job, "SELECT * FROM jobs WHERE id = ? AND tenant_id = ?", (job_id, tenant_id))
 
     async def get_job_any(self, job_id: str) -> Job | None:
-        row = await self.read(lambda c: c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-        return None if row is None else _job(row)
+        return await self.one(_job, "SELECT * FROM jobs WHERE id = ?", (job_id,))
 
     async def unfinished_jobs(self, job_type: str) -> list[Job]:
         rows = await self.read(
