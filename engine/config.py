@@ -159,6 +159,10 @@ _POSITIVE = {
 }
 
 
+# Environment variables of the CLI and client, not of the service's configuration.
+_CLIENT_VARIABLES = frozenset({"IPTO_CONFIG", "IPTO_API_KEY", "IPTO_URL", "IPTO_TOKEN", "IPTO_CONFIG_DIR", "IPTO_STATE_DIR"})
+
+
 def _sections() -> dict[str, type]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "data_dir"}
@@ -248,7 +252,7 @@ def load_config(
             raise ConfigError(f"unknown config key {key} in {path}")
 
     for var, raw in env.items():
-        if not var.startswith("IPTO_") or var in {"IPTO_CONFIG", "IPTO_API_KEY", "IPTO_URL", "IPTO_TOKEN"}:
+        if not var.startswith("IPTO_") or var in _CLIENT_VARIABLES:
             continue
         if var == "IPTO_DATA_DIR":
             layered["data_dir"] = raw

@@ -83,8 +83,11 @@ async def reject(principal: Principal, object_id: str) -> Response:
 @bp.get("/v1/jobs/<job_id>")
 @endpoint("datasets:read")
 async def get_job(principal: Principal, job_id: str) -> Response:
-    job = await services().store.get_job(principal.tenant_id, job_id)
+    store = services().store
+    # Platform admins follow the jobs their approvals started, in any tenant.
+    job = await (store.get_job_any(job_id) if ADMIN_SCOPE in principal.scopes else store.get_job(principal.tenant_id, job_id))
     if job is None:
         raise NotFound("job not found")
-    principal.require_dataset(job.dataset_id)
+    if job.tenant_id == principal.tenant_id:
+        principal.require_dataset(job.dataset_id)
     return ok(job_view(job))

@@ -164,3 +164,11 @@ async def test_stage_failures_retry_with_backoff_then_fail_the_job(client, admin
         assert f"disk hiccup {max_attempts}" in job["error"]
         assert obj["status"] == "failed" and "disk hiccup" in obj["failure_reason"]
         assert await service.services.store.search_chunks(alice.tenant_id, dataset["dataset_id"], "globex") == []
+
+
+async def test_admin_can_follow_the_job_its_approval_started(client, admin, alice, dataset, service):
+    up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
+    job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]
+    await _wait(service)
+    r = await client.get(f"/v1/jobs/{job_id}", headers=admin)
+    assert r.status_code == 200 and r.json()["data"]["status"] == "succeeded"

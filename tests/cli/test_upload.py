@@ -1,0 +1,224 @@
+"""``ipto upload``: folders, multipart in parallel, checksums, resuming an interrupted
+upload, summary and exit codes; then ``ipto objects …`` on what was uploaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from engine.errors import ServiceUnavailable
+from tests.cli.conftest import json_out, one_error_line
+from tests.http.uploads_helpers import MiB, sha
+
+REPO = Path(__file__).resolve().parents[2]  # `python -m engine` runs this checkout
+BIG = 12 * MiB  # over the 6 MiB threshold: 3 parts of 5, 5 and 2 MiB
+
+
+def _write(path: Path, data: bytes) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def _folder(root: Path) -> dict[str, bytes]:
+    return {
+        "notes.txt": _write(root / "notes.txt", b"Invoice 0425 from Globex.\n"),
+        "sub/readme.md": _write(root / "sub" / "readme.md", b"# Readme\n\nmore text\n"),
+        "big.txt": _write(root / "big.txt", os.urandom(BIG // 2).hex().encode()),
+    }
+
+
+async def _dataset(ipto, name="Uploads") -> str:
+    return json_out(await ipto("datasets", "create", name, "--json"))["dataset_id"]
+
+
+class PartSpy:
+    """Wraps the server's part receiver: records the parts it accepts; refuses (503) or
+    holds back the parts named."""
+
+    def __init__(self, monkeypatch, service, refuse: set[int] = frozenset(), hold: set[int] = frozenset()) -> None:
+        self.accepted: list[int] = []
+        self.release = trio.Event()
+        self.in_flight = 0
+        self._original = service.services.objects.receive_part
+        self._refuse, self._hold = refuse, hold
+        monkeypatch.setattr(service.services.objects, "receive_part", self._receive_part)
+
+    async def _receive_part(self, upload_id, part_number, declared_length, content_length, body):
+        if part_number in self._refuse:
+            raise ServiceUnavailable("part store briefly unavailable (test)")
+        self.in_flight += 1
+        try:
+            if part_number in self._hold:
+                await self.release.wait()
+            part = await self._original(upload_id, part_number, declared_length, content_length, body)
+        finally:
+            self.in_flight -= 1
+        self.accepted.append(part_number)
+        return part
+
+    async def settle(self) -> None:
+        with trio.fail_after(30):
+            while self.in_flight:
+                await trio.sleep(0.01)
+
+
+async def test_upload_a_folder_with_a_multipart_file(ipto, provider, client, tmp_path, monkeypatch, service):
+    files = _folder(tmp_path / "batch")
+    _write(tmp_path / "batch" / ".DS_Store", b"junk")
+    dsid = await _dataset(ipto)
+    spy = PartSpy(monkeypatch, service)
+
+    out = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))
+    assert out["uploaded"] == 3 and out["failed"] == 0 and out["dataset_id"] == dsid
+    by_name = {Path(f["path"]).relative_to(tmp_path / "batch").as_posix(): f for f in out["files"]}
+    assert set(by_name) == set(files)  # the dotfile stayed home
+    big = by_name["big.txt"]
+    assert big["strategy"] == "multipart" and big["parts_total"] == 3 and big["parts_sent"] == 3 and not big["resumed"]
+    assert by_name["notes.txt"]["strategy"] == "single_part"
+    assert by_name["sub/readme.md"]["content_type"] == "text/markdown"
+    assert sorted(spy.accepted) == [1, 1, 1, 2, 3]
+
+    for name, data in files.items():
+        f = by_name[name]
+        assert f["status"] == "uploaded" and f["checksum_sha256"] == sha(data) and f["error"] is None
+        obj = (await client.get(f"/v1/objects/{f['object_id']}", headers=provider.headers)).json()["data"]
+        assert obj["status"] == "uploaded" and obj["review_state"] == "staged"
+        assert obj["checksum_sha256"] == sha(data) and obj["size_bytes"] == len(data)
+        assert obj["original_filename"] == Path(name).name
+    ds = (await client.get(f"/v1/datasets/{dsid}", headers=provider.headers)).json()["data"]
+    assert ds["object_count"] == 3
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))  # nothing left to resume
+
+
+async def test_progress_bars_and_summary_table(ipto, provider, tmp_path):
+    files = _folder(tmp_path / "batch")
+    dsid = await _dataset(ipto)
+    r = await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--progress")
+    assert r.exit_code == 0, r.output
+    assert "upload summary" in r.stdout and "3 uploaded, 0 failed" in r.stdout and "3/3" in r.stdout
+    for name in files:
+        assert Path(name).name in r.stderr  # a line per finished file under the bars
+
+
+async def test_a_failing_part_fails_the_run_and_a_rerun_sends_only_that_part(ipto, provider, client, tmp_path, monkeypatch, service):
+    data = _write(tmp_path / "big.txt", os.urandom(BIG // 2).hex().encode())
+    dsid = await _dataset(ipto)
+    spy = PartSpy(monkeypatch, service, refuse={2})
+
+    first = await ipto("--retries", "2", "upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json")
+    assert first.exit_code == 1
+    report = json.loads(first.stdout)
+    assert report["failed"] == 1 and report["uploaded"] == 0
+    failed = report["files"][0]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "unavailable"
+    assert failed["error"]["request_id"].startswith("req_") and "test" in failed["error"]["message"]
+    assert sorted(spy.accepted) == [1, 3]
+    state = [json.loads(p.read_text()) for p in (ipto.state_dir / "uploads").glob("*.json")]
+    assert len(state) == 1 and sorted(state[0]["parts"]) == ["1", "3"] and state[0]["sha256"] == sha(data)
+
+    monkeypatch.undo()  # the server is well again
+    spy = PartSpy(monkeypatch, service)
+    second = json_out(await ipto("upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json"))
+    assert spy.accepted == [2]  # only the missing part
+    done = second["files"][0]
+    assert done["resumed"] and done["parts_sent"] == 1 and done["parts_total"] == 3
+    assert done["object_id"] == failed["object_id"] and done["status"] == "uploaded"
+    obj = (await client.get(f"/v1/objects/{done['object_id']}", headers=provider.headers)).json()["data"]
+    assert obj["status"] == "uploaded" and obj["checksum_sha256"] == sha(data)
+    objects = (await client.get(f"/v1/datasets/{dsid}/objects", headers=provider.headers)).json()["data"]["objects"]
+    assert len(objects) == 1  # the re-run re-initiated the same object, not a second one
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
+
+
+async def test_a_killed_upload_resumes_from_the_parts_already_accepted(ipto, provider, client, tmp_path, monkeypatch, service):
+    data = _write(tmp_path / "big.txt", os.urandom(BIG // 2).hex().encode())
+    dsid = await _dataset(ipto)
+    spy = PartSpy(monkeypatch, service, hold={2, 3})
+    env = dict(os.environ)
+    for key, value in ipto.env.items():
+        if value is None:
+            env.pop(key, None)  # e.g. no IPTO_API_KEY of the caller's
+        else:
+            env[key] = value
+    cmd = [sys.executable, "-m", "engine", "upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json"]
+    proc = await trio.lowlevel.open_process(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(60):  # wait until part 1 is accepted and remembered
+            while True:
+                states = [json.loads(p.read_text()) for p in (ipto.state_dir / "uploads").glob("*.json")]
+                if states and states[0]["parts"]:
+                    break
+                assert proc.poll() is None, "the CLI ended before it was killed"
+                await trio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        spy.release.set()  # the held parts now meet a closed connection
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(states[0]["parts"]) == ["1"] and spy.accepted == [1]
+    await spy.settle()
+
+    spy.accepted.clear()
+    rerun = await trio.run_process(cmd, env=env, cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    done = json.loads(rerun.stdout)["files"][0]
+    assert sorted(spy.accepted) == [2, 3]  # part 1 was not sent again
+    assert done["resumed"] and done["parts_sent"] == 2 and done["status"] == "uploaded"
+    obj = (await client.get(f"/v1/objects/{done['object_id']}", headers=provider.headers)).json()["data"]
+    assert obj["status"] == "uploaded" and obj["checksum_sha256"] == sha(data) and obj["size_bytes"] == len(data)
+
+
+async def test_upload_failures_exit_1_with_the_request_id(ipto, provider, tmp_path):
+    _write(tmp_path / "a.txt", b"hello")
+    r = await ipto("upload", str(tmp_path / "a.txt"), "--dataset", "dset_missing")
+    assert r.exit_code == 1
+    assert "0 uploaded, 1 failed" in r.stdout and "dataset not found" in r.stdout and "request_id req_" in r.stdout
+    assert "Traceback" not in r.output
+
+
+async def test_a_type_the_dataset_refuses_fails_that_file_only(ipto, provider, tmp_path):
+    _write(tmp_path / "d" / "ok.txt", b"text")
+    _write(tmp_path / "d" / "tune.mp3", b"ID3 not really")
+    dsid = await _dataset(ipto)
+    r = await ipto("upload", str(tmp_path / "d"), "--dataset", dsid, "--json")
+    assert r.exit_code == 1
+    report = json.loads(r.stdout)
+    assert report["uploaded"] == 1 and report["failed"] == 1
+    bad = next(f for f in report["files"] if f["path"].endswith("tune.mp3"))
+    assert bad["content_type"] == "audio/mpeg" and bad["error"]["code"] == "invalid_request"
+
+
+async def test_missing_path_is_a_usage_error(ipto, provider, tmp_path):
+    r = await ipto("upload", str(tmp_path / "nope"), "--dataset", "dset_x")
+    assert r.exit_code == 2
+
+
+async def test_objects_list_get_download_delete(ipto, provider, tmp_path):
+    files = _folder(tmp_path / "batch")
+    dsid = await _dataset(ipto)
+    uploaded = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))["files"]
+    big = next(f for f in uploaded if f["path"].endswith("big.txt"))
+
+    listed = json_out(await ipto("objects", "list", "--dataset", dsid, "--json"))
+    assert sorted(o["object_id"] for o in listed) == sorted(f["object_id"] for f in uploaded)
+    assert len(json_out(await ipto("objects", "list", "--dataset", dsid, "--limit", "2", "--json"))) == 2
+    obj = json_out(await ipto("objects", "get", big["object_id"], "--json"))
+    assert obj["checksum_sha256"] == sha(files["big.txt"])
+
+    (tmp_path / "out").mkdir()
+    got = json_out(await ipto("objects", "download", big["object_id"], "-o", str(tmp_path / "out"), "--json"))
+    assert Path(got["path"]) == tmp_path / "out" / "big.txt"
+    assert (tmp_path / "out" / "big.txt").read_bytes() == files["big.txt"]
+
+    deleted = json_out(await ipto("objects", "delete", big["object_id"], "--yes", "--json"))
+    assert deleted["status"] == "deleted"
+    r = await ipto("objects", "download", big["object_id"], "-o", str(tmp_path / "again.txt"))
+    assert r.exit_code == 1 and "conflict" in one_error_line(r)
+    assert not (tmp_path / "again.txt").exists()
