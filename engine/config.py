@@ -98,6 +98,7 @@ class PipelineConfig:
 class ImportsConfig:
     max_bytes: int = 10 * 1024**3
     batch_records: int = 2000
+    reader_processes: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +156,7 @@ _POSITIVE = {
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
     "http.graceful_timeout_seconds", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
     "actors.restart_backoff_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
-    "imports.max_bytes", "imports.batch_records",
+    "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
 }
 
 

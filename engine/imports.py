@@ -45,6 +45,7 @@ from engine.store.records import Datapoint, Dataset, ImportJob
 log = structlog.get_logger(__name__)
 
 FORMATS = {".jsonl": ("jsonl", "application/x-ndjson"), ".csv": ("csv", "text/csv")}
+CHUNK_BYTES = 1 << 20  # JSONL stripe size: ~2,000 records of 500 bytes
 TERMINAL = ("complete", "partial", "failed", "pending_schema")
 
 
@@ -248,29 +249,40 @@ class Imports:
         await self._finish(imp, status, reason)
 
     async def _stream(self, imp: ImportJob, schema: dict[str, Any], path: str) -> str | None:
-        """Parse and validate in a child process (``python -m engine.records``, no GIL shared
-        with the server) while this process commits; the pipe's small buffer bounds what is
-        in flight. Returns the reason the file could not be read, if it could not."""
-        args = orjson.dumps({"format": imp.format, "path": path, "schema": schema, "offset": imp.checkpoint_offset,
-                             "line": imp.checkpoint_line, "batch_records": self.cfg.batch_records}).decode()
-        proc = await trio.lowlevel.open_process([sys.executable, "-m", "engine.records", args], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        buffer = bytearray()
+        """Parse and validate in child processes (``python -m engine.records``: no GIL shared
+        with the server) while this process commits. A JSONL file is cut into ~1 MiB chunks
+        on line boundaries that ``imports.reader_processes`` children take in turn; their
+        batches are committed strictly in file order, taking the children in turn. Each
+        pipe's small buffer bounds what is in flight. Returns why the file could not be
+        read, if it could not."""
+        size = (await trio.to_thread.run_sync(os.stat, path)).st_size
+        workers = self.cfg.reader_processes if imp.format == "jsonl" and size - imp.checkpoint_offset > 4 * CHUNK_BYTES else 1
+        base = {"format": imp.format, "path": path, "schema": schema, "offset": imp.checkpoint_offset,
+                "line": imp.checkpoint_line, "batch_records": self.cfg.batch_records, "workers": workers,
+                "chunk_bytes": CHUNK_BYTES}
+        procs = [
+            await trio.lowlevel.open_process(
+                [sys.executable, "-m", "engine.records", orjson.dumps({**base, "worker": w}).decode()], stdout=subprocess.PIPE
+            )
+            for w in range(workers)
+        ]
+        channels = [trio.open_memory_channel[Any](1) for _ in procs]
 
-        async def read_exactly(n: int) -> bytes | None:
-            while len(buffer) < n:
-                chunk = await proc.stdout.receive_some(max(n - len(buffer), 1 << 20))  # type: ignore[union-attr]
-                if not chunk:
-                    return None
-                buffer.extend(chunk)
-            data = bytes(buffer[:n])
-            del buffer[:n]
-            return data
+        async def pump(proc: trio.Process, send: trio.MemorySendChannel[Any]) -> None:
+            # Keep draining the pipe while batches are committed, so a child never waits on us.
+            assert proc.stdout is not None
+            buffer = bytearray()
 
-        send, recv = trio.open_memory_channel[Any](1)
+            async def read_exactly(n: int) -> bytes | None:
+                while len(buffer) < n:
+                    chunk = await proc.stdout.receive_some(max(n - len(buffer), 1 << 20))  # type: ignore[union-attr]
+                    if not chunk:
+                        return None
+                    buffer.extend(chunk)
+                data = bytes(buffer[:n])
+                del buffer[:n]
+                return data
 
-        async def pump() -> None:
-            # Keep draining the pipe while batches are committed, so the child never waits on us.
             async with send:
                 while True:
                     header = await read_exactly(FRAME_HEADER.size)
@@ -285,21 +297,29 @@ class Imports:
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(pump)
-                async with recv:
-                    async for message in recv:
-                        if message is None:
-                            return None
-                        if isinstance(message, tuple):
-                            return str(message[1])
+                for proc, (send, _) in zip(procs, channels, strict=True):
+                    nursery.start_soon(pump, proc, send)
+                turn = 0
+                while True:
+                    message = await channels[turn % workers][1].receive()
+                    turn += 1
+                    if message is None:
+                        nursery.cancel_scope.cancel()  # end of file: the others have nothing left
+                        return None
+                    if isinstance(message, tuple):
+                        nursery.cancel_scope.cancel()
+                        return str(message[1])
+                    if message.rows or message.errors or workers == 1:
                         await self.actors.ask(imp.dataset_id, InsertBatch(imp.id, message))
-            return "the record reader stopped unexpectedly"
+            return None
         finally:
             with trio.CancelScope(shield=True):
-                if proc.returncode is None:
-                    proc.kill()
-                await proc.wait()
-                await proc.stdout.aclose()
+                for proc in procs:
+                    if proc.returncode is None:
+                        proc.kill()
+                    await proc.wait()
+                    assert proc.stdout is not None
+                    await proc.stdout.aclose()
 
     @staticmethod
     def outcome(imp: ImportJob) -> tuple[str, str | None]:

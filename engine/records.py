@@ -17,7 +17,7 @@ import hashlib
 import pickle
 import struct
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -132,9 +132,9 @@ class JsonlReader:
     def close(self) -> None:
         self._fh.close()
 
-    def next_batch(self, records: int) -> Batch | None:
+    def next_batch(self, records: int, until: int | None = None) -> Batch | None:
         batch = Batch()
-        while len(batch.rows) + len(batch.errors) < records:
+        while len(batch.rows) + len(batch.errors) < records and (until is None or self._fh.tell() < until):
             raw, fits = _read_line(self._fh)
             if raw is None:
                 break
@@ -290,13 +290,64 @@ def _send(out: BinaryIO, message: Any) -> None:
     out.flush()
 
 
+def _line_start_at_or_after(fh: BinaryIO, pos: int, base: int, size: int) -> int:
+    """The first offset >= ``pos`` where a line starts (``base`` always is one)."""
+    if pos <= base:
+        return base
+    if pos >= size:
+        return size
+    fh.seek(pos - 1)
+    while True:
+        block = fh.read(1 << 20)
+        if not block:
+            return size
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return fh.tell() - len(block) + newline + 1
+
+
+def striped_batches(path: Path, validate: Validate, offset: int, line: int, worker: int, workers: int,
+                    chunk_bytes: int) -> Iterator[Batch]:
+    """JSONL from ``offset`` cut into chunks of about ``chunk_bytes`` on line boundaries;
+    this worker parses chunks ``worker, worker + workers, …`` and yields one Batch per own
+    chunk (empty ones too, so a merger taking workers in turn stays in file order). Lines
+    of other workers' chunks are only counted, at C speed, to keep line numbers exact."""
+    size = path.stat().st_size
+    with open(path, "rb") as probe, open(path, "rb") as fh:
+        reader = JsonlReader.__new__(JsonlReader)
+        reader._fh, reader.validate, reader.line = fh, validate, line
+        start, k = offset, 0
+        while start < size:
+            end = _line_start_at_or_after(probe, offset + (k + 1) * chunk_bytes, offset, size)
+            if k % workers == worker:
+                fh.seek(start)
+                batch = reader.next_batch(1 << 62, until=end) or Batch()
+                batch.offset, batch.line = end, reader.line
+                yield batch
+            else:
+                fh.seek(start)
+                left = end - start
+                while left:
+                    block = fh.read(min(left, 1 << 22))
+                    reader.line += block.count(b"\n")
+                    left -= len(block)
+            start, k = end, k + 1
+
+
 def reader_main(argv: list[str]) -> None:
-    """``python -m engine.records '<json args>'``: stream batches of one import file."""
+    """``python -m engine.records '<json args>'``: stream batches of one import file
+    (or, with ``workers`` > 1, this worker's stripe of a JSONL file)."""
     args = orjson.loads(argv[0])
     out = sys.stdout.buffer
     try:
         validate = compile_schema(args["schema"])
         path = Path(args["path"])
+        if args["format"] == "jsonl" and args.get("workers", 1) > 1:
+            for stripe in striped_batches(path, validate, args["offset"], args["line"], args["worker"], args["workers"],
+                                          args["chunk_bytes"]):
+                _send(out, stripe)
+            _send(out, None)
+            return
         reader: JsonlReader | CsvReader = (
             CsvReader(path, args["schema"], validate, args["offset"], args["line"])
             if args["format"] == "csv"
