@@ -1,36 +1,33 @@
-"""Record-import benchmark: a generated JSONL file through upload URL, PUT and processing.
+"""Record imports: a generated JSONL file through upload URL, PUT and processing.
 
-    python bench/imports.py [--mib 1024] [--runs 1]
+    python -m bench imports [--mib 1024] [--runs 1]
+    python bench/imports.py ...        (the same)
 
-Generates ``--mib`` of JSONL (records of ~500 bytes, ~1% invalid against the schema),
-starts ``ipto serve`` (SQLite + local blobs) and measures records per second end to end:
-from the PUT of the file to the import's terminal status (every record parsed, validated,
-and committed in checkpointed batches). Baseline, same run, same file: ``orjson.loads`` of
-every line in this one process, nothing else. Also the server's peak RSS (VmHWM).
-Medians with min-max over ``--runs``; it reports, it never asserts.
+Generates ``--mib`` of JSONL (records of ~500 bytes, ~1% invalid against the schema), then
+per run starts a fresh engine (SQLite + local blobs), requests an upload URL, PUTs the file
+(zero-copy) and times until the import is terminal: every record parsed, validated against
+the dataset's JSON Schema and committed in checkpointed batches. Baseline, same run, same
+file: ``orjson.loads`` of every line in this one process, nothing else. Also the server's
+peak RSS (VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import orjson
+import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # ``python bench/imports.py``: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.upload import api, free_port, peak_rss_mib  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.client import Api, ApiError, send_file  # noqa: E402
+from bench.report import Row, Section, median  # noqa: E402
 
 SCHEMA = {
     "type": "object",
@@ -46,6 +43,12 @@ SCHEMA = {
     },
     "required": ["id", "name", "age"],
 }
+TERMINAL = ("complete", "partial", "failed", "pending_schema")
+
+
+def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    parser.add_argument("--mib", type=int, default=256 if quick else 1024, help="size of the JSONL file")
+    parser.add_argument("--runs", type=int, default=2 if quick else 1)
 
 
 def generate(path: Path, mib: int) -> int:
@@ -79,77 +82,52 @@ def parse_only(path: Path) -> float:
     return n / (time.perf_counter() - start)
 
 
-def put_file(url: str, path: Path) -> None:
-    u = urlsplit(url)
-    size = path.stat().st_size
-    with socket.create_connection((u.hostname, u.port)) as sock, open(path, "rb") as fh:
-        sock.sendall(f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Length: {size}\r\n"
-                     f"Connection: close\r\n\r\n".encode())
-        sock.sendfile(fh, 0, size)
-        if b" 200 " not in sock.makefile("rb").readline():
-            raise RuntimeError("PUT failed")
-
-
-def engine_run(path: Path, work: Path) -> tuple[float, float, dict]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IPTO_LOG_LEVEL": "warning"}
-    server = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(work)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    try:
-        for _ in range(300):
-            try:
-                api(base, "GET", "/v1/health")
-                break
-            except OSError:
-                time.sleep(0.1)
-        token = api(base, "POST", "/v1/auth/signup", {"email": "i@bench.io", "password": "bench password"})["token"]
-        ds = api(base, "POST", "/v1/datasets", {"name": "bench", "schema": SCHEMA}, token)["dataset_id"]
-        target = api(base, "GET", f"/v1/datasets/{ds}/upload-url/bench.jsonl", token=token)
+async def _import(base: str, path: Path) -> tuple[float, dict[str, Any]]:
+    async with Api(base) as api:
+        await api.signup("imports@bench.example")
+        ds = (await api.call("POST", "/v1/datasets", {"name": "bench", "schema": SCHEMA}))["dataset_id"]
+        target = await api.call("GET", f"/v1/datasets/{ds}/upload-url/bench.jsonl")
         start = time.perf_counter()
-        put_file(target["upload_url"], path)
-        while (imp := api(base, "GET", f"/v1/imports/{target['import_id']}", token=token))["status"] not in (
-                "complete", "partial", "failed", "pending_schema"):
-            time.sleep(0.1)
-        elapsed = time.perf_counter() - start
-        rss = peak_rss_mib(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=120)
-    total = imp["accepted_count"] + imp["rejected_count"]
-    return total / elapsed, rss, {k: imp[k] for k in ("status", "accepted_count", "rejected_count")}
+        size = path.stat().st_size
+        reply = await send_file(target["upload_url"], path, 0, size, headers={"Content-Type": "application/x-ndjson"})
+        if reply.status != 200:
+            raise ApiError(reply.status, "put", reply.body[:200].decode(errors="replace"))
+        while (imp := await api.call("GET", f"/v1/imports/{target['import_id']}"))["status"] not in TERMINAL:
+            await trio.sleep(0.1)
+        return time.perf_counter() - start, imp
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "imports.json")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ipto-bench-imports-"))
+def run(args: argparse.Namespace, work: Path) -> list[Section]:
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "records.jsonl"
-    print(f"generating {args.mib} MiB of JSONL ...", flush=True)
+    print(f"imports: generating {args.mib} MiB of JSONL ...", flush=True)
     records = generate(path, args.mib)
     base_rates, rates, rss = [], [], []
+    outcome: dict[str, Any] = {}
     for run in range(args.runs):
         base_rates.append(parse_only(path))
-        rate, peak, outcome = engine_run(path, work / f"data{run}")
-        rates.append(rate)
-        rss.append(peak)
-        print(f"run {run + 1}: parse-only {base_rates[-1]:,.0f} rec/s, engine {rate:,.0f} rec/s, peak RSS {peak:.0f} MiB, {outcome}", flush=True)
-    subprocess.run(["rm", "-rf", str(work)], check=False)
-    b, e = statistics.median(base_rates), statistics.median(rates)
-    print()
-    print(f"{'measure':<56} {'median':>12} {'min-max':>23} {'ratio':>6}")
-    print(f"{'baseline: orjson.loads per line, 1 process (rec/s)':<56} {b:>12,.0f} {min(base_rates):>11,.0f}-{max(base_rates):<11,.0f} {1.0:>6.2f}")
-    print(f"{'engine: PUT + validate + commit, ' + str(records) + ' records (rec/s)':<56} {e:>12,.0f} "
-          f"{min(rates):>11,.0f}-{max(rates):<11,.0f} {e / b:>6.2f}")
-    print(f"{'server peak RSS (MiB)':<56} {statistics.median(rss):>12.0f}   (target <= 150)")
-    print(f"ratio {e / b:.2f} (target >= 0.25)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"records": records, "parse_only_rec_s": base_rates, "engine_rec_s": rates,
-                                     "ratio": e / b, "server_peak_rss_mib": rss}, indent=2))
+        with harness.engine(work / f"data{run}", grace=120) as server:
+            elapsed, imp = trio.run(_import, server.base, path)
+            rss.append(server.peak_rss_mib())
+        rates.append((imp["accepted_count"] + imp["rejected_count"]) / elapsed)
+        outcome = {k: imp[k] for k in ("status", "accepted_count", "rejected_count")}
+        print(f"  run {run + 1}: parse-only {base_rates[-1]:,.0f} rec/s, engine {rates[-1]:,.0f} rec/s, "
+              f"peak RSS {rss[-1]:.0f} MiB, {outcome}", flush=True)
+    ratio = median(rates) / median(base_rates)
+    rows = [
+        Row("parse", "baseline: orjson.loads per line, 1 process", "records/s", base_rates, is_baseline=True, short="parse-only"),
+        Row("engine", f"engine: PUT + validate + commit, {records:,} records", "records/s", rates, baseline="parse",
+            note=f"target ≥ 0.25 ({'met' if ratio >= 0.25 else 'not met'})"),
+        Row("rss", "server peak RSS (VmHWM)", "MiB", rss, chart=False, lower_is_better=True, note="target ≤ 150 MiB"),
+    ]
+    section = Section("imports", f"Record imports: {args.mib} MiB of JSONL, PUT to terminal status", rows)
+    section.baselines = ["parse-only = orjson.loads of every line of the same file in the benchmark's own process."]
+    section.notes = [f"last outcome {outcome}"]
+    section.meta = {"mib": args.mib, "runs": args.runs, "records": records}
+    return [section]
 
 
 if __name__ == "__main__":
-    main()
+    from bench.__main__ import entry
+
+    sys.exit(entry(["imports", *sys.argv[1:]]))

@@ -1,32 +1,26 @@
-"""Pipeline and actor benchmark.
+"""Pipeline and actors: approve-to-active throughput, idle actor memory, message round trip.
 
-    python bench/pipeline.py [--docs 60] [--actors 10000] [--messages 20000] [--runs 3]
+    python -m bench pipeline [--docs 60] [--actors 10000] [--messages 20000] [--runs 3]
+    python bench/pipeline.py ...        (the same)
 
-1. **Pipeline throughput**: starts ``ipto serve`` (SQLite + local blobs) as a subprocess,
-   uploads a generated mixed corpus (plain text, HTML, PDF, one third each), approves every
-   object and times until all are ``active`` (normalize, extract, chunk + keywords +
-   embeddings, index). Baseline, same run, same documents: the bare stage functions called
-   one after the other in this process (no HTTP, no store, no actors).
-2. **Actor memory**: 10,000 live dataset actors (each answered one message and now waits
-   in its inbox): RSS and traced Python memory per idle actor.
+1. **Pipeline throughput**: per run a fresh engine (SQLite + local blobs) gets a generated
+   mixed corpus (plain text, HTML, PDF, a third each, six paragraphs per document) uploaded
+   and confirmed; every object is approved and the clock runs until all are ``active``
+   (normalize, extract, chunk + keywords + embeddings, index). The embedding model is
+   warmed with one document before the clock starts. Baseline, same run, same documents:
+   the bare stage functions called one after the other in this process (no HTTP, no
+   store, no actors).
+2. **Actor memory**: ``--actors`` live dataset actors (each answered one message and now
+   waits in its inbox): RSS and traced Python memory per idle actor, in this process.
 3. **Message round trip**: ``Supervisor.ask`` to a live actor, against the bare cost of the
    same Trio primitives (a memory-channel request and reply to a task).
-
-Medians with min-max over ``--runs``; ratios against the same-run baselines. It reports,
-it never asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -35,10 +29,14 @@ from typing import Any
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # ``python bench/pipeline.py``: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.upload import api, free_port  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.client import PASSWORD, Api, ApiError  # noqa: E402
+from bench.report import Row, Section  # noqa: E402
+
+ADMIN_EMAIL = "admin@bench.example"
 
 WORDS = ("harbour ledger invoice vessel cargo tariff quarterly revenue northern region customs manifest "
          "container freight insurance clause delivery schedule port authority warehouse").split()
@@ -82,68 +80,54 @@ def bare_pipeline(docs: list[tuple[str, str, bytes]], work: Path) -> float:
         path = work / name
         path.write_bytes(data)
         paths.append(path)
-    start = time.perf_counter()
-    for path, (_, mime, _) in zip(paths, docs, strict=True):
+
+    def one(path: Path, mime: str) -> None:
         kind = stages.normalize(path, mime)
         text = stages.extract(path, kind).text
         chunks = stages.chunk_text(text)
         stages.keywords(text)
         if embedder.available and chunks:
             embedder.embed(chunks)
+
+    for i in range(min(3, len(docs))):  # one of each kind first, outside the timing, as the engine is warmed
+        one(paths[i], docs[i][1])
+    start = time.perf_counter()
+    for path, (_, mime, _) in zip(paths, docs, strict=True):
+        one(path, mime)
     return len(docs) / (time.perf_counter() - start)
 
 
-def engine_pipeline(docs: list[tuple[str, str, bytes]], work: Path) -> tuple[float, float]:
-    """Docs/s from the first approval to the last object active, through ``ipto serve``."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IPTO_ADMIN_BOOTSTRAP_EMAIL": "bench@admin.io", "IPTO_ADMIN_BOOTSTRAP_PASSWORD": "bench password",
-           "IPTO_LOG_LEVEL": "warning"}
-    server = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(work / "data")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    try:
-        for _ in range(300):
-            try:
-                api(base, "GET", "/v1/health")
-                break
-            except OSError:
-                time.sleep(0.1)
-        owner = api(base, "POST", "/v1/auth/signup", {"email": "p@bench.io", "password": "bench password"})["token"]
-        admin = api(base, "POST", "/v1/auth/login", {"email": "bench@admin.io", "password": "bench password"})["token"]
-        ds = api(base, "POST", "/v1/datasets", {"name": "bench"}, owner)["dataset_id"]
-        # warm the embedding model with one document, outside the timing
+async def _engine_pipeline(base: str, docs: list[tuple[str, str, bytes]]) -> float:
+    """Docs/s from the first approval to the last object active, through the engine's API."""
+    async with Api(base, connections=4) as owner, Api(base, connections=4) as admin:
+        await owner.signup("pipeline@bench.example")
+        admin.token = await admin.login(ADMIN_EMAIL, PASSWORD)
+        ds = (await owner.datasets(1, "pipeline"))[0]
         ids = []
-        for name, mime, data in [docs[0], *docs]:
-            up = api(base, "POST", f"/v1/datasets/{ds}/objects/upload", {"filename": name, "content_type": mime, "size_bytes": len(data)}, owner)
-            import urllib.request
-
-            urllib.request.urlopen(urllib.request.Request(up["upload_url"], data=data, method="PUT"), timeout=60).read()
-            api(base, "POST", f"/v1/objects/{up['object_id']}/confirm", {}, owner)
+        for name, mime, data in [docs[0], *docs]:  # the first one again, to warm the model outside the timing
+            up = await owner.call("POST", f"/v1/datasets/{ds}/objects/upload", {"filename": name, "content_type": mime,
+                                                                              "size_bytes": len(data)})
+            reply = await owner.http.put(up["upload_url"], content=data)
+            if reply.status_code != 200:
+                raise ApiError(reply.status_code, "put")
+            await owner.call("POST", f"/v1/objects/{up['object_id']}/confirm", {})
             ids.append(up["object_id"])
-        api(base, "POST", f"/v1/admin/staged-objects/{ids[0]}/approve", {}, admin)
-        while api(base, "GET", f"/v1/datasets/{ds}", token=owner)["active_object_count"] < 1:
-            time.sleep(0.05)
+        await admin.call("POST", f"/v1/admin/staged-objects/{ids[0]}/approve", {})
+        while (await owner.call("GET", f"/v1/datasets/{ds}"))["active_object_count"] < 1:
+            await trio.sleep(0.05)
         start = time.perf_counter()
         for oid in ids[1:]:
-            api(base, "POST", f"/v1/admin/staged-objects/{oid}/approve", {}, admin)
-        while True:
-            done = api(base, "GET", f"/v1/datasets/{ds}", token=owner)["active_object_count"] - 1
-            if done >= len(docs):
-                break
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - start
-        rss = peak_rss_mib(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-    return len(docs) / elapsed, rss
+            await admin.call("POST", f"/v1/admin/staged-objects/{oid}/approve", {})
+        while (await owner.call("GET", f"/v1/datasets/{ds}"))["active_object_count"] - 1 < len(docs):
+            await trio.sleep(0.05)
+        return len(docs) / (time.perf_counter() - start)
 
 
-def peak_rss_mib(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def engine_pipeline(docs: list[tuple[str, str, bytes]], work: Path) -> tuple[float, float]:
+    env = {"IPTO_ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL, "IPTO_ADMIN_BOOTSTRAP_PASSWORD": PASSWORD}
+    with harness.engine(work / "data", env=env) as server:
+        docs_s = trio.run(_engine_pipeline, server.base, docs)
+        return docs_s, server.peak_rss_mib()
 
 
 def rss_kib() -> int:
@@ -153,28 +137,36 @@ def rss_kib() -> int:
     return 0
 
 
-# -- actors ----------------------------------------------------------------------------------
-from engine.actors.messages import Message  # noqa: E402
-from engine.actors.supervisor import Supervisor  # noqa: E402
-from engine.config import ActorsConfig  # noqa: E402
+# -- actors (in this process) -----------------------------------------------------------------
+def _ping() -> Any:
+    """A message that answers 1 (the engine is imported here, not when the harness starts)."""
+    from engine.actors.messages import Message
+
+    @dataclass(frozen=True)
+    class Ping(Message):
+        async def apply(self, ctx: Any) -> int:
+            return 1
+
+    return Ping()
 
 
-@dataclass(frozen=True)
-class Ping(Message):
-    async def apply(self, ctx: Any) -> int:
-        return 1
+def _supervisor(**kw: Any) -> Any:
+    from engine.actors.supervisor import Supervisor
+    from engine.config import ActorsConfig
+
+    return Supervisor(ActorsConfig(idle_seconds=3600.0, **kw))
 
 
 async def actor_memory(count: int) -> tuple[float, float]:
     """(RSS KiB per idle actor, traced Python KiB per idle actor)."""
-    sup = Supervisor(ActorsConfig(idle_seconds=3600.0, inbox_size=64))
+    sup, ping = _supervisor(inbox_size=64), _ping()
     async with sup.running(grace_seconds=1):
-        await sup.ask("dset_warm", Ping())
+        await sup.ask("dset_warm", ping)
         gc.collect()
         tracemalloc.start()
         before_rss, (before_traced, _) = rss_kib(), tracemalloc.get_traced_memory()
         for i in range(count):
-            await sup.ask(f"dset_{i}", Ping())
+            await sup.ask(f"dset_{i}", ping)
         gc.collect()
         after_rss, (after_traced, _) = rss_kib(), tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -184,12 +176,12 @@ async def actor_memory(count: int) -> tuple[float, float]:
 
 async def round_trips(messages: int) -> tuple[float, float]:
     """(µs per Supervisor.ask, µs per bare channel request/reply)."""
-    sup = Supervisor(ActorsConfig(idle_seconds=3600.0))
+    sup, ping = _supervisor(), _ping()
     async with sup.running(grace_seconds=1):
-        await sup.ask("dset_rt", Ping())
+        await sup.ask("dset_rt", ping)
         start = time.perf_counter()
         for _ in range(messages):
-            await sup.ask("dset_rt", Ping())
+            await sup.ask("dset_rt", ping)
         ask_us = (time.perf_counter() - start) / messages * 1e6
 
     send, recv = trio.open_memory_channel[Any](64)
@@ -210,20 +202,25 @@ async def round_trips(messages: int) -> tuple[float, float]:
     return ask_us, bare_us
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def _quiet_engine_logs() -> None:
+    """The in-process supervisor logs through structlog: warnings only, as the servers run."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=60)
+def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    parser.add_argument("--docs", type=int, default=30 if quick else 60)
     parser.add_argument("--actors", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
-    args = parser.parse_args()
+    parser.add_argument("--runs", type=int, default=2 if quick else 3)
 
-    work = Path(tempfile.mkdtemp(prefix="ipto-bench-pipeline-"))
+
+def run(args: argparse.Namespace, work: Path) -> list[Section]:
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"pipeline: {args.docs} docs, {args.actors} actors, {args.messages} messages, {args.runs} runs", flush=True)
     docs = corpus(args.docs, work)
     bare, engine, rss = [], [], []
     for run in range(args.runs):
@@ -231,31 +228,36 @@ def main() -> None:
         docs_s, peak = engine_pipeline(docs, work / f"run{run}")
         engine.append(docs_s)
         rss.append(peak)
-        print(f"run {run + 1}: bare stages {bare[-1]:.1f} docs/s, engine {engine[-1]:.1f} docs/s, server peak RSS {peak:.0f} MiB", flush=True)
-
+        print(f"  run {run + 1}: bare stages {bare[-1]:.1f} docs/s, engine {engine[-1]:.1f} docs/s, "
+              f"server peak RSS {peak:.0f} MiB", flush=True)
+    _quiet_engine_logs()
     per_actor = [trio.run(actor_memory, args.actors) for _ in range(args.runs)]
     trips = [trio.run(round_trips, args.messages) for _ in range(args.runs)]
-    subprocess.run(["rm", "-rf", str(work)], check=False)
-
-    b, e = summary(bare), summary(engine)
-    rss_per, traced_per = summary([p[0] for p in per_actor]), summary([p[1] for p in per_actor])
-    ask, raw = summary([t[0] for t in trips]), summary([t[1] for t in trips])
-    print()
-    print(f"{'measure':<58} {'median':>10} {'min-max':>17} {'ratio':>7}")
-    print(f"{'bare stage functions, sequential (docs/s)':<58} {b['median']:>10.1f} {b['min']:>8.1f}-{b['max']:<8.1f} {1.0:>7.2f}")
-    print(f"{'engine: approve -> active, ' + str(args.docs) + ' mixed docs (docs/s)':<58} {e['median']:>10.1f} "
-          f"{e['min']:>8.1f}-{e['max']:<8.1f} {e['median'] / b['median']:>7.2f}")
-    print(f"{'server peak RSS during pipeline (MiB)':<58} {statistics.median(rss):>10.0f}")
-    print(f"{'RSS per idle actor, ' + str(args.actors) + ' live (KiB)':<58} {rss_per['median']:>10.2f} {rss_per['min']:>8.2f}-{rss_per['max']:<8.2f}")
-    print(f"{'traced Python memory per idle actor (KiB)':<58} {traced_per['median']:>10.2f} {traced_per['min']:>8.2f}-{traced_per['max']:<8.2f}")
-    print(f"{'bare channel request/reply (us)':<58} {raw['median']:>10.1f} {raw['min']:>8.1f}-{raw['max']:<8.1f} {1.0:>7.2f}")
-    print(f"{'Supervisor.ask round trip (us)':<58} {ask['median']:>10.1f} {ask['min']:>8.1f}-{ask['max']:<8.1f} {ask['median'] / raw['median']:>7.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "bare_docs_s": b, "engine_docs_s": e, "engine_ratio": e["median"] / b["median"], "server_peak_rss_mib": rss,
-        "rss_kib_per_idle_actor": rss_per, "traced_kib_per_idle_actor": traced_per, "ask_us": ask, "bare_channel_us": raw,
-    }, indent=2))
+    rows = [
+        Row("bare", "bare stage functions, sequential, 1 process", "docs/s", bare, is_baseline=True, short="bare stages"),
+        Row("engine", f"engine: approve → active, {args.docs} mixed docs", "docs/s", engine, baseline="bare"),
+        Row("rss", "server peak RSS during the pipeline", "MiB", rss, chart=False, lower_is_better=True,
+            note="torch + model"),
+        Row("actor_rss", f"RSS per idle actor, {args.actors:,} live", "KiB", [p[0] for p in per_actor], chart=False,
+            lower_is_better=True),
+        Row("actor_traced", "traced Python memory per idle actor", "KiB", [p[1] for p in per_actor], chart=False,
+            lower_is_better=True),
+        Row("channel", "bare trio channel request/reply", "µs", [t[1] for t in trips], is_baseline=True, lower_is_better=True,
+            short="bare channel"),
+        Row("ask", "Supervisor.ask round trip", "µs", [t[0] for t in trips], baseline="channel", lower_is_better=True),
+    ]
+    section = Section("pipeline", "Pipeline and actors", rows)
+    section.baselines = [
+        "bare stages = normalize, extract, chunk, keywords and embed of the same documents called in the benchmark's "
+        "own process, one after the other (no HTTP, store, actors or threads).",
+        "bare channel = a trio memory-channel request and reply to a task: the floor under an actor message.",
+    ]
+    section.notes = ["the µs rows are costs: a ratio above 1 is slower than the baseline."]
+    section.meta = {"docs": args.docs, "actors": args.actors, "messages": args.messages, "runs": args.runs}
+    return [section]
 
 
 if __name__ == "__main__":
-    main()
+    from bench.__main__ import entry
+
+    sys.exit(entry(["pipeline", *sys.argv[1:]]))

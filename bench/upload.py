@@ -1,87 +1,60 @@
-"""Upload data-path benchmark: our presigned PUT against the machine's own ceiling.
+"""Upload data path: our presigned PUT against a tus server and against the machine itself.
 
-    python bench/upload.py [--size-mib 1024] [--files 64] [--file-mib 16] [--concurrency 8] [--runs 3]
+    python -m bench upload [--size-mib 1024] [--files 64] [--file-mib 16] [--concurrency 8] [--runs 3]
+    python bench/upload.py ...        (the same)
 
-It starts ``ipto serve`` as a subprocess on loopback (embedded SQLite + local blobs), then
-measures, in the same run:
+Starts the engine (SQLite + local blobs; single-part up to 5 GiB, so the 1 GiB file is one
+PUT) and the tus peer (:mod:`bench.peer`), then per run, each preceded by ``sync``:
 
-* baseline: read + SHA-256 + write + fsync of the same bytes in this one Python process
-  (what any verifying store has to do at least, without HTTP);
-* single stream: one ``--size-mib`` file, initiate + PUT + confirm (single part);
-* concurrent: ``--files`` x ``--file-mib`` files, ``--concurrency`` at a time;
-* the server's peak RSS (VmHWM) over everything above.
+* physical baseline: read + SHA-256 + write + fsync of the same 1 GiB in this one process
+  (the least a store that verifies checksums must do, with no HTTP at all);
+* one ``--size-mib`` file: ours = initiate + PUT + confirm (the server hashes while it
+  writes, fsyncs, and checks the declared SHA-256 on confirm); tus = creation ``POST`` +
+  one ``PATCH`` with the whole body (no checksum, no fsync); and tus again followed by
+  ``sync`` (its bytes on disk, as ours are when confirm answers);
+* ``--files`` x ``--file-mib`` slices of the same file, ``--concurrency`` at a time, both ways;
+* peak RSS (VmHWM) of both servers over the whole run.
 
-The client sends with ``socket.sendfile`` (zero-copy), so the figures are the server's,
-not a Python client's. Medians over ``--runs`` with min-max spread; ratios are against the
-baseline of the same run. Nothing here asserts: it reports.
+Bodies go out with ``os.sendfile`` from the page cache (:func:`bench.client.send_file`), the
+same sender for both servers, so the figures are the servers'. Which server goes first
+alternates between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
-import json
 import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-MiB = 1024 * 1024
-ROOT = Path(__file__).resolve().parent.parent
+import trio
 
+if __package__ in (None, ""):  # ``python bench/upload.py``: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bench import harness, peer  # noqa: E402
+from bench.client import Api, ApiError, send_file  # noqa: E402
+from bench.report import Row, Section, median  # noqa: E402
 
-
-def api(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return json.load(r)["data"]
+MiB = harness.MiB
 
 
-def put_file(url: str, path: Path, offset: int, length: int) -> None:
-    """PUT ``length`` bytes of ``path`` from ``offset`` with zero-copy sendfile."""
-    u = urlsplit(url)
-    with socket.create_connection((u.hostname, u.port)) as sock, open(path, "rb") as fh:
-        head = f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
-        sock.sendall(head.encode())
-        sock.sendfile(fh, offset, length)
-        reply = sock.makefile("rb").readline()
-        if b" 200 " not in reply:
-            raise RuntimeError(f"PUT failed: {reply!r}")
+def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    parser.add_argument("--size-mib", type=int, default=1024, help="the single file")
+    parser.add_argument("--files", type=int, default=64)
+    parser.add_argument("--file-mib", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-peer", action="store_true", help="skip the tus peer (no node/npm)")
 
 
-def sha256_range(path: Path, offset: int, length: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        left = length
-        while left:
-            chunk = fh.read(min(4 * MiB, left))
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
-
-
-def baseline(src: Path, dst: Path) -> float:
+def physical(src: Path, dst: Path) -> float:
     """MiB/s of read + SHA-256 + write + fsync, in this process."""
-    os.sync()  # start from a clean disk queue, like the uploads do
+    os.sync()
     start = time.perf_counter()
     digest = hashlib.sha256()
     with open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -91,111 +64,158 @@ def baseline(src: Path, dst: Path) -> float:
         fout.flush()
         os.fsync(fout.fileno())
     elapsed = time.perf_counter() - start
-    size = src.stat().st_size
     dst.unlink()
-    return size / MiB / elapsed
+    return src.stat().st_size / MiB / elapsed
 
 
-def upload_one(base: str, token: str, dataset: str, path: Path, offset: int, length: int, checksum: str) -> str:
-    up = api(base, "POST", f"/v1/datasets/{dataset}/objects/upload", {
-        "filename": "bench.bin", "content_type": "application/pdf", "size_bytes": length, "checksum_sha256": checksum}, token)
-    put_file(up["upload_url"], path, offset, length)
-    api(base, "POST", f"/v1/objects/{up['object_id']}/confirm", {}, token)
+async def ours_one(api: Api, dataset: str, path: Path, offset: int, length: int, sha: str) -> str:
+    up = await api.call("POST", f"/v1/datasets/{dataset}/objects/upload", {
+        "filename": "bench.pdf", "content_type": "application/pdf", "size_bytes": length, "checksum_sha256": sha})
+    reply = await send_file(up["upload_url"], path, offset, length)
+    if reply.status != 200:
+        raise ApiError(reply.status, "put", reply.body[:200].decode(errors="replace"))
+    await api.call("POST", f"/v1/objects/{up['object_id']}/confirm", {})
     return str(up["object_id"])
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+async def _many(fn: Callable[[int, int, str], Awaitable[str]], jobs: list[tuple[int, int, str]], concurrency: int) -> list[str]:
+    limiter = trio.CapacityLimiter(concurrency)
+    out: list[str] = []
+
+    async def one(job: tuple[int, int, str]) -> None:
+        async with limiter:
+            out.append(await fn(*job))
+
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(one, job)
+    return out
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--files", type=int, default=64)
-    parser.add_argument("--file-mib", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "upload.json")
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="ipto-bench-"))
+def run(args: argparse.Namespace, work: Path) -> list[Section]:
+    work.mkdir(parents=True, exist_ok=True)
+    use_peer = not args.no_peer
+    node = peer.install() if use_peer else ""
     big = work / "big.bin"
-    print(f"generating {args.size_mib} MiB of random data in {work} ...", flush=True)
-    with open(big, "wb") as fh:
-        for _ in range(args.size_mib):
-            fh.write(os.urandom(MiB))
-    big_sha = sha256_range(big, 0, args.size_mib * MiB)
+    print(f"upload: generating {args.size_mib} MiB of random data ...", flush=True)
+    harness.random_file(big, args.size_mib)
+    size = args.size_mib * MiB
+    big_sha = harness.sha256_file(big)
     file_bytes = args.file_mib * MiB
-    small = [(i * file_bytes % (args.size_mib * MiB - file_bytes + 1)) for i in range(args.files)]
-    small_sha = [sha256_range(big, off, file_bytes) for off in small]
+    slices = [(i * file_bytes) % (size - file_bytes + 1) for i in range(args.files)]
+    slice_sha = [harness.sha256_file(big, off, file_bytes) for off in slices]
+    figures: dict[str, list[float]] = {k: [] for k in ("physical", "ours_single", "tus_single", "tus_single_sync",
+                                                       "ours_multi", "tus_multi")}
+    env = {"IPTO_UPLOADS_MULTIPART_THRESHOLD_BYTES": str(5 * 1024 * MiB)}
+    tus_dir = work / "tus-files"
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(harness.engine(work / "data", env=env))
+        tus = stack.enter_context(peer.tus_server(tus_dir, work / "tus.log")) if use_peer else None
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IPTO_UPLOADS_MULTIPART_THRESHOLD_BYTES": str(5 * 1024 * MiB), "IPTO_LOG_LEVEL": "warning"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(work / "data")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
-    )
-    try:
-        for _ in range(200):
-            try:
-                api(base, "GET", "/v1/health")
-                break
-            except OSError:
-                time.sleep(0.1)
-        token = api(base, "POST", "/v1/auth/signup", {"email": "bench@example.com", "password": "bench password"})["token"]
-        dataset = api(base, "POST", "/v1/datasets", {"name": "bench"}, token)["dataset_id"]
+        async def setup() -> tuple[str, str]:
+            async with Api(engine.base) as api:
+                token = await api.signup("upload@bench.example")
+                return token, (await api.datasets(1, "upload"))[0]
 
-        base_rates, single_rates, multi_rates = [], [], []
+        token, dataset = trio.run(setup)
+
+        async def measure(run: int) -> None:
+            async with Api(engine.base, token=token, connections=args.concurrency + 2) as api, \
+                    Api(tus.base if tus else engine.base, connections=args.concurrency + 2) as tapi:
+
+                async def ours_single() -> None:
+                    os.sync()
+                    t0 = time.perf_counter()
+                    oid = await ours_one(api, dataset, big, 0, size, big_sha)
+                    figures["ours_single"].append(args.size_mib / (time.perf_counter() - t0))
+                    await api.call("DELETE", f"/v1/objects/{oid}")
+
+                async def tus_single() -> None:
+                    for key, durable in (("tus_single", False), ("tus_single_sync", True)):
+                        os.sync()
+                        t0 = time.perf_counter()
+                        await peer.tus_upload(tapi, big, 0, size)
+                        if durable:
+                            await trio.to_thread.run_sync(os.sync)
+                        figures[key].append(args.size_mib / (time.perf_counter() - t0))
+                        peer.clear(tus_dir)
+
+                async def ours_multi() -> None:
+                    os.sync()
+                    t0 = time.perf_counter()
+                    ids = await _many(lambda off, n, sha: ours_one(api, dataset, big, off, n, sha),
+                                      [(off, file_bytes, sha) for off, sha in zip(slices, slice_sha, strict=True)],
+                                      args.concurrency)
+                    figures["ours_multi"].append(args.files * args.file_mib / (time.perf_counter() - t0))
+                    for oid in ids:
+                        await api.call("DELETE", f"/v1/objects/{oid}")
+
+                async def tus_multi() -> None:
+                    os.sync()
+                    t0 = time.perf_counter()
+                    await _many(lambda off, n, _sha: peer.tus_upload(tapi, big, off, n),
+                                [(off, file_bytes, "") for off in slices], args.concurrency)
+                    figures["tus_multi"].append(args.files * args.file_mib / (time.perf_counter() - t0))
+                    peer.clear(tus_dir)
+
+                pairs = [(ours_single, tus_single), (ours_multi, tus_multi)]
+                for a, b in pairs:
+                    first, second = (a, b) if run % 2 == 0 else (b, a)
+                    if use_peer or first in (ours_single, ours_multi):
+                        await first()
+                    if use_peer or second in (ours_single, ours_multi):
+                        await second()
+
         for run in range(args.runs):
-            base_rates.append(baseline(big, work / "copy.bin"))
+            figures["physical"].append(physical(big, work / "copy.bin"))
+            trio.run(measure, run)
+            last = {k: f"{v[-1]:.0f}" for k, v in figures.items() if len(v) > run}
+            print(f"  run {run + 1}: " + ", ".join(f"{k} {v} MiB/s" for k, v in last.items()), flush=True)
+        engine_rss = engine.peak_rss_mib()
+        tus_rss = tus.peak_rss_mib() if tus else float("nan")
 
-            os.sync()
-            start = time.perf_counter()
-            oid = upload_one(base, token, dataset, big, 0, args.size_mib * MiB, big_sha)
-            single_rates.append(args.size_mib / (time.perf_counter() - start))
-            api(base, "DELETE", f"/v1/objects/{oid}", token=token)
+    def vs_physical(key: str) -> str:
+        return f"{median(figures[key]) / median(figures['physical']):.2f}× physical"
 
-            os.sync()
-            start = time.perf_counter()
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                ids = list(pool.map(lambda i: upload_one(base, token, dataset, big, small[i], file_bytes, small_sha[i]), range(args.files)))
-            multi_rates.append(args.files * args.file_mib / (time.perf_counter() - start))
-            for oid in ids:
-                api(base, "DELETE", f"/v1/objects/{oid}", token=token)
-            print(f"run {run + 1}: baseline {base_rates[-1]:.0f} MiB/s, single {single_rates[-1]:.0f} MiB/s, "
-                  f"{args.concurrency}-concurrent {multi_rates[-1]:.0f} MiB/s", flush=True)
-        rss = peak_rss_mib(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-        subprocess.run(["rm", "-rf", str(work)], check=False)
-
-    b, s, m = summary(base_rates), summary(single_rates), summary(multi_rates)
-    rows = [
-        ("baseline: read+sha256+write+fsync (1 process)", b, 1.0),
-        (f"single stream, {args.size_mib} MiB, initiate+PUT+confirm", s, s["median"] / b["median"]),
-        (f"{args.files} x {args.file_mib} MiB, {args.concurrency} concurrent", m, m["median"] / b["median"]),
-    ]
-    print()
-    print(f"{'measure':<52} {'median MiB/s':>12} {'min-max':>13} {'x baseline':>10}")
-    for name, stats, ratio in rows:
-        print(f"{name:<52} {stats['median']:>12.0f} {stats['min']:>6.0f}-{stats['max']:<6.0f} {ratio:>10.2f}")
-    print(f"{'server peak RSS (VmHWM)':<52} {rss:>9.0f} MiB   (target <= 120 MiB)")
-    print(f"single-stream ratio {s['median'] / b['median']:.2f} (target >= 0.80)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "baseline_mib_s": b, "single_mib_s": s, "concurrent_mib_s": m, "server_peak_rss_mib": rss,
-        "single_ratio": s["median"] / b["median"], "concurrent_ratio": m["median"] / b["median"], "args": vars(args) | {"json": str(args.json)},
-    }, indent=2))
+    one, many = f"{args.size_mib} MiB", f"{args.files} × {args.file_mib} MiB, {args.concurrency} at a time"
+    rows = [Row("physical", "physical: read + SHA-256 + write + fsync, 1 process", "MiB/s", figures["physical"],
+                is_baseline=True, short="physical")]
+    if use_peer:
+        rows += [
+            Row("tus_single", f"tus: {one}, POST + 1 PATCH", "MiB/s", figures["tus_single"], baseline="physical", short="tus"),
+            Row("tus_single_sync", f"tus: {one}, POST + 1 PATCH, then sync", "MiB/s", figures["tus_single_sync"],
+                baseline="physical", chart=False, note="durable like ours"),
+            Row("ours_single", f"ours: {one}, initiate + PUT + confirm", "MiB/s", figures["ours_single"],
+                baseline="tus_single", note=f"÷ tus; {vs_physical('ours_single')}; target ≥ 0.8× physical"),
+            Row("tus_multi", f"tus: {many}", "MiB/s", figures["tus_multi"], baseline="physical", short="tus"),
+            Row("ours_multi", f"ours: {many}", "MiB/s", figures["ours_multi"], baseline="tus_multi",
+                note=f"÷ tus; {vs_physical('ours_multi')}"),
+            Row("tus_rss", "tus server peak RSS (node)", "MiB", [tus_rss], chart=False, lower_is_better=True, short="tus"),
+            Row("engine_rss", "engine server peak RSS", "MiB", [engine_rss], baseline="tus_rss", chart=False,
+                lower_is_better=True, note="target ≤ 120 MiB"),
+        ]
+    else:
+        rows += [
+            Row("ours_single", f"ours: {one}, initiate + PUT + confirm", "MiB/s", figures["ours_single"], baseline="physical",
+                note="target ≥ 0.8"),
+            Row("ours_multi", f"ours: {many}", "MiB/s", figures["ours_multi"], baseline="physical"),
+            Row("engine_rss", "engine server peak RSS", "MiB", [engine_rss], chart=False, lower_is_better=True,
+                note="target ≤ 120 MiB"),
+        ]
+    section = Section("upload", "Upload data path: ours vs tus vs the machine", rows)
+    section.baselines = [
+        "physical = read + SHA-256 + write + fsync of the same bytes in the benchmark's own process, no HTTP.",
+        f"tus = @tus/server {peer.PACKAGES['@tus/server']} + @tus/file-store {peer.PACKAGES['@tus/file-store']} "
+        f"(node {node}), stock options, creation + one PATCH with the whole body; it neither hashes nor fsyncs. "
+        "Our rows are divided by the tus row of the same shape.",
+    ] if use_peer else ["physical = read + SHA-256 + write + fsync of the same bytes in the benchmark's own process."]
+    section.notes = ["both servers receive bodies from the same os.sendfile client; our path also computes SHA-256, "
+                     "checks the declared one on confirm, and fsyncs before answering."]
+    section.meta = {k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
+    return [section]
 
 
 if __name__ == "__main__":
-    main()
+    from bench.__main__ import entry
+
+    sys.exit(entry(["upload", *sys.argv[1:]]))

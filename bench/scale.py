@@ -1,0 +1,156 @@
+"""Scale: the concurrency ladder of whole 1 MiB uploads across 100 datasets.
+
+    python -m bench scale [--ladder 1,10,100,1000] [--datasets 100] [--per-client 2] [--min-uploads 200] [--runs 2]
+
+For each rung, a fresh engine (own data dir, ``IPTO_LOG_LEVEL=warning``) gets a tenant and
+``--datasets`` datasets; then ``c`` concurrent clients, each on its own keep-alive
+connection, upload ``max(--min-uploads, c x --per-client)`` objects of 1 MiB: initiate
+(upload *k* goes to dataset *k* mod N) + presigned PUT + confirm with the declared SHA-256.
+All clients start at once: at 1,000 they open 1,000 connections in the same instant,
+against Hypercorn's listen backlog (``hypercorn.config.Config.backlog``, 100 unless the
+engine changes it). Reported per rung: uploads/s and MiB/s, p50/p99 of a whole upload,
+errors by status (never retried), and the server's peak RSS (VmHWM of the fresh process)
+next to its RSS when idle with the datasets made.
+
+Baseline, same run: the same number of 1 MiB files (at most 200) hashed, written and
+fsynced one after another by this process — what a verifying store must do per object,
+with no HTTP, store or concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import hypercorn.config
+import trio
+
+from bench import harness
+from bench.client import Api, ApiError, Conn
+from bench.drive import Phase, drive
+from bench.report import Row, Section, median
+
+MiB = harness.MiB
+OP_TIMEOUT = 300.0
+
+
+def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    parser.add_argument("--ladder", default="1,10,100,1000", help="concurrent uploads per rung, comma-separated")
+    parser.add_argument("--datasets", type=int, default=100)
+    parser.add_argument("--per-client", type=int, default=1 if quick else 2, help="uploads per client (at least)")
+    parser.add_argument("--min-uploads", type=int, default=100 if quick else 200, help="uploads per rung (at least)")
+    parser.add_argument("--object-kib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=2)
+
+
+def physical(directory: Path, body: bytes, count: int) -> float:
+    """Objects/s of SHA-256 + write + fsync of ``count`` files of ``body``, one at a time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.sync()
+    start = time.perf_counter()
+    for i in range(count):
+        hashlib.sha256(body).hexdigest()
+        with open(directory / f"{i}.bin", "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+    elapsed = time.perf_counter() - start
+    for i in range(count):
+        (directory / f"{i}.bin").unlink()
+    return count / elapsed
+
+
+async def _setup(base: str, datasets: int) -> tuple[str, list[str]]:
+    async with Api(base) as api:
+        token = await api.signup("scale@bench.example")
+        return token, await api.datasets(datasets, "scale")
+
+
+async def _rung(server: harness.Server, token: str, datasets: list[str], body: bytes, sha: str, c: int, uploads: int) -> Phase:
+    conns = [Conn(server.base) for _ in range(c)]
+
+    async def upload(w: int, i: int) -> None:
+        conn = conns[w]
+        with trio.fail_after(OP_TIMEOUT):
+            up = (await conn.request("POST", f"/v1/datasets/{datasets[(w + i * c) % len(datasets)]}/objects/upload", token=token,
+                                     json={"filename": "scale.txt", "content_type": "text/plain", "size_bytes": len(body),
+                                           "checksum_sha256": sha})).data(201)
+            reply = await conn.request("PUT", up["upload_url"], body=body)
+            if reply.status != 200:
+                raise ApiError(reply.status, "put")
+            (await conn.request("POST", f"/v1/objects/{up['object_id']}/confirm", json={}, token=token)).data(200)
+
+    async def guarded(w: int, i: int) -> None:
+        try:
+            await upload(w, i)
+        except trio.TooSlowError:
+            raise ApiError(0, f"no answer within {OP_TIMEOUT:.0f} s") from None
+
+    try:
+        return await drive(guarded, c, 3600.0, server_pid=server.pid, max_ops=uploads)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def run(args: argparse.Namespace, work: Path) -> list[Section]:
+    ladder = [int(x) for x in args.ladder.split(",")]
+    body = os.urandom(args.object_kib * 1024)
+    sha = hashlib.sha256(body).hexdigest()
+    mib = len(body) / MiB
+    print(f"scale: ladder {ladder}, {args.datasets} datasets, {args.object_kib} KiB objects, {args.runs} run(s), "
+          f"RLIMIT_NOFILE {harness.raise_nofile()}, Hypercorn backlog {hypercorn.config.Config.backlog}", flush=True)
+    base_rates: list[float] = []
+    phases: dict[int, list[Phase]] = {c: [] for c in ladder}
+    idle: dict[int, list[float]] = {c: [] for c in ladder}
+    peak: dict[int, list[float]] = {c: [] for c in ladder}
+    for run in range(args.runs):
+        base_rates.append(physical(work / "physical", body, min(200, args.min_uploads)))
+        print(f"  run {run + 1} physical: {base_rates[-1]:,.0f} objects/s", flush=True)
+        for c in ladder:
+            uploads = max(args.min_uploads, c * args.per_client)
+            with harness.engine(work / f"data-{run}-{c}") as server:
+                token, datasets = trio.run(_setup, server.base, args.datasets)
+                idle[c].append(server.rss_mib())
+                os.sync()
+                phase = trio.run(_rung, server, token, datasets, body, sha, c, uploads)
+                peak[c].append(server.peak_rss_mib())
+            phases[c].append(phase)
+            errs = f", errors {dict(phase.errors)}" if phase.errors else ""
+            print(f"  run {run + 1} c={c:<5} {phase.ops:>5}/{uploads} uploads {phase.rate:>7,.1f}/s ({phase.rate * mib:,.0f} MiB/s)  "
+                  f"p50 {phase.pct_ms(0.5):8.1f} ms  p99 {phase.pct_ms(0.99):8.1f} ms  server CPU {phase.server_cpu:.2f}  "
+                  f"client CPU {phase.client_cpu:.2f}  RSS idle {idle[c][-1]:.0f} -> peak {peak[c][-1]:.0f} MiB{errs}", flush=True)
+            shutil.rmtree(work / f"data-{run}-{c}", ignore_errors=True)
+
+    rows = [Row("physical", f"physical: SHA-256 + write + fsync of {args.object_kib} KiB files, one at a time", "objects/s",
+                base_rates, is_baseline=True, short="physical")]
+    for c in ladder:
+        errors: Counter[str] = Counter()
+        for p in phases[c]:
+            errors.update(p.errors)
+        uploads = max(args.min_uploads, c * args.per_client)
+        err_note = ("errors " + ", ".join(f"{k}×{v}" for k, v in sorted(errors.items()))) if errors else "0 errors"
+        rows.append(Row(f"c{c}", f"{c} concurrent: initiate + PUT + confirm ({uploads} uploads)", "objects/s",
+                        [p.rate for p in phases[c]], baseline="physical", p50=[p.pct_ms(0.5) for p in phases[c]],
+                        p99=[p.pct_ms(0.99) for p in phases[c]], note=f"{median([p.rate * mib for p in phases[c]]):,.0f} MiB/s; {err_note}",
+                        extra={"errors": dict(errors), "ops": [p.ops for p in phases[c]], "uploads": uploads,
+                               "server_cpu": [p.server_cpu for p in phases[c]], "client_cpu": [p.client_cpu for p in phases[c]]}))
+    for c in ladder:
+        rows.append(Row(f"rss{c}", f"{c} concurrent: server peak RSS (VmHWM)", "MiB", peak[c], base_values=idle[c],
+                        lower_is_better=True, chart=False, note=f"÷ the same server idle: {median(idle[c]):.0f} MiB"))
+    section = Section("scale", f"Scale: 1 MiB uploads across {args.datasets} datasets, concurrency ladder", rows)
+    section.baselines = [
+        f"physical = SHA-256 + write + fsync of {args.object_kib} KiB files one at a time in the benchmark's process "
+        "(same run): the per-object floor of a verifying store without HTTP.",
+        "RSS rows: ÷ the same fresh server's RSS when idle, after sign-up and dataset creation.",
+    ]
+    section.notes = [f"each rung runs on a fresh engine; clients start together; errors are counted, never retried "
+                     f"(Hypercorn listen backlog {hypercorn.config.Config.backlog})."]
+    section.meta = {"ladder": ladder, "datasets": args.datasets, "object_kib": args.object_kib, "runs": args.runs,
+                    "idle_rss_mib": idle, "peak_rss_mib": peak}
+    return [section]
