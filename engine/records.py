@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fastjsonschema  # type: ignore[import-untyped,unused-ignore]
-import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
 from engine.errors import InvalidRequest
@@ -40,6 +38,8 @@ class ParseFailure(Exception):
 # -- schemas --------------------------------------------------------------------------------
 def check_schema(schema: Any) -> dict[str, Any]:
     """A usable JSON Schema for records, or InvalidRequest naming the problem."""
+    import jsonschema  # type: ignore[import-untyped,unused-ignore]  # imported when used: it is several MiB
+
     if not isinstance(schema, dict):
         raise InvalidRequest("schema must be a JSON Schema object", {"fields": {"schema": "must be an object"}})
     try:
@@ -63,6 +63,9 @@ _compiled: dict[str, Validate] = {}
 
 def compile_schema(schema: Mapping[str, Any]) -> Validate:
     """A validator returning None or ``(field, message)``; compiled once per distinct schema."""
+    import fastjsonschema  # type: ignore[import-untyped,unused-ignore]
+    import jsonschema  # type: ignore[import-untyped,unused-ignore]
+
     key = hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).hexdigest()
     if key in _compiled:
         return _compiled[key]

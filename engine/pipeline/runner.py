@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import orjson
 import structlog
 import trio
@@ -225,6 +224,8 @@ class Pipeline:
         embedder = await self.embedder()
         has_vectors = embedder.available and bool(chunks)
         if has_vectors:
+            import numpy as np  # only where vectors exist: numpy alone is ~13 MiB of RSS
+
             vectors = await trio.to_thread.run_sync(embedder.embed, chunks)
             await self.blobs.write_artifact(obj.id, "vectors.f32", np.asarray(vectors, dtype=np.float32).tobytes())
         doc = {"chunks": chunks, "keywords": words, "embeddings": has_vectors,
@@ -239,6 +240,8 @@ class Pipeline:
         chunks = tuple(doc["chunks"])
         vectors: tuple[bytes, ...] | None = None
         if doc["embeddings"]:
+            import numpy as np
+
             raw = np.frombuffer(await self.blobs.read_artifact(obj.id, "vectors.f32"), dtype=np.float32)
             vectors = tuple(row.tobytes() for row in raw.reshape(len(chunks), -1))
         await self.actors.ask(obj.dataset_id, ReplaceIndex(obj, chunks, vectors))
