@@ -24,3 +24,13 @@ class SqliteAccess:
         """The first row of ``sql`` mapped to a record, or None."""
         row = await self.read(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else mapper(row)
+
+    async def newest_page(
+        self, mapper: Callable[[sqlite3.Row], T], table: str, where: list[str], params: list[Any], after: int | None, limit: int
+    ) -> list[T]:
+        """A cursor page of ``table`` newest first: rows matching every ``where`` clause, before ``after``."""
+        if after is not None:
+            where, params = [*where, "seq < ?"], [*params, after]
+        sql = f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        rows = await self.read(lambda c: c.execute(sql, (*params, limit)).fetchall())
+        return [mapper(r) for r in rows]

@@ -186,13 +186,7 @@ class ObjectsMixin(SqliteAccess):
         if review_state is not None:
             where.append("review_state = ?")
             params.append(review_state)
-        if after is not None:
-            where.append("seq < ?")
-            params.append(after)
-        rows = await self.read(
-            lambda c: c.execute(f"SELECT * FROM objects WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
-        )
-        return [_object(r) for r in rows]
+        return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None:
         """Tombstone the object, uncount it, cancel its upload; return it as it was and its parts."""

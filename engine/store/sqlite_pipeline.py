@@ -66,13 +66,7 @@ class PipelineMixin(SqliteAccess):
         if tenant_id is not None:
             where.append("tenant_id = ?")
             params.append(tenant_id)
-        if after is not None:
-            where.append("seq < ?")
-            params.append(after)
-        rows = await self.read(
-            lambda c: c.execute(f"SELECT * FROM objects WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
-        )
-        return [_object(r) for r in rows]
+        return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def claim_for_review(self, object_id: str, admin_id: str, now: datetime) -> ObjectRecord:
         def op(c: sqlite3.Connection) -> ObjectRecord:
