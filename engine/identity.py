@@ -171,21 +171,20 @@ class Identity:
         raise Unauthenticated("authentication required: send Authorization: Bearer <token> or X-API-Key")
 
     async def _from_session(self, token: str) -> Principal:
-        session = await self.store.get_session(_sha256(token))
-        if session is None or session.revoked_at is not None or session.expires_at <= self.now():
+        found = await self.store.session_principal(_sha256(token))
+        if found is None:
             raise Unauthenticated("the session token is invalid or has expired")
-        user = await self.store.get_user(session.user_id)
-        membership = await self.store.get_membership(session.tenant_id, session.user_id)
-        if user is None or membership is None:
+        session, is_admin, role = found
+        if session.revoked_at is not None or session.expires_at <= self.now():
             raise Unauthenticated("the session token is invalid or has expired")
         scopes = set(TENANT_SCOPES)
-        roles = [membership.role]
-        if user.is_platform_admin:
+        roles = [role]
+        if is_admin:
             scopes.add(ADMIN_SCOPE)
             roles.append("platform_admin")
         return Principal(
-            kind="session", user_id=user.id, tenant_id=session.tenant_id, scopes=frozenset(scopes),
-            roles=tuple(roles), is_platform_admin=user.is_platform_admin, session_hash=session.token_hash,
+            kind="session", user_id=session.user_id, tenant_id=session.tenant_id, scopes=frozenset(scopes),
+            roles=tuple(roles), is_platform_admin=is_admin, session_hash=session.token_hash,
         )
 
     async def _from_api_key(self, presented: str) -> Principal:
@@ -196,10 +195,7 @@ class Identity:
         secret_ok = hmac.compare_digest(expected, _sha256(match.group(2) if match else "x"))
         if key is None or not secret_ok or key.revoked_at is not None:
             raise Unauthenticated("the API key is invalid or revoked")
-        user = await self.store.get_user(key.user_id)
-        if user is None:
-            raise Unauthenticated("the API key is invalid or revoked")
-        now = self.now()
+        now = self.now()  # (the key's user exists: a foreign key guarantees it)
         interval = timedelta(seconds=self.cfg.api_key_touch_interval_seconds)
         if key.last_used_at is None or key.last_used_at < now - interval:
             await self.store.touch_api_key(key.id, now, now - interval)

@@ -60,6 +60,9 @@ class Store(Protocol):
 
     async def get_session(self, token_hash: str) -> Session | None: ...
 
+    async def session_principal(self, token_hash: str) -> tuple[Session, bool, str] | None:
+        """``(session, user is platform admin, membership role)`` in one read, or None."""
+
     async def revoke_session(self, token_hash: str, at: datetime) -> None: ...
 
     async def purge_sessions(self, before: datetime) -> int:

@@ -286,6 +286,19 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
     async def get_session(self, token_hash: str) -> Session | None:
         return await self.one(_session, "SELECT * FROM sessions WHERE token_hash = ?", (token_hash,))
 
+    async def session_principal(self, token_hash: str) -> tuple[Session, bool, str] | None:
+        """A session with its user's admin flag and membership role, in one read (every request needs them)."""
+
+        def op(c: sqlite3.Connection) -> tuple[Session, bool, str] | None:
+            row = c.execute(
+                "SELECT s.*, u.is_platform_admin, m.role FROM sessions s JOIN users u ON u.id = s.user_id"
+                " JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id WHERE s.token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            return None if row is None else (_session(row), bool(row["is_platform_admin"]), row["role"])
+
+        return await self.read(op)
+
     async def revoke_session(self, token_hash: str, at: datetime) -> None:
         await self.write(
             lambda c: c.execute("UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", (ts(at), token_hash))
