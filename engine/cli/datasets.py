@@ -42,6 +42,19 @@ def _fields(options: dict[str, Any]) -> dict[str, Any]:
 _SCHEMA_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _dataset_fields(fn: Any) -> Any:
+    """The dataset fields create and update both take."""
+    for option in reversed((
+        click.option("--description"),
+        click.option("--source-modality", type=click.Choice(MODALITIES)),
+        click.option("--monetization-mode", type=click.Choice(MONETIZATION)),
+        click.option("--pricing-model", type=click.Choice(PRICING)),
+        click.option("--visibility", type=click.Choice(VISIBILITY)),
+    )):
+        fn = option(fn)
+    return fn
+
+
 @click.group()
 def datasets() -> None:
     """Create and manage your datasets."""
@@ -49,11 +62,7 @@ def datasets() -> None:
 
 @datasets.command()
 @click.argument("name")
-@click.option("--description")
-@click.option("--source-modality", type=click.Choice(MODALITIES))
-@click.option("--monetization-mode", type=click.Choice(MONETIZATION))
-@click.option("--pricing-model", type=click.Choice(PRICING))
-@click.option("--visibility", type=click.Choice(VISIBILITY))
+@_dataset_fields
 @click.option("--schema", "schema_file", type=_SCHEMA_FILE, help="JSON Schema file for record imports.")
 @common_options
 @json_option
@@ -107,11 +116,7 @@ def get(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
 @datasets.command()
 @click.argument("dataset_id")
 @click.option("--name")
-@click.option("--description")
-@click.option("--source-modality", type=click.Choice(MODALITIES))
-@click.option("--monetization-mode", type=click.Choice(MONETIZATION))
-@click.option("--pricing-model", type=click.Choice(PRICING))
-@click.option("--visibility", type=click.Choice(VISIBILITY))
+@_dataset_fields
 @click.option("--status", type=click.Choice(("paused", "active")), help="Pause the dataset, or resume it.")
 @common_options
 @json_option
