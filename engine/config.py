@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -44,11 +45,20 @@ class HttpConfig:
 class StoreConfig:
     url: str = ""
     readers: int = 4
+    pool_size: int = 10
+    command_timeout_seconds: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
 class BlobsConfig:
     backend: str = "local"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "ipto"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_prefix: str = ""
+    s3_create_bucket: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +93,8 @@ class ActorsConfig:
     ask_timeout_seconds: float = 60.0
     restart_budget: int = 5
     restart_backoff_seconds: float = 0.5
+    lease_ttl_seconds: float = 15.0
+    scan_seconds: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,12 +162,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("auto", "json", "console"),
 }
 _POSITIVE = {
-    "http.max_json_bytes", "store.readers", "auth.session_ttl_seconds",
+    "http.max_json_bytes", "store.readers", "store.pool_size", "store.command_timeout_seconds", "auth.session_ttl_seconds",
     "idempotency.retention_seconds", "idempotency.in_progress_timeout_seconds",
     "uploads.url_ttl_seconds", "uploads.multipart_threshold_bytes",
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
     "http.graceful_timeout_seconds", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
-    "actors.restart_backoff_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
+    "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
 }
 
@@ -290,5 +302,8 @@ def as_dict(cfg: Config) -> dict[str, Any]:
     """The config as plain data (``data_dir`` as str), for logging and tests."""
     out = dataclasses.asdict(cfg)
     out["data_dir"] = str(cfg.data_dir)
+    if out["blobs"]["s3_secret_key"]:
+        out["blobs"]["s3_secret_key"] = "***"
+    out["store"]["url"] = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", out["store"]["url"])
     return out
 

@@ -21,6 +21,7 @@ import hypercorn.trio
 import hypercorn.trio.tcp_server
 import structlog
 import trio
+import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
 from engine.config import Config, ConfigError
@@ -121,7 +122,9 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
     cfg = _resolve_port(cfg)
     lock = _lock_data_dir(cfg.data_dir) if cfg.store_url.startswith("sqlite") else None
     try:
-        async with open_store(cfg) as store:
+        # asyncpg and aiobotocore are asyncio libraries: one asyncio loop, run by Trio, for the
+        # service's life (DESIGN.md "Backends"); the embedded default never calls into it.
+        async with trio_asyncio.open_loop(), open_store(cfg) as store:
             svc = Services.build(cfg, store, load_secret(cfg.data_dir))
             await _bootstrap_admin(svc)
             stop = trio.Event()

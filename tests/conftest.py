@@ -1,10 +1,21 @@
-"""Shared fixtures: a real service (SQLite store, Hypercorn on loopback) per test."""
+"""Shared fixtures: a real service (its store, its blob store, Hypercorn on loopback) per test.
+
+``IPTO_TEST_BACKEND`` picks the backends the whole suite runs on:
+
+* ``local`` (default): SQLite and the local blob store, as ``ipto serve`` embeds them;
+* ``postgres``: a throwaway PostgreSQL cluster (fresh database per test) and local blobs;
+* ``postgres-s3``: that PostgreSQL and a SeaweedFS S3 server (own key prefix per test).
+
+The servers start once per session and a failure to start fails the run: never a skip.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +27,98 @@ from engine.config import Config, load_config
 from engine.service import ServiceHandle, run_service
 
 _emails = itertools.count()
+_prefixes = itertools.count()
+
+BACKEND = os.environ.get("IPTO_TEST_BACKEND", "local")
+if BACKEND not in ("local", "postgres", "postgres-s3"):
+    raise RuntimeError(f"IPTO_TEST_BACKEND={BACKEND!r}: expected local, postgres or postgres-s3")
+NETWORK_STORE = BACKEND != "local"
+
+
+@dataclasses.dataclass
+class _Servers:
+    postgres: Any = None
+    s3: Any = None
+
+
+_servers = _Servers()
+
+
+def backend_overrides() -> dict[str, Any]:
+    """Config keys that put one test on the selected backends (a fresh database, its own prefix)."""
+    out: dict[str, Any] = {}
+    if _servers.postgres is not None:
+        out["store.url"] = _servers.postgres.fresh_database()
+    if _servers.s3 is not None:
+        s3 = _servers.s3
+        out.update({
+            "blobs.backend": "s3", "blobs.s3_endpoint": s3.endpoint, "blobs.s3_region": s3.region,
+            "blobs.s3_bucket": s3.bucket, "blobs.s3_access_key": s3.access_key, "blobs.s3_secret_key": s3.secret_key,
+            "blobs.s3_prefix": f"t{os.getpid()}-{next(_prefixes)}/",
+        })
+    return out
+
+
+def as_env(overrides: dict[str, Any]) -> dict[str, str]:
+    """Config overrides as the ``IPTO_<SECTION>_<KEY>`` variables a child ``ipto serve`` reads."""
+    return {"IPTO_" + key.replace(".", "_").upper(): str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in overrides.items()}
+
+
+def backend_env(cfg: Config) -> dict[str, str]:
+    """The environment a child process (``ipto …``) needs to reach ``cfg``'s store and blobs."""
+    keys = {"store.url": cfg.store.url, **{f"blobs.{f.name}": getattr(cfg.blobs, f.name) for f in dataclasses.fields(cfg.blobs)}}
+    return {**os.environ, **as_env(keys)}
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:
-    """The repo's defaults with a private data dir and a free port, ignoring the caller's env."""
-    return load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **overrides})
+    """The repo's defaults with a private data dir and a free port, ignoring the caller's env,
+    on the backends ``IPTO_TEST_BACKEND`` selects."""
+    return load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **backend_overrides(), **overrides})
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """tests/multiprocess needs PostgreSQL and S3: it belongs to the postgres-s3 pass only."""
+    if collection_path.name == "multiprocess" and BACKEND != "postgres-s3":
+        return True
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _backend_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Start the servers the selected backend needs, for the whole session."""
+    with contextlib.ExitStack() as stack:
+        if BACKEND in ("postgres", "postgres-s3"):
+            from tests.pgserver import running_postgres
+
+            _servers.postgres = stack.enter_context(running_postgres())
+            _migrate_template(_servers.postgres)
+            stack.callback(setattr, _servers, "postgres", None)
+        if BACKEND == "postgres-s3":
+            from tests.s3server import start_seaweedfs
+
+            _servers.s3 = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+            stack.callback(_servers.s3.stop)
+            stack.callback(setattr, _servers, "s3", None)
+        yield
+
+
+def _migrate_template(server: Any) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from engine.store.postgres import migrate
+    from tests.pgserver import TEMPLATE
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server.url(TEMPLATE))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 @pytest.fixture(name="cfg")

@@ -24,7 +24,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> di
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read()}")
+            said = proc.stderr.read() if proc.stderr else "(stderr went to the test's log file)"
+            raise AssertionError(f"server exited early with {proc.returncode}: {said}")
         try:
             with urllib.request.urlopen(f"{url}/v1/health", timeout=1) as r:
                 return json.load(r)

@@ -75,8 +75,10 @@ def create_user(
     cfg = _config(config_path, {"data_dir": data_dir})
 
     async def run() -> str:
+        import trio_asyncio
+
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        async with open_store(cfg) as store:
+        async with trio_asyncio.open_loop(), open_store(cfg) as store:
             identity = Identity(store, cfg.auth)
             if platform_admin:
                 user = await identity.ensure_platform_admin(email, password)

@@ -14,7 +14,9 @@ __all__ = ["Store", "open_store"]
 
 @contextlib.asynccontextmanager
 async def open_store(cfg: Config) -> AsyncIterator[Store]:
-    """Open the store named by ``cfg.store_url`` (migrated) for the duration of the block."""
+    """Open the store named by ``cfg.store_url`` (migrated) for the duration of the block.
+
+    PostgreSQL needs the asyncio loop of ``trio_asyncio.open_loop()`` around this."""
     url = cfg.store_url
     if url.startswith("sqlite:///"):
         from engine.store.sqlite import SqliteStore
@@ -22,6 +24,9 @@ async def open_store(cfg: Config) -> AsyncIterator[Store]:
         async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers) as store:
             yield store
     elif url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("store.url: the PostgreSQL backend is not available in this build yet")
+        from engine.store.postgres import PgStore
+
+        async with PgStore.open(url, pool_size=cfg.store.pool_size, command_timeout=cfg.store.command_timeout_seconds) as store:
+            yield store
     else:
         raise ConfigError(f"invalid config value for store.url: {url!r} (expected sqlite:///… or postgresql://…)")

@@ -1,7 +1,10 @@
 """A whole engine without HTTP, for deterministic tests under ``autojump_clock``.
 
-The store and blob store run inline (no worker threads) and wall-clock time follows
-Trio's clock, so a 72-hour review window passes in milliseconds of real time.
+Wall-clock time follows Trio's clock, so a 72-hour review window passes in milliseconds
+of real time. On SQLite the store and blob store run inline (no worker threads). On a
+network backend (``IPTO_TEST_BACKEND``) the clock may only jump once the engine has been
+idle for a moment of real time: a virtual clock must not leap past a deadline while a
+query is still on its way to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
+import trio_asyncio
+from trio.testing import MockClock
 
 from engine.auth import ADMIN_SCOPE, TENANT_SCOPES, Principal
+from engine.config import Config, load_config
 from engine.ids import new_id
 from engine.offload import inline
 from engine.services import Services
+from engine.store import Store, open_store
 from engine.store.records import Membership, ObjectRecord, Tenant, User
 from engine.store.sqlite import SqliteStore
-from tests.conftest import make_config
+from tests.conftest import NETWORK_STORE, backend_overrides
 
 START = datetime(2026, 4, 5, 10, 0, tzinfo=UTC)
 
@@ -30,17 +38,41 @@ def trio_wall_clock(start: datetime = START):
     return lambda: start + timedelta(seconds=trio.current_time() - origin)
 
 
+@pytest.fixture(name="autojump_clock")
+def _autojump_clock() -> MockClock:
+    """pytest-trio's autojump clock, waiting for real idleness on a network backend."""
+    return MockClock(autojump_threshold=0.25 if NETWORK_STORE else 0)
+
+
+@contextlib.asynccontextmanager
+async def _store(cfg: Config) -> AsyncIterator[Store]:
+    if cfg.store_url.startswith("sqlite"):
+        async with SqliteStore.open(cfg.data_dir / "engine.db", readers=1, offload=inline) as store:
+            yield store
+    else:
+        async with open_store(cfg) as store:
+            yield store
+
+
 @contextlib.asynccontextmanager
 async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any) -> AsyncIterator[Services]:
-    cfg = make_config(data_dir, **overrides)
+    """An engine on ``data_dir``; opened again on the same dir, it finds the same database and blobs."""
+    if data_dir not in _backends:
+        _backends[data_dir] = backend_overrides()
+    cfg = load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **_backends[data_dir], **overrides})
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    async with SqliteStore.open(data_dir / "engine.db", readers=1, offload=inline) as store:
+    async with trio_asyncio.open_loop(), _store(cfg) as store:
         svc = Services.build(cfg, store, b"k" * 32, now=trio_wall_clock(start), offload=inline)
         async with svc.actors.running(grace_seconds=1):
             await svc.pipeline.resume_unfinished()
             await svc.imports.resume_pending()
             svc.actors.start_soon(svc.review_clock.run)
             yield svc
+
+
+# The backend keys an engine was first opened with, per data dir: a restart must find the
+# same database and key prefix, not fresh ones.
+_backends: dict[Path, dict[str, Any]] = {}
 
 
 async def tenant(svc: Services, name: str = "acme") -> Principal:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +14,10 @@ import httpx
 import pytest
 import trio
 
+from engine.config import load_config
 from engine.service import run_service
-from tests.conftest import make_config
+from tests.conftest import as_env, backend_overrides, make_config
+from tests.rawdb import query
 from tests.test_service import _free_port, _wait_healthy
 
 ADMIN = {"admin.bootstrap_email": "root@example.com", "admin.bootstrap_password": "admin password"}
@@ -26,9 +27,8 @@ def _doc(i: int) -> bytes:
     return (f"Report {i}. The quarterly revenue of unit {i} grew steadily.\n\n" * 40).encode()
 
 
-def _duplicates(db_path) -> list:
-    db = sqlite3.connect(db_path)
-    return db.execute("SELECT object_id, chunk_no, count(*) FROM chunk_index GROUP BY 1, 2 HAVING count(*) > 1").fetchall()
+def _duplicates(cfg) -> list:
+    return query(cfg, "SELECT object_id, chunk_no, count(*) FROM chunk_index GROUP BY 1, 2 HAVING count(*) > 1")
 
 
 async def _provider_and_admin(client):
@@ -85,7 +85,7 @@ async def test_service_stopped_mid_pipeline_finishes_every_job_once_after_restar
             data = (await client.get(f"/v1/datasets/{ds}", headers=owner)).json()["data"]
             assert data["active_object_count"] == 5
         handle.stop()
-    assert _duplicates(cfg.data_dir / "engine.db") == []
+    assert _duplicates(cfg) == []
 
 
 def _api(base, method, path, body=None, headers=None):
@@ -103,13 +103,16 @@ def _put(url, data):
 @pytest.mark.parametrize("kill_after", [0.0, 0.4])
 def test_kill_9_then_restart_finishes_pipelines_and_expires_overdue_reviews(tmp_path, kill_after):
     data_dir = tmp_path / "data"
-    env = {**os.environ, "IPTO_ADMIN_BOOTSTRAP_EMAIL": "root@example.com", "IPTO_ADMIN_BOOTSTRAP_PASSWORD": "admin password",
-           "IPTO_REVIEW_WINDOW_SECONDS": "4", "IPTO_PIPELINE_WORKERS": "1"}
+    backend = backend_overrides()
+    env = {**os.environ, **as_env(backend), "IPTO_ADMIN_BOOTSTRAP_EMAIL": "root@example.com",
+           "IPTO_ADMIN_BOOTSTRAP_PASSWORD": "admin password", "IPTO_REVIEW_WINDOW_SECONDS": "4", "IPTO_PIPELINE_WORKERS": "1"}
+
+    log = open(tmp_path / "engine.log", "ab")  # a file, not a pipe nobody reads: a full pipe blocks the server  # noqa: SIM115
 
     def start():
         port = _free_port()
         proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.DEVNULL, stderr=log, env=env)
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, proc)
         return proc, base
@@ -156,4 +159,4 @@ def test_kill_9_then_restart_finishes_pipelines_and_expires_overdue_reviews(tmp_
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
-    assert _duplicates(data_dir / "engine.db") == []
+    assert _duplicates(load_config(env={}, overrides={"data_dir": data_dir, **backend})) == []

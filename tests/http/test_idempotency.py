@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from datetime import timedelta
 
 from engine.idempotency import fingerprint
 from engine.ids import utcnow
 from tests.conftest import error_of
+from tests.rawdb import query
 
 
 async def test_same_key_replays_the_first_response(client, alice):
@@ -95,8 +95,7 @@ async def test_stored_responses_do_not_hold_secrets_in_clear(client, alice, cfg)
     r = await client.post("/v1/api-keys", headers={**alice.headers, "Idempotency-Key": "key-1"},
                           json={"name": "k", "scopes": ["datasets:read"]})
     secret = r.json()["data"]["key"].split("_")[2]
-    db = sqlite3.connect(cfg.data_dir / "engine.db")
-    rows = db.execute("SELECT key, response FROM idempotency_keys").fetchall()
+    rows = query(cfg, "SELECT key, response FROM idempotency_keys")
     assert rows
     assert all(secret.encode() not in response for _, response in rows)
     assert all(key != "key-1" for key, _ in rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -11,7 +10,8 @@ import pytest
 
 from engine.auth import TENANT_SCOPES
 from engine.ids import utcnow
-from tests.conftest import error_of, signup
+from tests.conftest import backend_env, error_of, signup
+from tests.rawdb import dump, query
 
 
 async def test_signup_creates_tenant_owner_and_session(client):
@@ -91,12 +91,11 @@ async def test_missing_or_bad_credentials_are_401(client, headers):
 
 
 async def test_passwords_and_tokens_are_hashed_at_rest(client, alice, cfg):
-    db = sqlite3.connect(cfg.data_dir / "engine.db")
-    (pw_hash,) = db.execute("SELECT password_hash FROM users WHERE id = ?", (alice.user_id,)).fetchone()
+    [(pw_hash,)] = query(cfg, "SELECT password_hash FROM users WHERE id = ?", alice.user_id)
     assert pw_hash.startswith("$argon2id$")
-    dump = "\n".join(db.iterdump())
-    assert "correct horse battery" not in dump
-    assert alice.token not in dump
+    text = dump(cfg)
+    assert "correct horse battery" not in text
+    assert alice.token not in text
 
 
 async def test_bootstrap_admin_from_environment_holds_admin_scope(nursery, tmp_path):
@@ -120,7 +119,7 @@ async def test_admin_create_user_command_makes_a_platform_admin(client, service,
     out = subprocess.run(
         [sys.executable, "-m", "engine", "admin", "create-user", "--email", "ops@example.com",
          "--password", "ops password", "--platform-admin", "--data-dir", str(cfg.data_dir)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=backend_env(cfg),
     )
     assert out.returncode == 0, out.stderr
     assert "platform admin" in out.stdout
@@ -133,7 +132,7 @@ async def test_plain_user_promoted_by_admin_command(client, alice, cfg):
     out = subprocess.run(
         [sys.executable, "-m", "engine", "admin", "create-user", "--email", alice.email,
          "--password", "ignored password", "--platform-admin", "--data-dir", str(cfg.data_dir)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=backend_env(cfg),
     )
     assert out.returncode == 0, out.stderr
     me = (await client.get("/v1/me", headers=alice.headers)).json()["data"]
