@@ -12,6 +12,17 @@ dataset had no schema when the import's turn came (setting one later does not re
 upload again). Every state change is a message to the dataset's actor; the reading and
 validating runs on worker threads, a batch at a time, each batch committed with its
 checkpoint, so a restart resumes without losing or doubling records.
+
+Arrivals. With local blobs the engine's PUT route sees a file arrive and queues it at
+once. With S3 the bytes go straight to the bucket, so the engine looks: every
+``ARRIVAL_POLL_SECONDS`` (and whenever someone reads an ``uninitialised`` import, and in
+:meth:`Imports.wait_idle`) it lists the ``imports/`` keys — one request, however many
+imports wait — and queues each file whose import is still ``uninitialised``, in the
+order S3 says they arrived: LastModified (whole seconds), then when the URL was handed
+out, then id. Files landing within the same second are therefore ordered by URL, not by
+arrival. Queuing only moves an ``uninitialised`` import, so every engine process may
+look. A presigned S3 URL cannot be made single-use: a file PUT again before its import
+starts replaces the first; once processing starts the file is read from a local copy.
 """
 
 from __future__ import annotations
@@ -29,17 +40,19 @@ import orjson
 import structlog
 import trio
 
+from engine.actors.leases import Leases
 from engine.actors.messages import Message
 from engine.actors.supervisor import Supervisor
 from engine.auth import Principal
 from engine.config import ImportsConfig
 from engine.datasets import Datasets
-from engine.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from engine.errors import EngineError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from engine.ids import new_id
 from engine.pagination import Page, page_of
 from engine.records import FRAME_HEADER, Batch, check_schema
 from engine.store.base import Store
-from engine.store.blobs import LocalBlobStore
+from engine.store.blobs import local_store
+from engine.store.blobstore import BlobStore, ImportFile
 from engine.store.records import Datapoint, Dataset, ImportJob
 
 log = structlog.get_logger(__name__)
@@ -47,6 +60,7 @@ log = structlog.get_logger(__name__)
 FORMATS = {".jsonl": ("jsonl", "application/x-ndjson"), ".csv": ("csv", "text/csv")}
 CHUNK_BYTES = 1 << 20  # JSONL stripe size: ~2,000 records of 500 bytes
 TERMINAL = ("complete", "partial", "failed", "pending_schema")
+ARRIVAL_POLL_SECONDS = 2.0  # how often a store that takes uploads directly (S3) is listed for arrived files
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -105,16 +119,18 @@ class Imports:
     def __init__(
         self,
         store: Store,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         actors: Supervisor,
         datasets: Datasets,
         cfg: ImportsConfig,
         url_ttl_seconds: int,
         now: Callable[[], datetime],
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.actors = actors
+        self.leases = leases or Leases(store)
         self.datasets = datasets
         self.cfg = cfg
         self.url_ttl = timedelta(seconds=url_ttl_seconds)
@@ -122,6 +138,8 @@ class Imports:
         self._running: set[str] = set()  # datasets with a runner; changed only inside their actor
         self._idle = trio.Event()
         self._idle.set()
+        self._arrivals_lock = trio.Lock()  # one look at a time, so files are queued in their order
+        self._queued_files: set[str] = set()  # arrived files already looked at: not read again
 
     # -- API ---------------------------------------------------------------------------------
     async def create(self, principal: Principal, dataset_id: str, filename: str) -> tuple[ImportJob, str, str]:
@@ -134,7 +152,7 @@ class Imports:
         now = self.now()
         imp = ImportJob(new_id("imp"), ds.tenant_id, ds.id, filename, fmt, "uninitialised", now + self.url_ttl, now)
         await self.store.create_import(imp)
-        url = self.blobs.signer.url("PUT", f"imports/{imp.id}", imp.expires_at, 0)
+        url = await self.blobs.import_url(imp.id, imp.expires_at)
         log.info("import_created", import_id=imp.id, dataset_id=ds.id, format=fmt)
         return imp, url, content_type
 
@@ -143,6 +161,10 @@ class Imports:
         if imp is None or (dataset_id is not None and imp.dataset_id != dataset_id):
             raise NotFound("import not found")
         principal.require_dataset(imp.dataset_id)
+        if imp.status == "uninitialised" and self.blobs.direct_uploads:
+            # Its file may be in the bucket already: say so at once, not at the next look.
+            if await self._look_for_arrivals():
+                imp = await self.store.get_import(principal.tenant_id, import_id) or imp
         return imp
 
     async def list(self, principal: Principal, dataset_id: str, cursor: str | None, limit: int) -> Page[ImportJob]:
@@ -167,13 +189,14 @@ class Imports:
         limit = self.cfg.max_bytes
         if content_length is not None and content_length > limit:
             raise PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit})
-        writer = await self.blobs.open_part_writer()
+        blobs = local_store(self.blobs)
+        writer = await blobs.open_part_writer()
         try:
             async for chunk in body:
                 if writer.size + len(chunk) > limit:
                     raise PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit})
                 await writer.write(chunk)
-            await writer.commit(self.blobs.import_path(import_id))
+            await writer.commit(blobs.import_path(import_id))
         except BaseException:
             await writer.abort()
             raise
@@ -181,6 +204,57 @@ class Imports:
         if arrived is None:
             raise Forbidden("this upload URL is no longer usable: the file already arrived")
         return arrived
+
+    # -- bytes arriving (S3: the engine looks) ------------------------------------------------------
+    async def watch_arrivals(self) -> None:
+        """Queue import files that arrive in the blob store directly, until cancelled.
+        Returns at once where files arrive through the engine (local blobs)."""
+        if not self.blobs.direct_uploads:
+            return
+        structlog.contextvars.clear_contextvars()
+        while True:
+            await self._look_for_arrivals()
+            await trio.sleep(ARRIVAL_POLL_SECONDS)
+
+    async def _look_for_arrivals(self) -> int:
+        try:
+            return await self.check_arrivals()
+        except EngineError as exc:  # the blob store or the store is down: the next look will tell
+            log.warning("import_arrivals_check_failed", error=exc.message)
+            return 0
+
+    async def check_arrivals(self) -> int:
+        """One look at the arrived files: each whose import is ``uninitialised`` is queued,
+        oldest first; files of finished imports (left by a crash) are removed. How many were queued."""
+        async with self._arrivals_lock:
+            listed = await self.blobs.arrived_imports()
+            found: list[tuple[ImportFile, ImportJob]] = []
+            for file in listed:
+                if file.import_id in self._queued_files:
+                    continue
+                imp = await self.store.get_import_any(file.import_id)
+                if imp is None or imp.status != "uninitialised":
+                    if imp is not None and imp.status in TERMINAL:
+                        await self.blobs.delete_import(imp.id)
+                    self._queued_files.add(file.import_id)
+                    continue
+                found.append((file, imp))
+            found.sort(key=lambda f: (f[0].arrived_at, f[1].created_at, f[1].id))
+            blocked: set[str] = set()  # datasets whose actor is unavailable: their files wait, in order
+            queued = 0
+            for file, imp in found:
+                if imp.dataset_id in blocked:
+                    continue
+                try:
+                    await self.actors.ask(imp.dataset_id, ImportArrived(imp.id, file.size))
+                except ServiceUnavailable as exc:
+                    blocked.add(imp.dataset_id)
+                    log.warning("import_arrival_not_queued", import_id=imp.id, error=exc.message)
+                    continue
+                self._queued_files.add(imp.id)
+                queued += 1
+            self._queued_files &= {f.import_id for f in listed}  # forget files that are gone
+            return queued
 
     # -- in the dataset's actor -------------------------------------------------------------------
     async def apply_arrived(self, import_id: str, size: int) -> ImportJob | None:
@@ -215,6 +289,9 @@ class Imports:
         return len(pending)
 
     async def wait_idle(self) -> None:
+        """Return once every file that arrived has been imported (tests and benchmarks)."""
+        if self.blobs.direct_uploads:
+            await self.check_arrivals()
         while self._running:
             await self._idle.wait()
 
@@ -222,12 +299,24 @@ class Imports:
     async def _run_dataset(self, dataset_id: str) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(dataset_id=dataset_id)
+        drained = False
         try:
-            while (imp := await self.actors.ask(dataset_id, ClaimNextImport(dataset_id))) is not None:
-                await self._process(imp)
+            # Several processes may share the store: one runs a dataset's imports at a time.
+            async with self.leases.hold(f"imports:{dataset_id}", wait=False) as mine:
+                if not mine:
+                    # Its holder may stop before it sees our arrival: its release wakes us.
+                    self.leases.watch_release(f"imports:{dataset_id}", lambda: self._ensure_runner(dataset_id))
+                else:
+                    while (imp := await self.actors.ask(dataset_id, ClaimNextImport(dataset_id))) is not None:
+                        await self._process(imp)
+                    drained = True  # the claim that found nothing ended this runner, in the actor
         except ServiceUnavailable as exc:
-            self._running.discard(dataset_id)
             log.warning("imports_interrupted", error=exc.message)
+        finally:
+            if not drained:  # refused the lease, lost it, or interrupted: the next scan or start resumes
+                self._running.discard(dataset_id)
+                if not self._running:
+                    self._idle.set()
 
     async def _process(self, imp: ImportJob) -> None:
         structlog.contextvars.bind_contextvars(import_id=imp.id)
@@ -238,11 +327,14 @@ class Imports:
         if ds.record_schema is None:
             await self._finish(imp, "pending_schema", "the dataset has no schema: set one, then upload the file again")
             return
-        path = self.blobs.import_path(imp.id)
-        if not await trio.to_thread.run_sync(path.exists):
+        if (imp.size_bytes or 0) > self.cfg.max_bytes:  # S3 takes any size: the limit is applied here
+            await self._finish(imp, "failed", f"the file is larger than the {self.cfg.max_bytes} bytes an import may hold")
+            return
+        async with self.blobs.import_file(imp.id) as path:
+            failure = None if path is None else await self._stream(imp, ds.record_schema, str(path))
+        if path is None:
             await self._finish(imp, "failed", "the uploaded file is missing")
             return
-        failure = await self._stream(imp, ds.record_schema, str(path))
         latest = await self.store.get_import(imp.tenant_id, imp.id)
         assert latest is not None
         status, reason = ("failed" if latest.accepted_count == 0 else "partial", failure) if failure else self.outcome(latest)

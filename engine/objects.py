@@ -1,11 +1,14 @@
 """Objects and their uploads (seeds 000 and 001): initiate, receive, confirm, delete.
 
 An upload is a session with presigned URLs: one (``single_part``) or one per part
-(``multipart``, above ``uploads.multipart_threshold_bytes``). Bytes land in staging; a
-confirmation verifies the declared size and SHA-256, then promotes the bytes to an
-immutable blob and counts the object in its dataset, all or nothing. Work on one upload
-(receiving a part, confirming) is serialised by a per-upload lock, so a part arriving
-during a confirmation can never change what the confirmation verified.
+(``multipart``, above ``uploads.multipart_threshold_bytes``). Bytes land in staging (the
+local store's, through the engine; or S3, directly); a confirmation checks the parts
+against the plan and the client's ETags, verifies the declared size and SHA-256, then
+promotes the bytes to an immutable blob and counts the object in its dataset, all or
+nothing. Work on one upload (receiving a part, confirming) is serialised by a per-upload
+lock, so a part arriving during a confirmation can never change what the confirmation
+verified (S3 gives the same guarantee by the ETag it verified, see
+:mod:`engine.store.s3blobs`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from engine.errors import (
 from engine.ids import new_id, utcnow
 from engine.pagination import Page, page_of
 from engine.store.base import Store
-from engine.store.blobs import LocalBlobStore
+from engine.store.blobs import local_store
+from engine.store.blobstore import BlobStore, ReceivedPart
 from engine.store.records import ObjectRecord, Upload, UploadPart
 
 log = structlog.get_logger(__name__)
@@ -179,7 +183,7 @@ class Objects:
     def __init__(
         self,
         store: Store,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         datasets: Datasets,
         uploads: UploadsConfig,
         review_window_seconds: int,
@@ -250,13 +254,13 @@ class Objects:
         )
         await self.actors.ask(ds.id, CreateObject(obj, upload))
         log.info("upload_initiated", object_id=obj.id, upload_id=upload.id, strategy=strategy, size_bytes=size)
-        return self._targets(obj, upload)
+        return await self._targets(obj, upload)
 
-    def _targets(self, obj: ObjectRecord, upload: Upload) -> Initiated:
+    async def _targets(self, obj: ObjectRecord, upload: Upload) -> Initiated:
+        urls = await self.blobs.upload_urls(upload, obj.blob_id, obj.size_bytes, obj.declared_sha256)
         if upload.strategy == "single_part":
-            return Initiated(obj, upload, self.blobs.put_url(upload, 1, obj.size_bytes), [])
-        parts = [(n, self.blobs.put_url(upload, n, upload.part_length(n, obj.size_bytes))) for n in range(1, upload.part_count + 1)]
-        return Initiated(obj, upload, None, parts)
+            return Initiated(obj, upload, urls[0], [])
+        return Initiated(obj, upload, None, list(enumerate(urls, start=1)))
 
     async def renew(self, principal: Principal, object_id: str) -> Initiated | None:
         """Fresh URLs for an unconfirmed upload whose URLs expired (same object and upload).
@@ -271,7 +275,7 @@ class Objects:
         obj = await self.store.get_object(principal.tenant_id, object_id)
         assert obj is not None
         log.info("upload_renewed", object_id=obj.id, upload_id=upload.id)
-        return self._targets(obj, upload)
+        return await self._targets(obj, upload)
 
     # -- receive (called by the local blob route) -------------------------------------
     async def receive_part(
@@ -284,14 +288,15 @@ class Objects:
             raise Forbidden("this URL names no part of the upload")
         if content_length is not None and content_length > declared_length:
             raise PayloadTooLarge(f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length})
-        writer = await self.blobs.open_part_writer()
+        blobs = local_store(self.blobs)
+        writer = await blobs.open_part_writer()
         try:
             async for chunk in body:
                 if writer.size + len(chunk) > declared_length:
                     raise PayloadTooLarge(f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length})
                 await writer.write(chunk)
-            name = self.blobs.new_part_name(part_number)
-            await writer.commit(self.blobs.staging_path(upload_id, name))
+            name = blobs.new_part_name(part_number)
+            await writer.commit(blobs.staging_path(upload_id, name))
         except BaseException:
             await writer.abort()
             raise
@@ -299,10 +304,10 @@ class Objects:
         async with self._locks.hold(upload_id):
             accepted, replaced = await self.store.record_part(part)
             if not accepted:
-                await self.blobs.discard_staged_file(upload_id, name)
+                await blobs.discard_staged_file(upload_id, name)
                 raise Forbidden("this upload URL is no longer usable: the upload was completed, cancelled or abandoned")
             if replaced is not None:
-                await self.blobs.discard_staged_file(upload_id, replaced)
+                await blobs.discard_staged_file(upload_id, replaced)
         return part
 
     # -- confirm ----------------------------------------------------------------------
@@ -334,7 +339,9 @@ class Objects:
                 + (f" ({obj.failure_reason})" if obj.failure_reason else ""),
                 {"status": obj.status, "upload_state": upload.state, "review_state": obj.review_state},
             )
-        parts = self._check_parts(obj, upload, await self.store.list_parts(upload.id), claimed)
+        received = await self.blobs.received_parts(upload, obj.blob_id, await self.store.list_parts(upload.id))
+        # None: the parts were assembled before an interruption; the whole object is verified below.
+        parts = [] if received is None else self._check_parts(obj, upload, received, claimed)
         staged = await self.blobs.prepare(upload, obj.blob_id, parts)
         if staged.size != obj.size_bytes:
             await self.blobs.discard(staged, upload)
@@ -350,7 +357,7 @@ class Objects:
             )
         await self.blobs.promote(staged, obj.blob_id)
         confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
-        await self.blobs.discard_upload(upload.id)
+        await self.blobs.discard_upload(upload.id, obj.blob_id)
         log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
         return confirmed
 
@@ -371,9 +378,9 @@ class Objects:
 
     @staticmethod
     def _check_parts(
-        obj: ObjectRecord, upload: Upload, recorded: list[UploadPart], claimed: Sequence[Mapping[str, Any]] | None
-    ) -> list[UploadPart]:
-        by_number = {p.part_number: p for p in recorded}
+        obj: ObjectRecord, upload: Upload, received: list[ReceivedPart], claimed: Sequence[Mapping[str, Any]] | None
+    ) -> list[ReceivedPart]:
+        by_number = {p.part_number: p for p in received}
         if upload.strategy == "single_part":
             if 1 not in by_number:
                 raise SizeMismatch(
@@ -390,7 +397,7 @@ class Objects:
                 raise Unprocessable(f"the upload has parts 1 to {upload.part_count}", {"unknown_parts": unknown})
             for c in claimed:
                 part = by_number.get(c["part_number"])
-                if part is not None and c["etag"].strip('"') != part.sha256:
+                if part is not None and c["etag"].strip('"') != part.etag.strip('"'):
                     raise Unprocessable(
                         f"part {part.part_number}: the ETag does not match the bytes received",
                         {"part_number": part.part_number, "expected_etag": part.etag},
@@ -431,7 +438,7 @@ class Objects:
 
     async def purge_bytes(self, obj: ObjectRecord) -> None:
         """Remove everything stored for an object: staged parts, its blob, its artifacts."""
-        await self.blobs.discard_upload(obj.upload_id)
+        await self.blobs.discard_upload(obj.upload_id, obj.blob_id)
         await self.blobs.delete(obj.blob_id)
         await self.blobs.delete_artifacts(obj.id)
 
@@ -447,7 +454,7 @@ class Objects:
         if obj.uploaded_at is None or obj.status == "deleted" or not await self.blobs.exists(obj.blob_id):
             raise Conflict(f"the object has no stored bytes ({obj.status})", {"status": obj.status})
         expires_at = self.now() + timedelta(seconds=self.cfg.url_ttl_seconds)
-        return self.blobs.get_url(obj.blob_id, obj.size_bytes, expires_at), expires_at
+        return await self.blobs.download_url(obj, expires_at), expires_at
 
     # -- maintenance ------------------------------------------------------------------------
     async def sweep_abandoned(self) -> int:
@@ -462,6 +469,9 @@ class Objects:
         now = self.now()
         swept = await self.store.abandon_expired_uploads(dataset_id, now, now)
         for upload, _ in swept:
-            await self.blobs.discard_upload(upload.id)
+            obj = await self.store.get_object(upload.tenant_id, upload.object_id)
+            if obj is not None:
+                # Everything: also a blob put in place by a confirmation interrupted before it finished.
+                await self.purge_bytes(obj)
             log.info("upload_abandoned", upload_id=upload.id, object_id=upload.object_id)
         return len(swept)

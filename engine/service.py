@@ -109,6 +109,18 @@ async def _maintenance(svc: Services) -> None:
         await trio.sleep(MAINTENANCE_INTERVAL_SECONDS)
 
 
+async def _scan(svc: Services) -> None:
+    """Several processes on one store: take over what a dead process left (its leases
+    expired), and what nobody was woken for."""
+    while True:
+        await trio.sleep(svc.cfg.actors.scan_seconds)
+        try:
+            await svc.pipeline.resume_unfinished()
+            await svc.imports.resume_pending()
+        except Exception:
+            log.exception("scan_failed")
+
+
 async def _bootstrap_admin(svc: Services) -> None:
     admin = svc.cfg.admin
     if admin.bootstrap_email and admin.bootstrap_password:
@@ -125,40 +137,52 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
         # asyncpg and aiobotocore are asyncio libraries: one asyncio loop, run by Trio, for the
         # service's life (DESIGN.md "Backends"); the embedded default never calls into it.
         async with trio_asyncio.open_loop(), open_store(cfg) as store:
-            svc = Services.build(cfg, store, load_secret(cfg.data_dir))
-            await _bootstrap_admin(svc)
-            stop = trio.Event()
-            async with svc.actors.running(cfg.http.graceful_timeout_seconds):
-                # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
-                await svc.pipeline.resume_unfinished()
-                await svc.imports.resume_pending()
-                svc.actors.start_soon(svc.review_clock.run)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_maintenance, svc)
-                    hc = HypercornConfig()
-                    host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
-                    hc.bind = [f"{host}:{cfg.http.port}"]
-                    hc.accesslog = None  # our own access line, with the request id, is logged by the app
-                    hc.errorlog = None
-                    hc.graceful_timeout = cfg.http.graceful_timeout_seconds
-                    hc.read_timeout = None
-                    hc.max_app_queue_size = APP_QUEUE_MESSAGES
-                    hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
-                    app = create_asgi(svc, create_app(svc))
-
-                    async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-                        await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
-                                                   shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
-                        log.info("http_drained")
-                        nursery.cancel_scope.cancel()
-
-                    binds = await nursery.start(serve_http)
-                    log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir))
-                    task_status.started(ServiceHandle(cfg.public_url, svc, stop))
+            secret = load_secret(cfg.data_dir)
+            if getattr(store, "shared", False):
+                secret = await store.shared_secret(secret)  # type: ignore[attr-defined]  # every process signs alike
+            async with Services.open(cfg, store, secret) as svc, trio.open_nursery() as leasing:
+                await leasing.start(svc.leases.run)
+                await _serve(cfg, svc, task_status)
+                leasing.cancel_scope.cancel()
     finally:
         if lock is not None:
             lock.close()
     log.info("service_stopped")
+
+
+async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[ServiceHandle]) -> None:
+    await _bootstrap_admin(svc)
+    stop = trio.Event()
+    async with svc.actors.running(cfg.http.graceful_timeout_seconds):
+        # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
+        await svc.pipeline.resume_unfinished()
+        await svc.imports.resume_pending()
+        svc.actors.start_soon(svc.review_clock.run)
+        svc.actors.start_soon(svc.imports.watch_arrivals)
+        if svc.leases.shared:
+            svc.actors.start_soon(_scan, svc)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_maintenance, svc)
+            hc = HypercornConfig()
+            host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
+            hc.bind = [f"{host}:{cfg.http.port}"]
+            hc.accesslog = None  # our own access line, with the request id, is logged by the app
+            hc.errorlog = None
+            hc.graceful_timeout = cfg.http.graceful_timeout_seconds
+            hc.read_timeout = None
+            hc.max_app_queue_size = APP_QUEUE_MESSAGES
+            hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
+            app = create_asgi(svc, create_app(svc))
+
+            async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+                await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
+                                           shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
+                log.info("http_drained")
+                nursery.cancel_scope.cancel()
+
+            binds = await nursery.start(serve_http)
+            log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir))
+            task_status.started(ServiceHandle(cfg.public_url, svc, stop))
 
 
 async def serve_until_signalled(cfg: Config) -> None:

@@ -1,14 +1,19 @@
 """The service's parts, built once at start and handed to the HTTP app explicitly.
 
-The same object is the context every actor message is applied with.
+The same object is the context every actor message is applied with. The blob store is
+the one ``blobs.backend`` names: local files (the default, built in place) or S3, whose
+client lives as long as :meth:`Services.open`'s block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import math
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.actors.leases import Leases
 from engine.actors.review_clock import ReviewClock
 from engine.actors.supervisor import Supervisor
 from engine.config import Config, ConfigError
@@ -24,6 +29,7 @@ from engine.review import Review
 from engine.signing import Signer
 from engine.store.base import Store
 from engine.store.blobs import LocalBlobStore
+from engine.store.blobstore import BlobStore
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class Services:
     datasets: Datasets
     idempotency: Idempotency
     signer: Signer
-    blobs: LocalBlobStore
+    blobs: BlobStore
     objects: Objects
     actors: Supervisor
     pipeline: Pipeline
@@ -42,21 +48,42 @@ class Services:
     review_clock: ReviewClock
     imports: Imports
     now: Callable[[], datetime]
+    leases: Leases
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, cfg: Config, store: Store, secret: bytes, now: Callable[[], datetime] = utcnow, offload: Offload = to_thread
+    ) -> AsyncIterator[Services]:
+        """The services on the configured blob store, for the block. S3 needs
+        ``trio_asyncio.open_loop()`` around it."""
+        if cfg.blobs.backend == "s3":
+            from engine.store.s3blobs import S3BlobStore  # aiobotocore is loaded only where it is used
+
+            async with S3BlobStore.open(cfg.blobs, cfg.data_dir / "tmp", now, offload) as s3:
+                yield cls.build(cfg, store, secret, now, offload, blobs=s3)
+        else:
+            yield cls.build(cfg, store, secret, now, offload)
 
     @classmethod
     def build(
-        cls, cfg: Config, store: Store, secret: bytes, now: Callable[[], datetime] = utcnow, offload: Offload = to_thread
+        cls, cfg: Config, store: Store, secret: bytes, now: Callable[[], datetime] = utcnow, offload: Offload = to_thread,
+        blobs: BlobStore | None = None,
     ) -> Services:
-        if cfg.blobs.backend != "local":
-            raise ConfigError("blobs.backend: the s3 backend is not available in this build yet")
+        """The services on ``blobs``, or on a local blob store in the data dir."""
         signer = Signer(secret, cfg.public_url)
-        blobs = LocalBlobStore(cfg.data_dir / "blobs", signer, offload)
-        actors = Supervisor(cfg.actors)
+        if blobs is None:
+            if cfg.blobs.backend != "local":
+                raise ConfigError(f"blobs.backend = {cfg.blobs.backend} needs its client: start with Services.open")
+            blobs = LocalBlobStore(cfg.data_dir / "blobs", signer, offload)
+        leases = Leases(store, cfg.actors.lease_ttl_seconds)
+        shared = leases if leases.shared else None  # several processes on one store
+        actors = Supervisor(cfg.actors, leases=shared)
         datasets = Datasets(store, actors, now)
         objects = Objects(store, blobs, datasets, cfg.uploads, cfg.review.window_seconds, actors, now)
-        pipeline = Pipeline(store, blobs, actors, cfg.pipeline, now)
+        pipeline = Pipeline(store, blobs, actors, cfg.pipeline, now, leases)
         review = Review(store, objects, actors, pipeline.start, now)
-        clock = ReviewClock(store, actors, now)
+        clock = ReviewClock(store, actors, now, shared, cfg.actors.scan_seconds if shared else math.inf)
         objects.on_staged = clock.wake
         identity = Identity(store, cfg.auth)
         identity.now = now
@@ -64,7 +91,8 @@ class Services:
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
-            imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now), now=now,
+            imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,
+            leases=leases,
         )
         actors.context = svc
         return svc

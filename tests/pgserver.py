@@ -2,9 +2,11 @@
 
 ``initdb`` and ``postgres`` refuse to run as root, so as root the cluster belongs to the
 ``postgres`` user. The cluster listens on loopback on a free port, with durability off
-(a test database is thrown away anyway). Every test gets a fresh database cloned from a
-template that is already migrated, so a test pays for ``CREATE DATABASE``, not for the
-migrations. Failing to start raises: the suite fails, it never skips.
+(a test database is thrown away anyway) unless ``durable=True`` asks for PostgreSQL's
+crash-safe defaults (the benchmark compares it with SQLite at ``synchronous=FULL``).
+Every test gets a fresh database cloned from a template that is already migrated, so a
+test pays for ``CREATE DATABASE``, not for the migrations. Failing to start raises: the
+suite fails, it never skips.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ class PgServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_postgres() -> PgServer:
-    """Start a private cluster; the template database exists but is not migrated yet."""
+def start_postgres(durable: bool = False) -> PgServer:
+    """Start a private cluster; the template database exists but is not migrated yet.
+
+    ``durable`` keeps ``fsync``, ``synchronous_commit`` and ``full_page_writes`` on (a commit
+    waits for its WAL flush), as a production server runs; by default all three are off."""
     bin_dir = _bin_dir()
     directory = Path(tempfile.mkdtemp(prefix="ipto-pg-"))
     as_user: list[str] = []
@@ -91,8 +96,10 @@ def start_postgres() -> PgServer:
     out = subprocess.run(run, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"initdb failed: {out.stderr.strip() or out.stdout.strip()}")
-    options = (f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-               " -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB")
+    durability = "on" if durable else "off"
+    options = (f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync={durability}"
+               f" -c synchronous_commit={durability} -c full_page_writes={durability}"
+               " -c max_connections=400 -c shared_buffers=64MB")
     out = subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"),
                           "-w", "-t", "60", "start"], capture_output=True, text=True, check=False)
     server = PgServer(port, directory, as_user, bin_dir)

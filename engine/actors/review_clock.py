@@ -4,6 +4,10 @@ each dataset's actor expire what is due.
 Deadlines live in the store, never only in memory, so a restart (even after ``kill -9``)
 expires whatever became overdue while the service was down on its first pass. A newly
 staged object wakes the clock, in case its deadline is the earliest.
+
+Where several processes share the store, one of them runs the clock (it holds the
+``review-clock`` lease; the others wait to take over), and it re-reads the store at least
+every ``max_sleep`` seconds, since objects staged by other processes do not wake it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import datetime
 import structlog
 import trio
 
+from engine.actors.leases import Leases
 from engine.actors.supervisor import Supervisor
 from engine.errors import EngineError
 from engine.review import ExpireDue
@@ -26,10 +31,14 @@ RETRY_SECONDS = 5.0
 
 
 class ReviewClock:
-    def __init__(self, store: Store, actors: Supervisor, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: Store, actors: Supervisor, now: Callable[[], datetime], leases: Leases | None = None, max_sleep: float = math.inf
+    ) -> None:
         self.store = store
         self.actors = actors
         self.now = now
+        self.leases = leases
+        self.max_sleep = max_sleep
         self._wake = trio.Event()
 
     def wake(self) -> None:
@@ -38,6 +47,14 @@ class ReviewClock:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.clear_contextvars()
         task_status.started()
+        if self.leases is None:
+            await self._tick_forever()
+        while self.leases is not None:
+            async with self.leases.hold("review-clock", wait=True):
+                log.info("review_clock_leading")
+                await self._tick_forever()
+
+    async def _tick_forever(self) -> None:
         while True:
             wake = self._wake = trio.Event()  # before reading the store: no wake-up is lost
             try:
@@ -49,6 +66,7 @@ class ReviewClock:
                 await trio.sleep(RETRY_SECONDS)
                 continue
             delay = math.inf if deadline is None else max((deadline - self.now()).total_seconds(), 0.0)
+            delay = min(delay, self.max_sleep)
             if delay > 0:
                 with trio.move_on_after(delay):
                     await wake.wait()

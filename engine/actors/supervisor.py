@@ -16,6 +16,9 @@
   dataset is marked failed (its messages are refused) and the rest of the service runs on.
 * **Idle → stop.** An actor with an empty inbox for ``idle_seconds`` unregisters and ends;
   the next message re-creates it.
+* **One process.** Where several engine processes share the store, an actor serves only
+  while it holds its dataset's lease (:mod:`engine.actors.leases`): a new actor waits for
+  it, and the holder hands it over once its inbox is empty when another process asks.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import outcome
 import structlog
 import trio
 
+from engine.actors.leases import Leases
 from engine.actors.messages import Message
 from engine.config import ActorsConfig
 from engine.errors import EngineError, ServiceUnavailable
@@ -52,12 +56,20 @@ class _Slot:
     recv: trio.MemoryReceiveChannel[Envelope]
     failed: bool = False
     restarts: int = 0
+    handover: bool = False  # another process wants the dataset: stop once the inbox is empty
+    waiting: trio.CancelScope | None = None
+
+    def request_handover(self) -> None:
+        self.handover = True
+        if self.waiting is not None:
+            self.waiting.cancel()
 
 
 @dataclass
 class Supervisor:
     cfg: ActorsConfig
     context: Any = None  # what messages are applied with (the Services); bound before running
+    leases: Leases | None = None  # where several processes share the store
     _slots: dict[str, _Slot] = field(default_factory=dict)
     _nursery: trio.Nursery | None = None
     _background: trio.Nursery | None = None
@@ -138,8 +150,13 @@ class Supervisor:
         structlog.contextvars.bind_contextvars(dataset_id=dataset_id)
         while True:
             try:
-                await self._serve(dataset_id, slot)
-                return
+                if self.leases is None:
+                    await self._serve(dataset_id, slot)
+                    return
+                async with self.leases.hold(f"dataset:{dataset_id}", wait=True, on_wanted=slot.request_handover):
+                    await self._serve(dataset_id, slot)
+                    return
+                log.warning("actor_lease_lost")  # cancelled: serve again once the lease is back
             except Exception:
                 slot.restarts += 1
                 log.exception("actor_crashed", restarts=slot.restarts)
@@ -153,23 +170,45 @@ class Supervisor:
 
     async def _serve(self, dataset_id: str, slot: _Slot) -> None:
         while True:
-            with trio.move_on_after(self.cfg.idle_seconds) as idle:
+            if slot.handover:
                 try:
-                    envelope = await slot.recv.receive()
+                    envelope = slot.recv.receive_nowait()
+                except trio.WouldBlock:
+                    # Inbox empty and no await since: hand the dataset to the process that asked.
+                    self._unregister(dataset_id, slot)
+                    log.debug("actor_handed_over")
+                    return
                 except trio.EndOfChannel:
-                    return  # shutting down: everything queued has been answered
-            if idle.cancelled_caught:
-                # Nothing arrived for idle_seconds and, without an await since, nothing is
-                # queued: unregister and stop. The next message re-creates the actor.
-                if self._slots.get(dataset_id) is slot:
-                    del self._slots[dataset_id]
-                log.debug("actor_idle_stopped")
-                return
+                    return
+            else:
+                with trio.move_on_after(self.cfg.idle_seconds) as idle:
+                    slot.waiting = idle
+                    try:
+                        envelope = await slot.recv.receive()
+                    except trio.EndOfChannel:
+                        return  # shutting down: everything queued has been answered
+                    finally:
+                        slot.waiting = None
+                if idle.cancelled_caught:
+                    if slot.handover:
+                        continue
+                    # Nothing arrived for idle_seconds and, without an await since, nothing is
+                    # queued: unregister and stop. The next message re-creates the actor.
+                    self._unregister(dataset_id, slot)
+                    log.debug("actor_idle_stopped")
+                    return
             await self._apply(envelope)
+
+    def _unregister(self, dataset_id: str, slot: _Slot) -> None:
+        if self._slots.get(dataset_id) is slot:
+            del self._slots[dataset_id]
 
     async def _apply(self, envelope: Envelope) -> None:
         try:
             result = await envelope.message.apply(self.context)
+        except trio.Cancelled:
+            self._answer(envelope, outcome.Error(ActorUnavailable("the dataset's actor stopped during this request; try again")))
+            raise
         except EngineError as exc:
             self._answer(envelope, outcome.Error(exc))
         except Exception:

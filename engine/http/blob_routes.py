@@ -4,7 +4,8 @@ Quart buffers request bodies without backpressure; here every ``receive()`` is a
 only when the previous bytes are written, and Hypercorn stops reading the socket while its
 small per-request queue is full. So memory per upload stays at a few MiB whatever the
 file size. ``PUT /blobs/uploads/{upload_id}?part=…`` receives bytes;
-``GET /blobs/objects/{blob_id}?…`` streams them back to the owner.
+``GET /blobs/objects/{blob_id}?…`` streams them back to the owner. With S3 blobs the
+presigned URLs point at S3 and these routes are not mounted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.http.errors import status_for
 from engine.http.respond import envelope, error_body
 from engine.ids import new_id
 from engine.services import Services
+from engine.store.blobs import LocalBlobStore
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -62,8 +64,9 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BlobRoutes:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, blobs: LocalBlobStore) -> None:
         self.svc = svc
+        self.blobs = blobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_id("req")
@@ -157,7 +160,7 @@ class BlobRoutes:
         signed = self.svc.signer.verify("GET", key, query)
         blob_id = key[len("objects/"):]
         obj = await self.svc.store.get_object_by_blob(blob_id)
-        path = self.svc.blobs.object_path(blob_id)
+        path = self.blobs.object_path(blob_id)
         try:
             fh = await trio.open_file(path, "rb")
         except FileNotFoundError:
@@ -185,8 +188,10 @@ class BlobRoutes:
 
 
 def create_asgi(svc: Services, quart_app: Any) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes`, everything else to Quart."""
-    blobs = BlobRoutes(svc)
+    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes` (local blobs), everything else to Quart."""
+    if not isinstance(svc.blobs, LocalBlobStore):
+        return quart_app
+    blobs = BlobRoutes(svc, svc.blobs)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/blobs/"):

@@ -8,7 +8,9 @@ the store before the run goes on. A stage that fails is retried with exponential
 up to ``pipeline.max_attempts``; input that can never work (:class:`StageRejected`) fails
 at once. A run restarted after a crash begins again at the stage the store says it was
 in; stages overwrite their artifacts and the index is replaced whole, so nothing a user
-can see happens twice.
+can see happens twice. Stages read the object as a local file (:meth:`BlobStore.object_file`:
+the blob itself on the local store, a temporary download from S3) and keep their
+artifacts in the blob store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 import structlog
 import trio
 
+from engine.actors.leases import Leases
 from engine.actors.messages import Message
 from engine.actors.supervisor import Supervisor
 from engine.config import PipelineConfig
@@ -29,7 +32,7 @@ from engine.errors import ServiceUnavailable
 from engine.pipeline import stages
 from engine.pipeline.embeddings import Embedder, load_embedder
 from engine.store.base import Store
-from engine.store.blobs import LocalBlobStore
+from engine.store.blobstore import BlobStore
 from engine.store.records import Artifacts, Job, ObjectRecord
 
 log = structlog.get_logger(__name__)
@@ -106,9 +109,11 @@ class FailJob(Message):
 
 class Pipeline:
     def __init__(
-        self, store: Store, blobs: LocalBlobStore, actors: Supervisor, cfg: PipelineConfig, now: Callable[[], datetime]
+        self, store: Store, blobs: BlobStore, actors: Supervisor, cfg: PipelineConfig, now: Callable[[], datetime],
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
+        self.leases = leases or Leases(store)
         self.blobs = blobs
         self.actors = actors
         self.cfg = cfg
@@ -129,22 +134,23 @@ class Pipeline:
         while self._running:
             await self._idle.wait()
 
-    def start(self, job: Job) -> None:
+    def start(self, job: Job) -> bool:
         """Run ``job`` in the background unless it already runs in this process."""
         if job.id in self._running:
-            return
+            return False
         self._running.add(job.id)
         self._idle = trio.Event()
         self.actors.start_soon(self._run, job)
+        return True
 
     async def resume_unfinished(self) -> int:
-        """On start: every pipeline job the store says is queued or running runs again."""
+        """Every pipeline job the store says is queued or running runs again (on start, and
+        on every scan where several processes share the store: a dead one's jobs)."""
         jobs = await self.store.unfinished_jobs("pipeline")
-        for job in jobs:
-            self.start(job)
-        if jobs:
-            log.info("pipeline_resumed", jobs=len(jobs))
-        return len(jobs)
+        started = sum(self.start(job) for job in jobs)
+        if started:
+            log.info("pipeline_resumed", jobs=started)
+        return started
 
     async def embedder(self) -> Embedder:
         async with self._embedder_lock:
@@ -157,12 +163,10 @@ class Pipeline:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(dataset_id=job.dataset_id, job_id=job.id, object_id=job.object_id)
         try:
-            first = STAGES.index(job.stage) if job.stage in STAGES else 0
-            for stage in STAGES[first:]:
-                if not await self._stage(job, stage):
-                    return
-            finished, obj = await self.actors.ask(job.dataset_id, FinishJob(job.id))
-            log.info("pipeline_finished", status=finished.status, object_status=obj.status)
+            # Another process may run this job (several share the store): then it is theirs.
+            async with self.leases.hold(f"job:{job.id}", wait=False) as mine:
+                if mine:
+                    await self._run_stages(job)
         except ServiceUnavailable as exc:
             # The actor cannot take our report (failed dataset, shutting down): the job
             # stays unfinished in the store and is resumed on the next start.
@@ -171,6 +175,17 @@ class Pipeline:
             self._running.discard(job.id)
             if not self._running:
                 self._idle.set()
+
+    async def _run_stages(self, job: Job) -> None:
+        current = await self.store.get_job_any(job.id)  # the lease may follow another process's progress
+        if current is None or current.status in ("succeeded", "failed"):
+            return
+        first = STAGES.index(current.stage) if current.stage in STAGES else 0
+        for stage in STAGES[first:]:
+            if not await self._stage(job, stage):
+                return
+        finished, obj = await self.actors.ask(job.dataset_id, FinishJob(job.id))
+        log.info("pipeline_finished", status=finished.status, object_status=obj.status)
 
     async def _stage(self, job: Job, stage: str) -> bool:
         """Run one stage to success (True) or to a failed or abandoned job (False)."""
@@ -201,13 +216,14 @@ class Pipeline:
 
     # -- the stages ---------------------------------------------------------------------
     async def _normalizing(self, obj: ObjectRecord) -> None:
-        path = self.blobs.object_path(obj.blob_id)
-        mime = await trio.to_thread.run_sync(stages.normalize, path, obj.mime_type)
+        async with self.blobs.object_file(obj.blob_id) as path:
+            mime = await trio.to_thread.run_sync(stages.normalize, path, obj.mime_type)
         await self.actors.ask(obj.dataset_id, RecordNormalized(obj.id, mime))
 
     async def _extracting(self, obj: ObjectRecord) -> None:
         mime = obj.normalized_mime_type or obj.mime_type
-        extracted = await trio.to_thread.run_sync(stages.extract, self.blobs.object_path(obj.blob_id), mime)
+        async with self.blobs.object_file(obj.blob_id) as path:
+            extracted = await trio.to_thread.run_sync(stages.extract, path, mime)
         await self.blobs.write_artifact(obj.id, "text.txt", extracted.text.encode())
         if extracted.blocks:
             await self.blobs.write_artifact(obj.id, "ocr.json", orjson.dumps(extracted.blocks))

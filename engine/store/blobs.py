@@ -11,45 +11,46 @@ are fsynced, then renamed. Each PUT gets a fresh staging name, so a late or repe
 can never change bytes that a confirmation already verified. All file work runs on worker
 threads; hashing there is parallel too (hashlib releases the GIL for large updates).
 
-Confirmation is two steps so nothing is promoted unverified: :meth:`prepare` yields a
-:class:`Staged` (size and SHA-256 of the object as it would be), the caller checks them,
-then :meth:`promote` or :meth:`discard` it.
+Confirmation follows :class:`engine.store.blobstore.BlobStore`, so nothing is promoted
+unverified: :meth:`prepare` yields a :class:`Staged` (size and SHA-256 of the object as
+it would be), the caller checks them, then :meth:`promote` or :meth:`discard` it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
-from engine.errors import Unprocessable
+from engine.errors import NotFound, Unprocessable
 from engine.offload import Offload, to_thread
 from engine.signing import Signer
-from engine.store.records import Upload, UploadPart
+from engine.store.blobstore import (
+    COPY_CHUNK,
+    BlobStore,
+    ImportFile,
+    ReceivedPart,
+    Staged,
+    import_key,
+    object_key,
+    upload_key,
+)
+from engine.store.records import ObjectRecord, Upload, UploadPart
 
-COPY_CHUNK = 4 * 1024 * 1024
 
-
-def upload_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}"
-
-
-def object_key(blob_id: str) -> str:
-    return f"objects/{blob_id}"
-
-
-@dataclass(frozen=True)
-class Staged:
-    size: int
-    sha256: str
-    source: Path | None  # file to rename into place; None: already in place
+def local_store(blobs: BlobStore) -> LocalBlobStore:
+    """The local store, the only one whose bytes arrive through the engine's ``/blobs/`` routes."""
+    if not isinstance(blobs, LocalBlobStore):
+        raise NotFound("no such blob URL")
+    return blobs
 
 
 def _fsync_dir(path: Path) -> None:
@@ -103,6 +104,8 @@ class PartWriter:
 
 
 class LocalBlobStore:
+    direct_uploads = False
+
     def __init__(self, root: Path, signer: Signer, offload: Offload = to_thread) -> None:
         self.root = root
         self.signer = signer
@@ -114,8 +117,14 @@ class LocalBlobStore:
     def put_url(self, upload: Upload, part_number: int, length: int) -> str:
         return self.signer.url("PUT", upload_key(upload.id), upload.expires_at, length, part_number)
 
-    def get_url(self, blob_id: str, size: int, expires_at: datetime) -> str:
-        return self.signer.url("GET", object_key(blob_id), expires_at, size)
+    async def upload_urls(self, upload: Upload, blob_id: str, size: int, sha256: str | None) -> list[str]:
+        return [self.put_url(upload, n, upload.part_length(n, size)) for n in range(1, upload.part_count + 1)]
+
+    async def download_url(self, obj: ObjectRecord, expires_at: datetime) -> str:
+        return self.signer.url("GET", object_key(obj.blob_id), expires_at, obj.size_bytes)
+
+    async def import_url(self, import_id: str, expires_at: datetime) -> str:
+        return self.signer.url("PUT", import_key(import_id), expires_at, 0)
 
     # -- paths ----------------------------------------------------------------------
     def object_path(self, blob_id: str) -> Path:
@@ -139,20 +148,26 @@ class LocalBlobStore:
         return f"{part_number}.{secrets.token_hex(6)}"
 
     # -- confirming -----------------------------------------------------------------
-    async def prepare(self, upload: Upload, blob_id: str, parts: Sequence[UploadPart]) -> Staged:
+    async def received_parts(self, upload: Upload, blob_id: str, recorded: Sequence[UploadPart]) -> list[ReceivedPart]:
+        """What the blob route received, as the engine's store recorded it (the ETag of a
+        part is its SHA-256, already computed while it arrived)."""
+        return [ReceivedPart(p.part_number, p.size_bytes, p.etag, p.file_name) for p in recorded]
+
+    async def prepare(self, upload: Upload, blob_id: str, parts: Sequence[ReceivedPart]) -> Staged:
         """The object as it would be: one part as is, or several assembled (and hashed) in order."""
         if upload.strategy == "single_part":
             (part,) = parts
+            sha256 = part.etag.strip('"')
             path = self.staging_path(upload.id, part.file_name)
             if path.exists():
-                return Staged(part.size_bytes, part.sha256, path)
+                return Staged(part.size_bytes, sha256, str(path))
             final = self.object_path(blob_id)
             if final.exists() and final.stat().st_size == part.size_bytes:
-                return Staged(part.size_bytes, part.sha256, None)  # promoted before a crash
+                return Staged(part.size_bytes, sha256, None)  # promoted before a crash
             raise Unprocessable("the uploaded bytes are missing; upload the file again", {"part_number": 1})
         return await self._offload(self._assemble, upload, parts)
 
-    def _assemble(self, upload: Upload, parts: Sequence[UploadPart]) -> Staged:
+    def _assemble(self, upload: Upload, parts: Sequence[ReceivedPart]) -> Staged:
         tmp = self.root / "tmp" / f"assemble-{upload.id}-{secrets.token_hex(4)}"
         digest = hashlib.sha256()
         size = 0
@@ -172,26 +187,28 @@ class LocalBlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return Staged(size, digest.hexdigest(), tmp)
+        return Staged(size, digest.hexdigest(), str(tmp))
 
     async def promote(self, staged: Staged, blob_id: str) -> None:
-        if staged.source is None:
+        source = staged.source
+        if source is None:
             return
 
         def move() -> None:
             final = self.object_path(blob_id)
-            os.replace(staged.source, final)  # type: ignore[arg-type]
+            os.replace(source, final)
             _fsync_dir(final.parent)
 
         await self._offload(move)
 
     async def discard(self, staged: Staged, upload: Upload) -> None:
         """Drop an assembled candidate that failed verification (received parts stay)."""
-        if staged.source is not None and upload.strategy == "multipart":
-            await self._offload(lambda: staged.source.unlink(missing_ok=True))
+        source = staged.source
+        if source is not None and upload.strategy == "multipart":
+            await self._offload(lambda: Path(source).unlink(missing_ok=True))
 
     # -- removing -------------------------------------------------------------------
-    async def discard_upload(self, upload_id: str) -> None:
+    async def discard_upload(self, upload_id: str, blob_id: str) -> None:
         await self._offload(lambda: shutil.rmtree(self.root / "staging" / upload_id, ignore_errors=True))
 
     async def discard_staged_file(self, upload_id: str, file_name: str) -> None:
@@ -203,9 +220,29 @@ class LocalBlobStore:
     async def delete(self, blob_id: str) -> None:
         await self._offload(lambda: self.object_path(blob_id).unlink(missing_ok=True))
 
+    @contextlib.asynccontextmanager
+    async def object_file(self, blob_id: str) -> AsyncIterator[Path]:
+        yield self.object_path(blob_id)
+
     # -- record import files ------------------------------------------------------------
     def import_path(self, import_id: str) -> Path:
         return self.root / "imports" / import_id
+
+    async def arrived_imports(self) -> list[ImportFile]:
+        def scan() -> list[ImportFile]:
+            found = []
+            for entry in os.scandir(self.root / "imports"):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    found.append(ImportFile(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+            return sorted(found, key=lambda f: (f.arrived_at, f.import_id))
+
+        return await self._offload(scan)
+
+    @contextlib.asynccontextmanager
+    async def import_file(self, import_id: str) -> AsyncIterator[Path | None]:
+        path = self.import_path(import_id)
+        yield path if await self._offload(path.exists) else None
 
     async def delete_import(self, import_id: str) -> None:
         await self._offload(lambda: self.import_path(import_id).unlink(missing_ok=True))
@@ -239,8 +276,6 @@ class LocalBlobStore:
         """Remove temporary files left by a crash (a live PUT touches its file constantly)."""
 
         def sweep() -> int:
-            import time
-
             cutoff = time.time() - older_than_seconds
             removed = 0
             for entry in os.scandir(self.root / "tmp"):

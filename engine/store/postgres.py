@@ -187,6 +187,16 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
 
         await self.read(op)
 
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        """The secret every process on this database uses: the first ``candidate`` stored wins."""
+
+        async def op(c: PgConn) -> bytes:
+            await c.execute("INSERT INTO server_secret (id, secret) VALUES (1, ?) ON CONFLICT (id) DO NOTHING", candidate)
+            secret: bytes = await c.fetchval("SELECT secret FROM server_secret WHERE id = 1")
+            return secret
+
+        return await self.write(op)
+
     # -- leases and notifications (several processes) ------------------------------------
     async def acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Take ``name`` for ``owner`` unless another owner holds it unexpired (renews one's own)."""

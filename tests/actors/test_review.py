@@ -22,8 +22,7 @@ async def test_unreviewed_object_expires_after_72_hours_and_is_purged(tmp_path, 
         owner = await tenant(svc)
         ds = await _dataset(svc, owner)
         obj = await staged_object(svc, owner, ds)
-        blob = svc.blobs.object_path(obj.blob_id)
-        assert obj.review_state == "staged" and blob.exists()
+        assert obj.review_state == "staged" and await svc.blobs.exists(obj.blob_id)
         assert (await svc.datasets.get(owner, ds)).object_count == 1
 
         await trio.sleep(WINDOW - 1)
@@ -31,7 +30,7 @@ async def test_unreviewed_object_expires_after_72_hours_and_is_purged(tmp_path, 
         await trio.sleep(2)
         expired = await svc.objects.get(owner, obj.id)
         assert expired.review_state == "expired"
-        assert not blob.exists()
+        assert not await svc.blobs.exists(obj.blob_id)
         counts = await svc.datasets.get(owner, ds)
         assert counts.object_count == 0 and counts.total_bytes == 0
         with pytest.raises(Conflict) as err:
@@ -77,7 +76,7 @@ async def test_overdue_objects_expire_on_the_first_pass_after_a_restart(tmp_path
     async with open_engine(tmp_path / "d", start=START + timedelta(days=4)) as svc:
         await trio.sleep(0.1)
         assert (await svc.objects.get(owner, obj.id)).review_state == "expired"
-        assert not svc.blobs.object_path(obj.blob_id).exists()
+        assert not await svc.blobs.exists(obj.blob_id)
 
 
 async def test_rejected_objects_are_purged_and_never_processed(tmp_path, autojump_clock):
@@ -87,7 +86,7 @@ async def test_rejected_objects_are_purged_and_never_processed(tmp_path, autojum
         obj = await staged_object(svc, owner, ds)
         rejected = await svc.review.reject(admin(), obj.id, None)
         assert rejected.review_state == "rejected"
-        assert not svc.blobs.object_path(obj.blob_id).exists()
+        assert not await svc.blobs.exists(obj.blob_id)
         assert (await svc.datasets.get(owner, ds)).object_count == 0
         with pytest.raises(Conflict) as err:
             await svc.review.approve(admin(), obj.id)
