@@ -122,7 +122,10 @@ class Identity:
                 await self.store.set_platform_admin(existing.id, True)
                 log.info("platform_admin_promoted", user_id=existing.id)
             return existing
-        user, _ = await self.create_account(email, password, name="Platform admin", tenant_name="Platform", platform_admin=True)
+        try:
+            user, _ = await self.create_account(email, password, name="Platform admin", tenant_name="Platform", platform_admin=True)
+        except Conflict:  # another engine process bootstrapped it a moment ago
+            return await self.ensure_platform_admin(email, password)
         return user
 
     async def signup(self, email: str, password: str, name: str | None, tenant_name: str | None) -> SessionGrant:

@@ -77,6 +77,23 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     return load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **backend_overrides(), **overrides})
 
 
+S3 = BACKEND == "postgres-s3"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "local_blobs: about the engine's own /blobs/ route, which S3 replaces")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On S3 the engine has no /blobs/ route: tests of that route are not collected (their
+    S3 counterparts are the tests that check what S3 itself refuses)."""
+    if S3:
+        kept = [item for item in items if item.get_closest_marker("local_blobs") is None]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
+
+
 def pytest_ignore_collect(collection_path: Path) -> bool | None:
     """tests/multiprocess needs PostgreSQL and S3: it belongs to the postgres-s3 pass only."""
     if collection_path.name == "multiprocess" and BACKEND != "postgres-s3":

@@ -42,6 +42,12 @@ class _Held:
 
 
 @dataclass
+class _Local:
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    users: int = 0
+
+
+@dataclass
 class Leases:
     store: Any
     ttl_seconds: float = 15.0
@@ -49,6 +55,7 @@ class Leases:
     _held: dict[str, _Held] = field(default_factory=dict)
     _released: dict[str, trio.Event] = field(default_factory=dict)
     _watchers: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+    _local: dict[str, _Local] = field(default_factory=dict)
 
     @property
     def shared(self) -> bool:
@@ -115,10 +122,27 @@ class Leases:
         ``wait=True`` waits until it is free (asking its holder to hand it over);
         ``wait=False`` gives up at once if another process holds it. If the lease is lost
         (renewal failed), the block is cancelled and this returns normally: callers check
-        :meth:`lost` or simply go round again."""
+        or simply go round again. Within this process, holds of one name follow each
+        other: a new holder starts only once the previous one has released the row."""
         if not self.shared:
             yield True
             return
+        local = self._local.setdefault(name, _Local())
+        if not wait and local.lock.locked():
+            yield False
+            return
+        local.users += 1
+        try:
+            async with local.lock:
+                async with self._held_lease(name, wait, on_wanted) as got:
+                    yield got
+        finally:
+            local.users -= 1
+            if local.users == 0:
+                del self._local[name]
+
+    @contextlib.asynccontextmanager
+    async def _held_lease(self, name: str, wait: bool, on_wanted: Callable[[], None] | None) -> AsyncIterator[bool]:
         if wait:
             await self._acquire_waiting(name)
         elif not await self.store.acquire_lease(name, self.owner, self.ttl_seconds):

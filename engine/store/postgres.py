@@ -214,13 +214,14 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
         return await self.write(op)
 
     async def renew_leases(self, owner: str, names: Iterable[str], ttl_seconds: float) -> set[str]:
-        """Extend ``owner``'s unexpired leases among ``names``; return those still held."""
+        """Extend ``owner``'s leases among ``names``; return those still held. A lease that
+        expired but that nobody took over is still ours: no one else acted under it."""
         wanted = list(names)
 
         async def op(c: PgConn) -> list[asyncpg.Record]:
             return await c.fetch(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => ?)"
-                " WHERE owner = ? AND name = ANY(?::text[]) AND expires_at >= now() RETURNING name",
+                " WHERE owner = ? AND name = ANY(?::text[]) RETURNING name",
                 ttl_seconds, owner, wanted,
             )
 

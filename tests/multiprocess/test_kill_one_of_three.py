@@ -78,7 +78,7 @@ def _all(base: str, path: str, key: str, headers: dict[str, str]) -> list[dict[s
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        query = "?limit=200" + (f"&cursor={cursor}" if cursor else "")
+        query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
         page = _call(base, "GET", path + query, headers=headers)
         items.extend(page[key])
         if not page["has_more"]:
@@ -90,7 +90,7 @@ def test_three_processes_survive_one_killed_mid_run(tmp_path: Path) -> None:
     shared = {
         **backend_overrides(),
         "admin.bootstrap_email": "root@example.com", "admin.bootstrap_password": "admin password",
-        "actors.lease_ttl_seconds": 3, "actors.scan_seconds": 1, "pipeline.workers": 1,
+        "actors.lease_ttl_seconds": 6, "actors.scan_seconds": 1, "pipeline.workers": 1,
     }
     env = {**os.environ, **as_env(shared)}
     engines = [Engine(tmp_path / f"p{i}", env) for i in range(3)]
