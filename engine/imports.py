@@ -264,7 +264,7 @@ class Imports:
         arrived = await self.store.import_arrived(import_id, size, self.now(), next_status)
         if arrived is not None:
             log.info("import_queued", import_id=import_id, arrival=arrived.arrival, size_bytes=size)
-            self._ensure_runner(arrived.dataset_id)
+            self.ensure_runner(arrived.dataset_id)
         return arrived
 
     async def apply_claim_next(self, dataset_id: str) -> ImportJob | None:
@@ -275,7 +275,8 @@ class Imports:
                 self._idle.set()
         return claimed
 
-    def _ensure_runner(self, dataset_id: str) -> None:
+    def ensure_runner(self, dataset_id: str) -> None:
+        """Run the dataset's import queue in the background unless it runs in this process."""
         if dataset_id not in self._running:
             self._running.add(dataset_id)
             self._idle = trio.Event()
@@ -285,7 +286,7 @@ class Imports:
         """On start: every dataset with queued or processing imports gets its runner back."""
         pending = await self.store.datasets_with_pending_imports()
         for dataset_id in pending:
-            self._ensure_runner(dataset_id)
+            self.ensure_runner(dataset_id)
         return len(pending)
 
     async def wait_idle(self) -> None:
@@ -305,7 +306,7 @@ class Imports:
             async with self.leases.hold(f"imports:{dataset_id}", wait=False) as mine:
                 if not mine:
                     # Its holder may stop before it sees our arrival: its release wakes us.
-                    self.leases.watch_release(f"imports:{dataset_id}", lambda: self._ensure_runner(dataset_id))
+                    self.leases.watch_release(f"imports:{dataset_id}", lambda: self.ensure_runner(dataset_id))
                 else:
                     while (imp := await self.actors.ask(dataset_id, ClaimNextImport(dataset_id))) is not None:
                         await self._process(imp)

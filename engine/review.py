@@ -96,7 +96,7 @@ class Review:
         store: Store,
         objects: Objects,
         actors: Supervisor,
-        start_pipeline: Callable[[Job], None],
+        start_pipeline: Callable[[Job], object],
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store

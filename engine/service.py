@@ -15,7 +15,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import hypercorn.trio
 import hypercorn.trio.tcp_server
@@ -111,12 +111,22 @@ async def _maintenance(svc: Services) -> None:
 
 async def _scan(svc: Services) -> None:
     """Several processes on one store: take over what a dead process left (its leases
-    expired), and what nobody was woken for."""
+    expired) and what nobody was woken for. Each scan claims unfinished pipeline jobs and
+    datasets' import queues that no live lease covers (``FOR UPDATE SKIP LOCKED``: the
+    processes scanning at once share the work out) and runs them here."""
+    store: Any = svc.store
+    ttl = svc.cfg.actors.lease_ttl_seconds
     while True:
         await trio.sleep(svc.cfg.actors.scan_seconds)
         try:
-            await svc.pipeline.resume_unfinished()
-            await svc.imports.resume_pending()
+            jobs = await store.claim_unheld_jobs("pipeline", svc.leases.owner, ttl)
+            datasets = await store.claim_unheld_import_runs(svc.leases.owner, ttl)
+            for job in jobs:
+                svc.pipeline.start(job)
+            for dataset_id in datasets:
+                svc.imports.ensure_runner(dataset_id)
+            if jobs or datasets:
+                log.info("scan_took_over", jobs=len(jobs), import_queues=len(datasets))
         except Exception:
             log.exception("scan_failed")
 

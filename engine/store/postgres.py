@@ -22,12 +22,13 @@ import trio_asyncio
 from engine.store.pg_access import PgAccess, PgConn, translate
 from engine.store.pg_imports import ImportsMixin
 from engine.store.pg_objects import ObjectsMixin
-from engine.store.pg_pipeline import PipelineMixin
+from engine.store.pg_pipeline import PipelineMixin, _job
 from engine.store.records import (
     ApiKey,
     CatalogEntry,
     Dataset,
     IdempotencyRecord,
+    Job,
     Membership,
     Session,
     Tenant,
@@ -226,6 +227,45 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
             )
 
         return {r["name"] for r in await self.write(op)} if wanted else set()
+
+    async def claim_unheld_jobs(self, job_type: str, owner: str, ttl_seconds: float, limit: int = 100) -> list[Job]:
+        """Unfinished jobs whose ``job:<id>`` lease nobody holds, now leased to ``owner``.
+
+        Several processes scan at once: ``FOR UPDATE SKIP LOCKED`` hands each job row to one
+        scanner, in creation order, without waiting on the others."""
+
+        async def op(c: PgConn) -> list[asyncpg.Record]:
+            return await c.fetch(
+                "WITH free AS (SELECT j.* FROM jobs j WHERE j.type = ? AND j.status IN ('queued', 'running')"
+                "   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'job:' || j.id AND l.expires_at >= now())"
+                "   ORDER BY j.seq LIMIT ? FOR UPDATE OF j SKIP LOCKED),"
+                " taken AS (INSERT INTO leases (name, owner, expires_at)"
+                "   SELECT 'job:' || id, ?, now() + make_interval(secs => ?) FROM free"
+                "   ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at,"
+                "   acquired_at = now() WHERE leases.expires_at < now() RETURNING name)"
+                " SELECT free.* FROM free JOIN taken ON taken.name = 'job:' || free.id ORDER BY free.seq",
+                job_type, limit, owner, ttl_seconds,
+            )
+
+        return [_job(r) for r in await self.write(op)]
+
+    async def claim_unheld_import_runs(self, owner: str, ttl_seconds: float) -> list[str]:
+        """Datasets with queued or processing imports whose ``imports:<id>`` lease nobody
+        holds, now leased to ``owner`` (``FOR UPDATE SKIP LOCKED``, as for jobs)."""
+
+        async def op(c: PgConn) -> list[asyncpg.Record]:
+            return await c.fetch(
+                "WITH free AS (SELECT i.dataset_id FROM imports i WHERE i.status IN ('queued', 'processing')"
+                "   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'imports:' || i.dataset_id AND l.expires_at >= now())"
+                "   ORDER BY i.arrival FOR UPDATE OF i SKIP LOCKED)"
+                " INSERT INTO leases (name, owner, expires_at)"
+                " SELECT DISTINCT 'imports:' || dataset_id, ?, now() + make_interval(secs => ?) FROM free"
+                " ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at,"
+                " acquired_at = now() WHERE leases.expires_at < now() RETURNING name",
+                owner, ttl_seconds,
+            )
+
+        return [r["name"].removeprefix("imports:") for r in await self.write(op)]
 
     async def release_lease(self, name: str, owner: str) -> None:
         """Give ``name`` up and tell every process (those waiting for it retry at once)."""

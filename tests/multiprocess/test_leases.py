@@ -101,3 +101,37 @@ async def test_heartbeats_keep_a_lease_past_its_ttl_and_the_same_process_queues_
         assert await store.acquire_lease("imports:q", "b", ttl)  # released on exit
         del b
         nursery.cancel_scope.cancel()
+
+
+async def test_scans_share_unheld_jobs_out_and_skip_held_ones():
+    url, ttl = await _two(ttl=30.0)
+    async with trio_asyncio.open_loop(), PgStore.open(url) as store:
+        async def seed(c):
+            await c.execute("INSERT INTO tenants (id, name, created_at) VALUES ('tnt_1', 't', now())")
+            await c.execute(
+                "INSERT INTO datasets (id, tenant_id, name, source_modality, monetization_mode, pricing_model, visibility,"
+                " status, created_at, updated_at) VALUES ('dset_1', 'tnt_1', 'd', 'document', 'open', 'free', 'private',"
+                " 'ingesting', now(), now())"
+            )
+            for i in range(20):
+                status = "succeeded" if i % 5 == 4 else "queued"
+                await c.execute("INSERT INTO jobs (id, tenant_id, dataset_id, type, status, created_at)"
+                                " VALUES (?, 'tnt_1', 'dset_1', 'pipeline', ?, now())", f"job_{i:02}", status)
+
+        await store.write(seed)
+        assert await store.acquire_lease("job:job_00", "busy", ttl)  # a live holder keeps its job
+        claimed: dict[str, list[str]] = {}
+
+        async def scan(owner: str) -> None:
+            claimed[owner] = [j.id for j in await store.claim_unheld_jobs("pipeline", owner, ttl, limit=20)]
+
+        async with trio.open_nursery() as nursery:
+            for owner in ("a", "b", "c"):
+                nursery.start_soon(scan, owner)
+        everyone = [job for jobs in claimed.values() for job in jobs]
+        unfinished = [f"job_{i:02}" for i in range(1, 20) if i % 5 != 4]
+        assert sorted(everyone) == unfinished  # each unheld job to exactly one scanner
+        for jobs in claimed.values():
+            assert jobs == sorted(jobs)  # in creation order
+        again = await store.claim_unheld_jobs("pipeline", "d", ttl)
+        assert again == []  # all leased now
