@@ -1,5 +1,11 @@
 """``ipto upload``: folders, multipart in parallel, checksums, resuming an interrupted
-upload, summary and exit codes; then ``ipto objects …`` on what was uploaded."""
+upload, summary and exit codes; then ``ipto objects …`` on what was uploaded.
+
+Which parts were accepted is seen where the bytes go: on local blobs, in the engine's part
+receiver (:class:`PartSpy`); on S3, which the engine never sees a PUT of, in the client's
+HTTP transport, where S3's answer arrives (:class:`S3PartSpy`; in a child process, the
+wrapper :data:`S3_CLI`).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import trio
 
 from engine.errors import ServiceUnavailable
 from tests.cli.conftest import json_out, one_error_line
+from tests.conftest import S3
 from tests.http.uploads_helpers import MiB, sha
 
 REPO = Path(__file__).resolve().parents[2]  # `python -m engine` runs this checkout
@@ -69,11 +77,99 @@ class PartSpy:
                 await trio.sleep(0.01)
 
 
-async def test_upload_a_folder_with_a_multipart_file(ipto, provider, client, tmp_path, monkeypatch, service):
+def _part_number(url: httpx.URL) -> int:
+    return int(url.params.get("partNumber", 1))  # a single-part upload is part 1
+
+
+class S3PartSpy:
+    """On S3: wraps the HTTP transport of the in-process CLI's client. Records the parts S3
+    accepted (200); answers the parts named in ``refuse`` as an overloaded S3 does (503
+    SlowDown), without sending them."""
+
+    SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                 b"<Message>Please reduce your request rate. (test)</Message></Error>")
+
+    def __init__(self, monkeypatch, endpoint: str, refuse: set[int] = frozenset()) -> None:
+        self.accepted: list[int] = []
+        real = httpx.AsyncHTTPTransport.handle_async_request
+
+        async def handle(transport: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+            if request.method != "PUT" or not str(request.url).startswith(endpoint):
+                return await real(transport, request)
+            part = _part_number(request.url)
+            if part in refuse:
+                return httpx.Response(503, content=self.SLOW_DOWN, headers={"Content-Type": "application/xml"}, request=request)
+            response = await real(transport, request)
+            if response.status_code == 200:
+                self.accepted.append(part)
+            return response
+
+        monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle)
+
+
+def part_spy(monkeypatch, service, cfg, refuse: set[int] = frozenset()) -> PartSpy | S3PartSpy:
+    """The parts accepted, where this backend accepts them."""
+    if S3:
+        return S3PartSpy(monkeypatch, cfg.blobs.s3_endpoint, refuse)
+    return PartSpy(monkeypatch, service, refuse=refuse)
+
+
+async def s3_parts(service, upload_id: str) -> dict[int, str]:
+    """S3: the parts (number → ETag, unquoted) S3 holds for an unfinished multipart upload."""
+    upload = await service.services.store.get_upload(upload_id)
+    obj = await service.services.store.get_object(upload.tenant_id, upload.object_id)
+    held = await service.services.objects.blobs.received_parts(upload, obj.blob_id, [])
+    return {p.part_number: p.etag.strip('"') for p in held or []}
+
+
+# ``python -c S3_CLI HOLD LOG upload …``: ``ipto`` (S3 blobs) in a child process, its part
+# PUTs seen where S3 answers them. Parts named in HOLD ("2,3") send their first MiB to S3,
+# then stall until the process is killed; each part S3 accepts is appended to the file LOG.
+S3_CLI = """
+import sys
+
+import httpx
+import trio
+
+from engine.cli import main
+
+held = {int(n) for n in sys.argv[1].split(",") if n}
+log = sys.argv[2]
+del sys.argv[1:3]
+real = httpx.AsyncHTTPTransport.handle_async_request
+
+
+class Stalling(httpx.AsyncByteStream):
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __aiter__(self):
+        async for chunk in self.inner:
+            yield chunk
+            await trio.sleep_forever()
+
+
+async def handle(self, request):
+    part = int(request.url.params.get("partNumber", 0))
+    if request.method == "PUT" and part in held:
+        request.stream = Stalling(request.stream)
+    response = await real(self, request)
+    if request.method == "PUT" and part and response.status_code == 200:
+        with open(log, "a") as fh:
+            fh.write(f"{part}\\n")
+    return response
+
+
+httpx.AsyncHTTPTransport.handle_async_request = handle
+main(prog_name="ipto")
+"""
+
+
+async def test_upload_a_folder_with_a_multipart_file(ipto, provider, client, tmp_path, monkeypatch, service, cfg):
     files = _folder(tmp_path / "batch")
     _write(tmp_path / "batch" / ".DS_Store", b"junk")
     dsid = await _dataset(ipto)
-    spy = PartSpy(monkeypatch, service)
+    spy = part_spy(monkeypatch, service, cfg)
 
     out = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))
     assert out["uploaded"] == 3 and out["failed"] == 0 and out["dataset_id"] == dsid
@@ -107,24 +203,32 @@ async def test_progress_bars_and_summary_table(ipto, provider, tmp_path):
         assert Path(name).name in r.stderr  # a line per finished file under the bars
 
 
-async def test_a_failing_part_fails_the_run_and_a_rerun_sends_only_that_part(ipto, provider, client, tmp_path, monkeypatch, service):
+async def test_a_failing_part_fails_the_run_and_a_rerun_sends_only_that_part(ipto, provider, client, tmp_path, monkeypatch, service, cfg):
+    """Part 2 is refused as unavailable (503) on every try: by the engine's part receiver
+    (local) or by S3 (SlowDown). The parts accepted are kept for the re-run."""
     data = _write(tmp_path / "big.txt", os.urandom(BIG // 2).hex().encode())
     dsid = await _dataset(ipto)
-    spy = PartSpy(monkeypatch, service, refuse={2})
+    spy = part_spy(monkeypatch, service, cfg, refuse={2})
 
     first = await ipto("--retries", "2", "upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json")
     assert first.exit_code == 1
     report = json.loads(first.stdout)
     assert report["failed"] == 1 and report["uploaded"] == 0
     failed = report["files"][0]
-    assert failed["status"] == "failed" and failed["error"]["code"] == "unavailable"
-    assert failed["error"]["request_id"].startswith("req_") and "test" in failed["error"]["message"]
+    if S3:  # S3's XML error, told as the client reads a non-envelope answer
+        assert failed["status"] == "failed" and failed["error"]["code"] == "http_503" and failed["error"]["status"] == 503
+        assert "SlowDown" in failed["error"]["message"] and "test" in failed["error"]["message"]
+    else:
+        assert failed["status"] == "failed" and failed["error"]["code"] == "unavailable"
+        assert failed["error"]["request_id"].startswith("req_") and "test" in failed["error"]["message"]
     assert sorted(spy.accepted) == [1, 3]
     state = [json.loads(p.read_text()) for p in (ipto.state_dir / "uploads").glob("*.json")]
     assert len(state) == 1 and sorted(state[0]["parts"]) == ["1", "3"] and state[0]["sha256"] == sha(data)
+    if S3:  # what the state remembers is what S3 holds
+        assert await s3_parts(service, failed["upload_id"]) == {int(n): etag for n, etag in state[0]["parts"].items()}
 
     monkeypatch.undo()  # the server is well again
-    spy = PartSpy(monkeypatch, service)
+    spy = part_spy(monkeypatch, service, cfg)
     second = json_out(await ipto("upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json"))
     assert spy.accepted == [2]  # only the missing part
     done = second["files"][0]
@@ -138,17 +242,54 @@ async def test_a_failing_part_fails_the_run_and_a_rerun_sends_only_that_part(ipt
 
 
 async def test_a_killed_upload_resumes_from_the_parts_already_accepted(ipto, provider, client, tmp_path, monkeypatch, service):
+    """The CLI (a child process) is killed with part 1 accepted and parts 2 and 3 under way:
+    held by the engine's part receiver (local) or stalled after their first MiB on their way
+    to S3. A re-run sends only parts 2 and 3."""
     data = _write(tmp_path / "big.txt", os.urandom(BIG // 2).hex().encode())
     dsid = await _dataset(ipto)
-    spy = PartSpy(monkeypatch, service, hold={2, 3})
     env = dict(os.environ)
     for key, value in ipto.env.items():
         if value is None:
             env.pop(key, None)  # e.g. no IPTO_API_KEY of the caller's
         else:
             env[key] = value
-    cmd = [sys.executable, "-m", "engine", "upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json"]
-    proc = await trio.lowlevel.open_process(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["upload", str(tmp_path / "big.txt"), "--dataset", dsid, "--json"]
+    if S3:
+        log = tmp_path / "accepted.log"
+        cmd = [sys.executable, "-c", S3_CLI, "", str(log), *args]
+        proc = await trio.lowlevel.open_process([sys.executable, "-c", S3_CLI, "2,3", str(log), *args], env=env, cwd=REPO,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        states = await _kill_once_part_1_is_remembered(ipto, proc)
+        assert sorted(states[0]["parts"]) == ["1"] and log.read_text().split() == ["1"]
+        # S3 holds part 1 only: the interrupted PUTs of parts 2 and 3 left nothing
+        assert await s3_parts(service, states[0]["upload_id"]) == {1: states[0]["parts"]["1"]}
+        log.unlink()
+        rerun = await trio.run_process(cmd, env=env, cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
+        assert rerun.returncode == 0, rerun.stderr.decode()
+        assert sorted(log.read_text().split()) == ["2", "3"]  # part 1 was not sent again
+    else:
+        spy = PartSpy(monkeypatch, service, hold={2, 3})
+        cmd = [sys.executable, "-m", "engine", *args]
+        proc = await trio.lowlevel.open_process(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            states = await _kill_once_part_1_is_remembered(ipto, proc)
+        finally:
+            spy.release.set()  # the held parts now meet a closed connection
+        assert sorted(states[0]["parts"]) == ["1"] and spy.accepted == [1]
+        await spy.settle()
+
+        spy.accepted.clear()
+        rerun = await trio.run_process(cmd, env=env, cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
+        assert rerun.returncode == 0, rerun.stderr.decode()
+        assert sorted(spy.accepted) == [2, 3]  # part 1 was not sent again
+    done = json.loads(rerun.stdout)["files"][0]
+    assert done["resumed"] and done["parts_sent"] == 2 and done["status"] == "uploaded"
+    obj = (await client.get(f"/v1/objects/{done['object_id']}", headers=provider.headers)).json()["data"]
+    assert obj["status"] == "uploaded" and obj["checksum_sha256"] == sha(data) and obj["size_bytes"] == len(data)
+
+
+async def _kill_once_part_1_is_remembered(ipto, proc) -> list[dict]:
+    """SIGKILL the CLI once its state file holds an accepted part; that state."""
     try:
         with trio.fail_after(60):  # wait until part 1 is accepted and remembered
             while True:
@@ -160,19 +301,8 @@ async def test_a_killed_upload_resumes_from_the_parts_already_accepted(ipto, pro
     finally:
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
-        spy.release.set()  # the held parts now meet a closed connection
     assert proc.returncode == -signal.SIGKILL
-    assert sorted(states[0]["parts"]) == ["1"] and spy.accepted == [1]
-    await spy.settle()
-
-    spy.accepted.clear()
-    rerun = await trio.run_process(cmd, env=env, cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
-    assert rerun.returncode == 0, rerun.stderr.decode()
-    done = json.loads(rerun.stdout)["files"][0]
-    assert sorted(spy.accepted) == [2, 3]  # part 1 was not sent again
-    assert done["resumed"] and done["parts_sent"] == 2 and done["status"] == "uploaded"
-    obj = (await client.get(f"/v1/objects/{done['object_id']}", headers=provider.headers)).json()["data"]
-    assert obj["status"] == "uploaded" and obj["checksum_sha256"] == sha(data) and obj["size_bytes"] == len(data)
+    return states
 
 
 async def test_upload_failures_exit_1_with_the_request_id(ipto, provider, tmp_path):

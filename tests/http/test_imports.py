@@ -1,7 +1,13 @@
-"""V4 record imports (seed 004): statuses, formats, errors, order, restarts, isolation."""
+"""V4 record imports (seed 004): statuses, formats, errors, order, restarts, isolation.
+
+Local blobs: the engine's PUT route queues a file as it arrives. S3: the file goes to the
+bucket and the engine finds it when it looks (every few seconds, on reading an
+``uninitialised`` import, in ``wait_idle``); see :mod:`engine.imports`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import orjson
@@ -9,7 +15,7 @@ import pytest
 import trio
 
 from engine.service import run_service
-from tests.conftest import create_dataset, error_of, make_config
+from tests.conftest import S3, create_dataset, error_of, make_config
 
 SCHEMA = {
     "type": "object",
@@ -35,6 +41,15 @@ async def start_import(client, headers, dataset_id, data: bytes, filename="recor
     put = await client.put(target["upload_url"], content=data, headers={"Content-Type": target["content_type"]})
     assert put.status_code == 200, put.text
     return target
+
+
+@contextlib.asynccontextmanager
+async def no_look_at_the_bucket(services):
+    """S3: no look for arrived files meanwhile (the engine's looks take this lock), so files
+    PUT inside are found together by the next look, none before the others. Local: PUTs
+    queue their files themselves; nothing changes."""
+    async with services.imports._arrivals_lock:
+        yield
 
 
 async def run_import(client, service, headers, dataset_id, data, filename="records.jsonl"):
@@ -187,7 +202,11 @@ async def test_imports_run_one_at_a_time_in_arrival_order(client, service, alice
     c = (await client.get(f"/v1/datasets/{dataset['dataset_id']}/upload-url/c.jsonl", headers=alice.headers)).json()["data"]
     big = jsonl(*({"name": f"b{i}", "age": i} for i in range(5000)))
     # URLs were requested a, b, c; files arrive b, c, a: arrival decides
-    for target, data in ((b, big), (c, jsonl({"name": "c", "age": 1})), (a, jsonl({"name": "a", "age": 1}))):
+    for n, (target, data) in enumerate(((b, big), (c, jsonl({"name": "c", "age": 1})), (a, jsonl({"name": "a", "age": 1})))):
+        if S3 and n:
+            # S3 dates a file's arrival (LastModified) in whole seconds, and files of the same
+            # second are taken in URL order: a second apart, the arrival order is S3's too.
+            await trio.sleep(1.1)
         assert (await client.put(target["upload_url"], content=data)).status_code == 200
     statuses = {t["import_id"]: (await client.get(f"/v1/imports/{t['import_id']}", headers=alice.headers)).json()["data"]["status"]
                 for t in (a, c)}
@@ -204,18 +223,31 @@ async def test_imports_run_one_at_a_time_in_arrival_order(client, service, alice
 
 
 async def test_url_is_single_use_and_tenants_are_isolated(client, service, alice, bob, dataset):
-    target = await start_import(client, alice.headers, dataset["dataset_id"], jsonl({"name": "a", "age": 1}))
-    again = await client.put(target["upload_url"], content=jsonl({"name": "b", "age": 2}))
-    assert again.status_code == 403
+    """Local: the URL takes one file; a second PUT is refused (403). S3: a presigned URL
+    cannot be made single-use: a file PUT again before its import starts replaces the first,
+    and once the import has run a late PUT changes nothing (engine.imports documents both)."""
+    first, second = {"name": "a", "age": 1}, {"name": "b", "age": 2}
+    async with no_look_at_the_bucket(service.services):
+        target = await start_import(client, alice.headers, dataset["dataset_id"], jsonl(first))
+        again = await client.put(target["upload_url"], content=jsonl(second))
+    assert again.status_code == (200 if S3 else 403)
     await service.services.imports.wait_idle()
     iid, did = target["import_id"], dataset["dataset_id"]
+    imported = second if S3 else first
+    assert [p["data"] for p in await all_datapoints(client, alice.headers, did)] == [imported]
+    if S3:
+        late = await client.put(target["upload_url"], content=jsonl({"name": "c", "age": 3}))
+        assert late.status_code == 200  # S3 takes it; the engine does not import it again
+        await service.services.imports.wait_idle()
+    imp = (await client.get(f"/v1/imports/{iid}", headers=alice.headers)).json()["data"]
+    assert imp["status"] == "complete" and imp["accepted_count"] == 1
     for path in (f"/v1/imports/{iid}", f"/v1/datasets/{did}/imports/{iid}", f"/v1/datasets/{did}/imports",
                  f"/v1/datasets/{did}/datapoints", f"/v1/datasets/{did}/upload-url/x.jsonl"):
         assert (await client.get(path, headers=bob.headers)).status_code == 404, path
     assert (await client.put(f"/v1/datasets/{did}/schema", headers=bob.headers, json=SCHEMA)).status_code == 404
     other = await create_dataset(client, alice.headers, name="other", schema=SCHEMA)
     assert (await client.get(f"/v1/datasets/{other['dataset_id']}/imports/{iid}", headers=alice.headers)).status_code == 404
-    assert len(await all_datapoints(client, alice.headers, did)) == 1
+    assert [p["data"] for p in await all_datapoints(client, alice.headers, did)] == [imported]
 
 
 @pytest.mark.parametrize("stripe_bytes", [None, 700], ids=["one-reader", "striped-readers"])
@@ -246,8 +278,11 @@ async def test_queue_order_and_partial_progress_survive_a_restart(tmp_path, monk
             token = (await client.post("/v1/auth/signup", json={"email": "r@example.com", "password": "long enough pw"})).json()["data"]["token"]
             h = {"Authorization": f"Bearer {token}"}
             ds = (await client.post("/v1/datasets", headers=h, json={"name": "r", "schema": SCHEMA})).json()["data"]["dataset_id"]
-            first = await start_import(client, h, ds, jsonl(*({"name": f"f{i}", "age": i} for i in range(1000))))
-            second = await start_import(client, h, ds, jsonl({"name": "s", "age": 1}))
+            # S3: both files must be queued before the first import stalls its dataset's actor
+            # (the stand-in for dying): found by one look, not the first alone
+            async with no_look_at_the_bucket(handle.services):
+                first = await start_import(client, h, ds, jsonl(*({"name": f"f{i}", "age": i} for i in range(1000))))
+                second = await start_import(client, h, ds, jsonl({"name": "s", "age": 1}))
             with trio.fail_after(30):
                 while (await client.get(f"/v1/imports/{first['import_id']}", headers=h)).json()["data"]["accepted_count"] < (
                         300 if stripe_bytes is None else 60):

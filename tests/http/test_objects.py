@@ -1,12 +1,17 @@
-"""Objects after upload: listing, deletion, downloads, abandoned uploads, idempotent initiate."""
+"""Objects after upload: listing, deletion, downloads, abandoned uploads, idempotent initiate.
+
+Where bytes are checked: local blobs, files under the data dir; S3, keys and multipart
+uploads in the bucket, and S3's own answers to its presigned URLs.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from tests.conftest import create_dataset, error_of, make_config
+from tests.conftest import S3, create_dataset, error_of, make_config
 from tests.http.uploads_helpers import MULTIPART, MiB, initiate, put_parts, upload
 
 
@@ -18,6 +23,25 @@ def _cfg(tmp_path):
 @pytest.fixture(name="dataset")
 async def _dataset(client, alice):
     return await create_dataset(client, alice.headers)
+
+
+async def blob_stored(service, cfg, blob_id: str) -> bool:
+    """Whether an object's bytes are in place: local, its file; S3, its key."""
+    if S3:
+        return await service.services.objects.blobs.exists(blob_id)
+    return (cfg.data_dir / "blobs" / "objects" / blob_id).exists()
+
+
+async def s3_parts(service, up) -> list[int]:
+    """S3: the part numbers S3 holds in the upload's unfinished multipart upload."""
+    upload_row = await service.services.store.get_upload(up["upload_id"])
+    held = await service.services.objects.blobs.received_parts(upload_row, up["blob_id"], [])
+    return sorted(p.part_number for p in held or [])
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query=urlencode(dict(parse_qsl(parts.query)) | changes)))
 
 
 async def test_list_filters_and_paginates(client, alice, dataset):
@@ -36,15 +60,15 @@ async def test_list_filters_and_paginates(client, alice, dataset):
     assert (await client.get(url, headers=alice.headers, params={"review_state": "maybe"})).status_code == 400
 
 
-async def test_delete_keeps_a_tombstone_removes_bytes_and_uncounts(client, alice, dataset, cfg):
+async def test_delete_keeps_a_tombstone_removes_bytes_and_uncounts(client, alice, dataset, cfg, service):
     a = await upload(client, alice.headers, dataset["dataset_id"], b"a" * 100)
-    await upload(client, alice.headers, dataset["dataset_id"], b"b" * 50)
-    blob = cfg.data_dir / "blobs" / "objects" / a["blob_id"]
-    assert blob.exists()
+    b = await upload(client, alice.headers, dataset["dataset_id"], b"b" * 50)
+    assert await blob_stored(service, cfg, a["blob_id"])
     old_url = (await client.get(f"/v1/objects/{a['object_id']}/download-url", headers=alice.headers)).json()["data"]["download_url"]
     r = await client.delete(f"/v1/objects/{a['object_id']}", headers=alice.headers)
     assert r.status_code == 200 and r.json()["data"]["status"] == "deleted" and r.json()["data"]["deleted_at"]
-    assert not blob.exists()
+    assert not await blob_stored(service, cfg, a["blob_id"])
+    assert await blob_stored(service, cfg, b["blob_id"])  # only the deleted object's bytes
     tomb = (await client.get(f"/v1/objects/{a['object_id']}", headers=alice.headers)).json()["data"]
     assert tomb["status"] == "deleted"
     ds = (await client.get(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).json()["data"]
@@ -61,17 +85,29 @@ async def test_delete_keeps_a_tombstone_removes_bytes_and_uncounts(client, alice
     assert (await client.post(f"/v1/objects/{a['object_id']}/confirm", headers=alice.headers)).status_code == 409
 
 
-async def test_deleting_a_pending_upload_removes_its_parts(client, alice, dataset, cfg):
+async def test_deleting_a_pending_upload_removes_its_parts(client, alice, dataset, cfg, service):
+    """Local: the staged part files go and the part URLs are refused (403). S3: the
+    multipart upload is aborted, so S3 drops its parts and its part URLs answer 404."""
     data = b"p" * (11 * MiB)
     up = (await initiate(client, alice.headers, dataset["dataset_id"], data)).json()["data"]
     await put_parts(client, up, data, order=[1])
-    assert any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
+    if S3:
+        assert await s3_parts(service, up) == [1]
+    else:
+        assert any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
     await client.delete(f"/v1/objects/{up['object_id']}", headers=alice.headers)
-    assert not any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
-    assert (await client.put(up["parts"][1]["upload_url"], content=data[5 * MiB : 10 * MiB])).status_code == 403
+    if S3:
+        assert await s3_parts(service, up) == []
+    else:
+        assert not any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
+    late = await client.put(up["parts"][1]["upload_url"], content=data[5 * MiB : 10 * MiB])
+    assert late.status_code == (404 if S3 else 403)
+    assert not await blob_stored(service, cfg, up["blob_id"])
 
 
 async def test_download_url_works_at_any_state_with_bytes(client, alice, dataset):
+    """The download URL is for GET only: local, the route has no PUT (405); S3, the
+    signature covers the method (403). An altered URL is refused (403) on both."""
     up = (await initiate(client, alice.headers, dataset["dataset_id"], b"q")).json()["data"]
     r = await client.get(f"/v1/objects/{up['object_id']}/download-url", headers=alice.headers)
     assert r.status_code == 409  # nothing stored yet
@@ -79,9 +115,16 @@ async def test_download_url_works_at_any_state_with_bytes(client, alice, dataset
     r = await client.get(f"/v1/objects/{up['object_id']}/download-url", headers=alice.headers)
     data = r.json()["data"]
     assert set(data) == {"download_url", "expires_at"}
-    tampered = data["download_url"].replace("length=10", "length=11")
+    url = data["download_url"]
+    if S3:
+        tampered = _with_query(url, **{"X-Amz-Signature": "0" * 64})
+    else:
+        tampered = url.replace("length=10", "length=11")
+    assert tampered != url
     assert (await client.get(tampered)).status_code == 403
-    assert (await client.put(data["download_url"], content=b"x")).status_code == 405
+    assert (await client.put(url, content=b"x")).status_code == (403 if S3 else 405)
+    got = await client.get(url)
+    assert got.status_code == 200 and got.content == b"r" * 10
 
 
 async def test_abandoned_uploads_are_cleaned_once_urls_expire(client, alice, dataset, service, cfg, monkeypatch):
@@ -90,10 +133,18 @@ async def test_abandoned_uploads_are_cleaned_once_urls_expire(client, alice, dat
     await put_parts(client, up, data, order=[1, 2])
     objects = service.services.objects
     assert await objects.sweep_abandoned() == 0  # URLs still valid: nothing to clean
+    if S3:
+        assert await s3_parts(service, up) == [1, 2]
     later = objects.now() + timedelta(seconds=cfg.uploads.url_ttl_seconds + 1)
     monkeypatch.setattr(objects, "now", lambda: later)
     assert await objects.sweep_abandoned() == 1
-    assert not any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
+    if S3:  # the multipart upload is aborted: S3 drops the parts, the URLs of the rest are dead
+        assert await s3_parts(service, up) == []
+    else:
+        assert not any((cfg.data_dir / "blobs" / "staging").rglob("*.*"))
+    late = await client.put(up["parts"][2]["upload_url"], content=data[10 * MiB :])
+    assert late.status_code == (404 if S3 else 403)
+    assert not await blob_stored(service, cfg, up["blob_id"])
     obj = (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]
     assert obj["status"] == "failed" and obj["failure_reason"] == "upload_abandoned"
     ds = (await client.get(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).json()["data"]
@@ -126,9 +177,9 @@ async def test_same_idempotency_key_returns_same_object_and_fresh_urls_after_exp
     assert len(listed["objects"]) == 1
 
 
-async def test_deleting_a_dataset_purges_its_objects(client, alice, dataset, cfg):
+async def test_deleting_a_dataset_purges_its_objects(client, alice, dataset, cfg, service):
     up = await upload(client, alice.headers, dataset["dataset_id"], b"u" * 10)
-    assert (cfg.data_dir / "blobs" / "objects" / up["blob_id"]).exists()
+    assert await blob_stored(service, cfg, up["blob_id"])
     assert (await client.delete(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).status_code == 200
-    assert not (cfg.data_dir / "blobs" / "objects" / up["blob_id"]).exists()
+    assert not await blob_stored(service, cfg, up["blob_id"])
     assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]["status"] == "deleted"
