@@ -1,14 +1,15 @@
 """Record imports: a generated JSONL file through upload URL, PUT and processing.
 
-    python -m bench imports [--mib 1024] [--runs 1]
+    python -m bench imports [--mib 1024] [--runs 1] [--store sqlite|postgres|both]
     python bench/imports.py ...        (the same)
 
 Generates ``--mib`` of JSONL (records of ~500 bytes, ~1% invalid against the schema), then
-per run starts a fresh engine (SQLite + local blobs), requests an upload URL, PUTs the file
-(zero-copy) and times until the import is terminal: every record parsed, validated against
-the dataset's JSON Schema and committed in checkpointed batches. Baseline, same run, same
-file: ``orjson.loads`` of every line in this one process, nothing else. Also the server's
-peak RSS (VmHWM).
+per run starts a fresh engine (local blobs; SQLite, or a fresh PostgreSQL database, see
+:mod:`bench.stores`; with ``both`` one engine per store, in turns), requests an upload URL,
+PUTs the file (zero-copy) and times until the import is terminal: every record parsed,
+validated against the dataset's JSON Schema and committed in checkpointed batches.
+Baseline, same run, same file: ``orjson.loads`` of every line in this one process, nothing
+else. Also the server's peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import trio
 if __package__ in (None, ""):  # ``python bench/imports.py``: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness  # noqa: E402
+from bench import harness, stores  # noqa: E402
 from bench.client import Api, ApiError, send_file  # noqa: E402
 from bench.report import Row, Section, median  # noqa: E402
 
@@ -49,6 +50,7 @@ TERMINAL = ("complete", "partial", "failed", "pending_schema")
 def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--mib", type=int, default=256 if quick else 1024, help="size of the JSONL file")
     parser.add_argument("--runs", type=int, default=2 if quick else 1)
+    stores.add_argument(parser)
 
 
 def generate(path: Path, mib: int) -> int:
@@ -102,29 +104,37 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
     path = work / "records.jsonl"
     print(f"imports: generating {args.mib} MiB of JSONL ...", flush=True)
     records = generate(path, args.mib)
-    base_rates, rates, rss = [], [], []
-    outcome: dict[str, Any] = {}
-    for run in range(args.runs):
-        base_rates.append(parse_only(path))
-        with harness.engine(work / f"data{run}", grace=120) as server:
-            elapsed, imp = trio.run(_import, server.base, path)
-            rss.append(server.peak_rss_mib())
-        rates.append((imp["accepted_count"] + imp["rejected_count"]) / elapsed)
-        outcome = {k: imp[k] for k in ("status", "accepted_count", "rejected_count")}
-        print(f"  run {run + 1}: parse-only {base_rates[-1]:,.0f} rec/s, engine {rates[-1]:,.0f} rec/s, "
-              f"peak RSS {rss[-1]:.0f} MiB, {outcome}", flush=True)
-    ratio = median(rates) / median(base_rates)
-    rows = [
-        Row("parse", "baseline: orjson.loads per line, 1 process", "records/s", base_rates, is_baseline=True, short="parse-only"),
-        Row("engine", f"engine: PUT + validate + commit, {records:,} records", "records/s", rates, baseline="parse",
-            note=f"target ≥ 0.25 ({'met' if ratio >= 0.25 else 'not met'})"),
-        Row("rss", "server peak RSS (VmHWM)", "MiB", rss, chart=False, lower_is_better=True, note="target ≤ 150 MiB"),
-    ]
-    section = Section("imports", f"Record imports: {args.mib} MiB of JSONL, PUT to terminal status", rows)
-    section.baselines = ["parse-only = orjson.loads of every line of the same file in the benchmark's own process."]
-    section.notes = [f"last outcome {outcome}"]
-    section.meta = {"mib": args.mib, "runs": args.runs, "records": records}
-    return [section]
+    base_rates: list[float] = []
+    with stores.open_stores(args.store, work) as st:
+        rates: dict[str, list[float]] = {store: [] for store in st.names}
+        rss: dict[str, list[float]] = {store: [] for store in st.names}
+        outcome: dict[str, dict[str, Any]] = {}
+        for run in range(args.runs):
+            base_rates.append(parse_only(path))
+            print(f"  run {run + 1}: parse-only {base_rates[-1]:,.0f} rec/s", flush=True)
+            for store in st.order(run):
+                with harness.engine(work / f"data{run}-{store}", env=st.env(store), grace=120) as server:
+                    elapsed, imp = trio.run(_import, server.base, path)
+                    rss[store].append(server.peak_rss_mib())
+                rates[store].append((imp["accepted_count"] + imp["rejected_count"]) / elapsed)
+                outcome[store] = {k: imp[k] for k in ("status", "accepted_count", "rejected_count")}
+                print(f"  run {run + 1}, {store}: engine {rates[store][-1]:,.0f} rec/s, "
+                      f"peak RSS {rss[store][-1]:.0f} MiB, {outcome[store]}", flush=True)
+    rows = [Row("parse", "baseline: orjson.loads per line, 1 process", "records/s", base_rates, is_baseline=True,
+                short="parse-only")]
+    for store in st.names:
+        ratio = median(rates[store]) / median(base_rates)
+        rows.append(Row(st.key("engine", store), st.label(f"engine: PUT + validate + commit, {records:,} records", store),
+                        "records/s", rates[store], baseline="parse",
+                        note=f"target ≥ 0.25 ({'met' if ratio >= 0.25 else 'not met'})"))
+    rows += [Row(st.key("rss", store), st.label("server peak RSS (VmHWM)", store), "MiB", rss[store], chart=False,
+                 lower_is_better=True, note="target ≤ 150 MiB") for store in st.names]
+    section = Section("imports", st.title(f"Record imports: {args.mib} MiB of JSONL, PUT to terminal status"), rows)
+    section.baselines = ["parse-only = orjson.loads of every line of the same file in the benchmark's own process.",
+                         *st.baselines()]
+    section.notes = [f"last outcome{f' on {store}' if st.several else ''} {outcome[store]}" for store in st.names]
+    section.meta = {"mib": args.mib, "runs": args.runs, "records": records, "store": args.store}
+    return [section, *stores.versus(section, st, ["engine", "rss"])]
 
 
 if __name__ == "__main__":

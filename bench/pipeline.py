@@ -1,15 +1,16 @@
 """Pipeline and actors: approve-to-active throughput, idle actor memory, message round trip.
 
-    python -m bench pipeline [--docs 60] [--actors 10000] [--messages 20000] [--runs 3]
+    python -m bench pipeline [--docs 60] [--actors 10000] [--messages 20000] [--runs 3] [--store sqlite|postgres|both]
     python bench/pipeline.py ...        (the same)
 
-1. **Pipeline throughput**: per run a fresh engine (SQLite + local blobs) gets a generated
-   mixed corpus (plain text, HTML, PDF, a third each, six paragraphs per document) uploaded
-   and confirmed; every object is approved and the clock runs until all are ``active``
-   (normalize, extract, chunk + keywords + embeddings, index). The embedding model is
-   warmed with one document before the clock starts. Baseline, same run, same documents:
-   the bare stage functions called one after the other in this process (no HTTP, no
-   store, no actors).
+1. **Pipeline throughput**: per run a fresh engine (local blobs; SQLite, or a fresh
+   PostgreSQL database, see :mod:`bench.stores`; with ``both`` one engine per store, in
+   turns) gets a generated mixed corpus (plain text, HTML, PDF, a third each, six
+   paragraphs per document) uploaded and confirmed; every object is approved and the
+   clock runs until all are ``active`` (normalize, extract, chunk + keywords +
+   embeddings, index). The embedding model is warmed with one document before the clock
+   starts. Baseline, same run, same documents: the bare stage functions called one after
+   the other in this process (no HTTP, no store, no actors).
 2. **Actor memory**: ``--actors`` live dataset actors (each answered one message and now
    waits in its inbox): RSS and traced Python memory per idle actor, in this process.
 3. **Message round trip**: ``Supervisor.ask`` to a live actor, against the bare cost of the
@@ -32,7 +33,7 @@ import trio
 if __package__ in (None, ""):  # ``python bench/pipeline.py``: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness  # noqa: E402
+from bench import harness, stores  # noqa: E402
 from bench.client import PASSWORD, Api, ApiError  # noqa: E402
 from bench.report import Row, Section  # noqa: E402
 
@@ -123,8 +124,8 @@ async def _engine_pipeline(base: str, docs: list[tuple[str, str, bytes]]) -> flo
         return len(docs) / (time.perf_counter() - start)
 
 
-def engine_pipeline(docs: list[tuple[str, str, bytes]], work: Path) -> tuple[float, float]:
-    env = {"IPTO_ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL, "IPTO_ADMIN_BOOTSTRAP_PASSWORD": PASSWORD}
+def engine_pipeline(docs: list[tuple[str, str, bytes]], work: Path, store_env: dict[str, str]) -> tuple[float, float]:
+    env = {"IPTO_ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL, "IPTO_ADMIN_BOOTSTRAP_PASSWORD": PASSWORD, **store_env}
     with harness.engine(work / "data", env=env) as server:
         docs_s = trio.run(_engine_pipeline, server.base, docs)
         return docs_s, server.peak_rss_mib()
@@ -216,28 +217,34 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--actors", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=2 if quick else 3)
+    stores.add_argument(parser)
 
 
 def run(args: argparse.Namespace, work: Path) -> list[Section]:
     work.mkdir(parents=True, exist_ok=True)
     print(f"pipeline: {args.docs} docs, {args.actors} actors, {args.messages} messages, {args.runs} runs", flush=True)
     docs = corpus(args.docs, work)
-    bare, engine, rss = [], [], []
-    for run in range(args.runs):
-        bare.append(bare_pipeline(docs, work))
-        docs_s, peak = engine_pipeline(docs, work / f"run{run}")
-        engine.append(docs_s)
-        rss.append(peak)
-        print(f"  run {run + 1}: bare stages {bare[-1]:.1f} docs/s, engine {engine[-1]:.1f} docs/s, "
-              f"server peak RSS {peak:.0f} MiB", flush=True)
+    bare: list[float] = []
+    with stores.open_stores(args.store, work) as st:
+        engine: dict[str, list[float]] = {store: [] for store in st.names}
+        rss: dict[str, list[float]] = {store: [] for store in st.names}
+        for run in range(args.runs):
+            bare.append(bare_pipeline(docs, work))
+            print(f"  run {run + 1}: bare stages {bare[-1]:.1f} docs/s", flush=True)
+            for store in st.order(run):
+                docs_s, peak = engine_pipeline(docs, work / f"run{run}-{store}", st.env(store))
+                engine[store].append(docs_s)
+                rss[store].append(peak)
+                print(f"  run {run + 1}, {store}: engine {docs_s:.1f} docs/s, server peak RSS {peak:.0f} MiB", flush=True)
     _quiet_engine_logs()
     per_actor = [trio.run(actor_memory, args.actors) for _ in range(args.runs)]
     trips = [trio.run(round_trips, args.messages) for _ in range(args.runs)]
     rows = [
         Row("bare", "bare stage functions, sequential, 1 process", "docs/s", bare, is_baseline=True, short="bare stages"),
-        Row("engine", f"engine: approve → active, {args.docs} mixed docs", "docs/s", engine, baseline="bare"),
-        Row("rss", "server peak RSS during the pipeline", "MiB", rss, chart=False, lower_is_better=True,
-            note="torch + model"),
+        *(Row(st.key("engine", store), st.label(f"engine: approve → active, {args.docs} mixed docs", store), "docs/s",
+              engine[store], baseline="bare") for store in st.names),
+        *(Row(st.key("rss", store), st.label("server peak RSS during the pipeline", store), "MiB", rss[store], chart=False,
+              lower_is_better=True, note="torch + model") for store in st.names),
         Row("actor_rss", f"RSS per idle actor, {args.actors:,} live", "KiB", [p[0] for p in per_actor], chart=False,
             lower_is_better=True),
         Row("actor_traced", "traced Python memory per idle actor", "KiB", [p[1] for p in per_actor], chart=False,
@@ -246,15 +253,18 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             short="bare channel"),
         Row("ask", "Supervisor.ask round trip", "µs", [t[0] for t in trips], baseline="channel", lower_is_better=True),
     ]
-    section = Section("pipeline", "Pipeline and actors", rows)
+    section = Section("pipeline", st.title("Pipeline and actors"), rows)
     section.baselines = [
         "bare stages = normalize, extract, chunk, keywords and embed of the same documents called in the benchmark's "
         "own process, one after the other (no HTTP, store, actors or threads).",
         "bare channel = a trio memory-channel request and reply to a task: the floor under an actor message.",
+        *st.baselines(),
     ]
-    section.notes = ["the µs rows are costs: a ratio above 1 is slower than the baseline."]
-    section.meta = {"docs": args.docs, "actors": args.actors, "messages": args.messages, "runs": args.runs}
-    return [section]
+    section.notes = ["the µs rows are costs: a ratio above 1 is slower than the baseline.",
+                     *(["the actor rows run in the benchmark's own process, without a store."] if st.postgres else [])]
+    section.meta = {"docs": args.docs, "actors": args.actors, "messages": args.messages, "runs": args.runs,
+                    "store": args.store}
+    return [section, *stores.versus(section, st, ["engine", "rss"])]
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 A :class:`Row` holds one figure per run; its ``baseline`` names another row of the same
 section, measured in the same run, and the printed ratio is median over median. Rows may
-carry latency percentiles (p50/p99 per run). Nothing here judges a figure: targets are
-printed beside it, never asserted.
+carry latency percentiles (p50/p99 per run). A ``versus`` section puts two figures side by
+side instead — a row's ``base_values`` on one store, its ``values`` on the other — with the
+ratio of their medians. Nothing here judges a figure: targets are printed beside it, never
+asserted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Section:
     baselines: list[str] = field(default_factory=list)  # what each baseline means, one sentence each
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    versus: tuple[str, str] | None = None  # (base, other): the two columns of a side-by-side section
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
@@ -99,6 +102,10 @@ def _has_cpu(section: Section) -> bool:
 def _cells(section: Section, row: Row) -> list[str]:
     ratio = section.ratio(row)
     ratio_s = "1.00 (base)" if row.is_baseline else ("" if ratio is None else f"{ratio:.2f}")
+    if section.versus:
+        base = row.base_values or []
+        return [row.label, fmt(median(base)), spread(base), fmt(median(row.values)), spread(row.values), row.unit, ratio_s,
+                row.note]
     cells = [row.label, fmt(median(row.values)), spread(row.values), row.unit, ratio_s]
     if _has_latency(section):
         cells += [fmt(median(row.p50)) if row.p50 else "", fmt(median(row.p99)) if row.p99 else ""]
@@ -109,6 +116,9 @@ def _cells(section: Section, row: Row) -> list[str]:
 
 
 def _header(section: Section) -> list[str]:
+    if section.versus:
+        base, other = section.versus
+        return ["measure", base, "min–max", other, "min–max", "unit", f"{other} ÷ {base}", "note"]
     head = ["measure", "median", "min–max", "unit", "× baseline"]
     if _has_latency(section):
         head += ["p50 ms", "p99 ms"]
@@ -121,7 +131,7 @@ def text_table(section: Section) -> str:
     head = _header(section)
     rows = [_cells(section, r) for r in section.rows]
     widths = [max(len(c[i]) for c in [head, *rows]) for i in range(len(head))]
-    right = set(range(1, len(head) - 1)) - {3}
+    right = set(range(1, len(head) - 1)) - {head.index("unit")}
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
@@ -135,7 +145,7 @@ def text_table(section: Section) -> str:
 
 def markdown_table(section: Section) -> str:
     head = _header(section)
-    align = ["---" if i in (0, 3, len(head) - 1) else "---:" for i in range(len(head))]
+    align = ["---" if i in (0, head.index("unit"), len(head) - 1) else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(section, r)) + " |" for r in section.rows]
     return "\n".join(lines)
@@ -155,10 +165,12 @@ def to_json(sections: list[Section], command: str, wall_seconds: float) -> dict[
         for r in s.rows:
             d = asdict(r)
             d["median"] = median(r.values)
+            if r.base_values is not None:
+                d["base_median"] = median(r.base_values)
             d["ratio"] = s.ratio(r)
             rows.append(d)
         out["sections"].append({"key": s.key, "title": s.title, "baselines": s.baselines, "notes": s.notes,
-                                "meta": s.meta, "rows": rows})
+                                "meta": s.meta, "versus": s.versus, "rows": rows})
     return out
 
 
@@ -174,7 +186,8 @@ def save(sections: list[Section], name: str, command: str, wall_seconds: float, 
 
 def chart(sections: list[Section], path: Path, command: str) -> None:
     """One panel per section: each charted figure as a multiple of its same-run baseline
-    (bar = median, whisker = min–max of the runs), its absolute median written beside it."""
+    (bar = median, whisker = min–max of the runs), its absolute median written beside it; in
+    a ``versus`` section, the other store's figure as a multiple of the base store's median."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,8 +212,11 @@ def chart(sections: list[Section], path: Path, command: str) -> None:
             mids.append(mid)
             lows.append(max(0.0, mid - min(clean) / base) if base and clean else 0.0)
             highs.append(max(0.0, max(clean) / base - mid) if base and clean else 0.0)
-            vs = "" if r.is_baseline or not r.baseline else f" {s.row(r.baseline).short or s.row(r.baseline).key}"
-            texts.append(f"{fmt(median(r.values))} {r.unit}  ({mid:.2f}×{vs})")
+            if s.versus:
+                texts.append(f"{fmt(median(r.values))} vs {fmt(base)} {r.unit}  ({mid:.2f}× {s.versus[0]})")
+            else:
+                vs = "" if r.is_baseline or not r.baseline else f" {s.row(r.baseline).short or s.row(r.baseline).key}"
+                texts.append(f"{fmt(median(r.values))} {r.unit}  ({mid:.2f}×{vs})")
             colours.append("#9e9e9e" if r.is_baseline else ("#2e7d32" if mid >= 1 else "#1565c0"))
         ys = list(range(len(rows)))[::-1]
         ax.barh(ys, mids, xerr=[lows, highs], color=colours, capsize=3, height=0.6)
@@ -211,7 +227,8 @@ def chart(sections: list[Section], path: Path, command: str) -> None:
         for y, m, h, t in zip(ys, mids, highs, texts, strict=True):
             ax.text((0 if math.isnan(m) else m + h) + top * 0.01, y, t, va="center", fontsize=7.5)
         ax.set_title(s.title, fontsize=10, loc="left")
-        ax.set_xlabel("× same-run baseline (dashed line = 1)", fontsize=8)
+        ax.set_xlabel(f"{s.versus[1]} ÷ {s.versus[0]} (dashed line = 1)" if s.versus else "× same-run baseline (dashed line = 1)",
+                      fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"{command}  —  {machine()['date']}, {machine()['cpus']} cores", fontsize=9, x=0.01, ha="left")
     fig.tight_layout()

@@ -1,10 +1,12 @@
 """Upload data path: our presigned PUT against a tus server and against the machine itself.
 
     python -m bench upload [--size-mib 1024] [--files 64] [--file-mib 16] [--concurrency 8] [--runs 3]
+                           [--store sqlite|postgres|both]
     python bench/upload.py ...        (the same)
 
-Starts the engine (SQLite + local blobs; single-part up to 5 GiB, so the 1 GiB file is one
-PUT) and the tus peer (:mod:`bench.peer`), then per run, each preceded by ``sync``:
+Starts the engine (local blobs; single-part up to 5 GiB, so the 1 GiB file is one PUT; on
+SQLite or PostgreSQL, see :mod:`bench.stores`, and with ``both`` one engine per store) and
+the tus peer (:mod:`bench.peer`), then per run, each preceded by ``sync``:
 
 * physical baseline: read + SHA-256 + write + fsync of the same 1 GiB in this one process
   (the least a store that verifies checksums must do, with no HTTP at all);
@@ -17,13 +19,14 @@ PUT) and the tus peer (:mod:`bench.peer`), then per run, each preceded by ``sync
 
 Bodies go out with ``os.sendfile`` from the page cache (:func:`bench.client.send_file`), the
 same sender for both servers, so the figures are the servers'. Which server goes first
-alternates between runs.
+rotates between runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -36,7 +39,7 @@ import trio
 if __package__ in (None, ""):  # ``python bench/upload.py``: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness, peer  # noqa: E402
+from bench import harness, peer, stores  # noqa: E402
 from bench.client import Api, ApiError, send_file  # noqa: E402
 from bench.report import Row, Section, median  # noqa: E402
 
@@ -50,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true", help="skip the tus peer (no node/npm)")
+    stores.add_argument(parser)
 
 
 def physical(src: Path, dst: Path) -> float:
@@ -104,33 +108,39 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
     file_bytes = args.file_mib * MiB
     slices = [(i * file_bytes) % (size - file_bytes + 1) for i in range(args.files)]
     slice_sha = [harness.sha256_file(big, off, file_bytes) for off in slices]
-    figures: dict[str, list[float]] = {k: [] for k in ("physical", "ours_single", "tus_single", "tus_single_sync",
-                                                       "ours_multi", "tus_multi")}
     env = {"IPTO_UPLOADS_MULTIPART_THRESHOLD_BYTES": str(5 * 1024 * MiB)}
     tus_dir = work / "tus-files"
-    with contextlib.ExitStack() as stack:
-        engine = stack.enter_context(harness.engine(work / "data", env=env))
+    with stores.open_stores(args.store, work) as st, contextlib.ExitStack() as stack:
+        figures: dict[str, list[float]] = {k: [] for k in ("physical", "tus_single", "tus_single_sync", "tus_multi")}
+        figures |= {st.key(k, store): [] for k in ("ours_single", "ours_multi") for store in st.names}
+        engines = {store: stack.enter_context(harness.engine(work / f"data-{store}", env={**env, **st.env(store)}))
+                   for store in st.names}
         tus = stack.enter_context(peer.tus_server(tus_dir, work / "tus.log")) if use_peer else None
 
-        async def setup() -> tuple[str, str]:
-            async with Api(engine.base) as api:
+        async def setup(base: str) -> tuple[str, str]:
+            async with Api(base) as api:
                 token = await api.signup("upload@bench.example")
                 return token, (await api.datasets(1, "upload"))[0]
 
-        token, dataset = trio.run(setup)
+        accounts = {store: trio.run(setup, engine.base) for store, engine in engines.items()}
 
         async def measure(run: int) -> None:
-            async with Api(engine.base, token=token, connections=args.concurrency + 2) as api, \
-                    Api(tus.base if tus else engine.base, connections=args.concurrency + 2) as tapi:
+            async with contextlib.AsyncExitStack() as clients:
+                apis = {store: await clients.enter_async_context(
+                    Api(engines[store].base, token=accounts[store][0], connections=args.concurrency + 2))
+                    for store in st.names}
+                tapi = await clients.enter_async_context(Api(tus.base, connections=args.concurrency + 2)) if tus else None
 
-                async def ours_single() -> None:
+                async def ours_single(store: str) -> None:
+                    api, dataset = apis[store], accounts[store][1]
                     os.sync()
                     t0 = time.perf_counter()
                     oid = await ours_one(api, dataset, big, 0, size, big_sha)
-                    figures["ours_single"].append(args.size_mib / (time.perf_counter() - t0))
+                    figures[st.key("ours_single", store)].append(args.size_mib / (time.perf_counter() - t0))
                     await api.call("DELETE", f"/v1/objects/{oid}")
 
                 async def tus_single() -> None:
+                    assert tapi is not None
                     for key, durable in (("tus_single", False), ("tus_single_sync", True)):
                         os.sync()
                         t0 = time.perf_counter()
@@ -140,17 +150,19 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
                         figures[key].append(args.size_mib / (time.perf_counter() - t0))
                         peer.clear(tus_dir)
 
-                async def ours_multi() -> None:
+                async def ours_multi(store: str) -> None:
+                    api, dataset = apis[store], accounts[store][1]
                     os.sync()
                     t0 = time.perf_counter()
                     ids = await _many(lambda off, n, sha: ours_one(api, dataset, big, off, n, sha),
                                       [(off, file_bytes, sha) for off, sha in zip(slices, slice_sha, strict=True)],
                                       args.concurrency)
-                    figures["ours_multi"].append(args.files * args.file_mib / (time.perf_counter() - t0))
+                    figures[st.key("ours_multi", store)].append(args.files * args.file_mib / (time.perf_counter() - t0))
                     for oid in ids:
                         await api.call("DELETE", f"/v1/objects/{oid}")
 
                 async def tus_multi() -> None:
+                    assert tapi is not None
                     os.sync()
                     t0 = time.perf_counter()
                     await _many(lambda off, n, _sha: peer.tus_upload(tapi, big, off, n),
@@ -158,26 +170,34 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
                     figures["tus_multi"].append(args.files * args.file_mib / (time.perf_counter() - t0))
                     peer.clear(tus_dir)
 
-                pairs = [(ours_single, tus_single), (ours_multi, tus_multi)]
-                for a, b in pairs:
-                    first, second = (a, b) if run % 2 == 0 else (b, a)
-                    if use_peer or first in (ours_single, ours_multi):
-                        await first()
-                    if use_peer or second in (ours_single, ours_multi):
-                        await second()
+                for ours, theirs in ((ours_single, tus_single), (ours_multi, tus_multi)):
+                    contenders: list[Callable[[], Awaitable[None]]] = [functools.partial(ours, store) for store in st.names]
+                    contenders += [theirs] if use_peer else []
+                    k = run % len(contenders)  # who goes first rotates between runs
+                    for step in contenders[k:] + contenders[:k]:
+                        await step()
 
         for run in range(args.runs):
             figures["physical"].append(physical(big, work / "copy.bin"))
             trio.run(measure, run)
             last = {k: f"{v[-1]:.0f}" for k, v in figures.items() if len(v) > run}
             print(f"  run {run + 1}: " + ", ".join(f"{k} {v} MiB/s" for k, v in last.items()), flush=True)
-        engine_rss = engine.peak_rss_mib()
+        engine_rss = {store: engine.peak_rss_mib() for store, engine in engines.items()}
         tus_rss = tus.peak_rss_mib() if tus else float("nan")
 
     def vs_physical(key: str) -> str:
         return f"{median(figures[key]) / median(figures['physical']):.2f}× physical"
 
     one, many = f"{args.size_mib} MiB", f"{args.files} × {args.file_mib} MiB, {args.concurrency} at a time"
+
+    def ours_rows(key: str, label: str, baseline: str, note: Callable[[str], str]) -> list[Row]:
+        """``key``'s row on each store, divided by ``baseline``, with ``note(row key)`` beside it."""
+        return [Row(st.key(key, store), st.label(label, store), "MiB/s", figures[st.key(key, store)], baseline=baseline,
+                    note=note(st.key(key, store))) for store in st.names]
+
+    rss_rows = [Row(st.key("engine_rss", store), st.label("engine server peak RSS", store), "MiB", [engine_rss[store]],
+                    baseline="tus_rss" if use_peer else None, chart=False, lower_is_better=True, note="target ≤ 120 MiB")
+                for store in st.names]
     rows = [Row("physical", "physical: read + SHA-256 + write + fsync, 1 process", "MiB/s", figures["physical"],
                 is_baseline=True, short="physical")]
     if use_peer:
@@ -185,34 +205,28 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             Row("tus_single", f"tus: {one}, POST + 1 PATCH", "MiB/s", figures["tus_single"], baseline="physical", short="tus"),
             Row("tus_single_sync", f"tus: {one}, POST + 1 PATCH, then sync", "MiB/s", figures["tus_single_sync"],
                 baseline="physical", chart=False, note="durable like ours"),
-            Row("ours_single", f"ours: {one}, initiate + PUT + confirm", "MiB/s", figures["ours_single"],
-                baseline="tus_single", note=f"÷ tus; {vs_physical('ours_single')}; target ≥ 0.8× physical"),
+            *ours_rows("ours_single", f"ours: {one}, initiate + PUT + confirm", "tus_single",
+                       lambda key: f"÷ tus; {vs_physical(key)}; target ≥ 0.8× physical"),
             Row("tus_multi", f"tus: {many}", "MiB/s", figures["tus_multi"], baseline="physical", short="tus"),
-            Row("ours_multi", f"ours: {many}", "MiB/s", figures["ours_multi"], baseline="tus_multi",
-                note=f"÷ tus; {vs_physical('ours_multi')}"),
+            *ours_rows("ours_multi", f"ours: {many}", "tus_multi", lambda key: f"÷ tus; {vs_physical(key)}"),
             Row("tus_rss", "tus server peak RSS (node)", "MiB", [tus_rss], chart=False, lower_is_better=True, short="tus"),
-            Row("engine_rss", "engine server peak RSS", "MiB", [engine_rss], baseline="tus_rss", chart=False,
-                lower_is_better=True, note="target ≤ 120 MiB"),
+            *rss_rows,
         ]
     else:
-        rows += [
-            Row("ours_single", f"ours: {one}, initiate + PUT + confirm", "MiB/s", figures["ours_single"], baseline="physical",
-                note="target ≥ 0.8"),
-            Row("ours_multi", f"ours: {many}", "MiB/s", figures["ours_multi"], baseline="physical"),
-            Row("engine_rss", "engine server peak RSS", "MiB", [engine_rss], chart=False, lower_is_better=True,
-                note="target ≤ 120 MiB"),
-        ]
-    section = Section("upload", "Upload data path: ours vs tus vs the machine", rows)
+        rows += [*ours_rows("ours_single", f"ours: {one}, initiate + PUT + confirm", "physical", lambda _key: "target ≥ 0.8"),
+                 *ours_rows("ours_multi", f"ours: {many}", "physical", lambda _key: ""), *rss_rows]
+    section = Section("upload", st.title("Upload data path: ours vs tus vs the machine"), rows)
     section.baselines = [
         "physical = read + SHA-256 + write + fsync of the same bytes in the benchmark's own process, no HTTP.",
         f"tus = @tus/server {peer.PACKAGES['@tus/server']} + @tus/file-store {peer.PACKAGES['@tus/file-store']} "
         f"(node {node}), stock options, creation + one PATCH with the whole body; it neither hashes nor fsyncs. "
         "Our rows are divided by the tus row of the same shape.",
     ] if use_peer else ["physical = read + SHA-256 + write + fsync of the same bytes in the benchmark's own process."]
+    section.baselines += st.baselines()
     section.notes = ["both servers receive bodies from the same os.sendfile client; our path also computes SHA-256, "
                      "checks the declared one on confirm, and fsyncs before answering."]
     section.meta = {k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
-    return [section]
+    return [section, *stores.versus(section, st, ["ours_single", "ours_multi", "engine_rss"])]
 
 
 if __name__ == "__main__":
