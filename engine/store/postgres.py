@@ -24,6 +24,9 @@ from engine.store.pg_imports import ImportsMixin
 from engine.store.pg_objects import ObjectsMixin
 from engine.store.pg_pipeline import PipelineMixin, _job
 from engine.store.records import (
+    DATASET_COLUMNS,
+    DATASET_MUTABLE,
+    HIDDEN_FROM_CATALOG,
     ApiKey,
     CatalogEntry,
     Dataset,
@@ -34,9 +37,6 @@ from engine.store.records import (
     Tenant,
     User,
 )
-
-# Statuses a catalog never shows, whatever the visibility.
-_HIDDEN_FROM_CATALOG = ["paused", "suspended", "pending_deletion", "deleted"]
 
 # Any constant: the key of the advisory lock held while migrating.
 _MIGRATION_LOCK = 0x1970_0001
@@ -100,12 +100,6 @@ def _api_key(r: asyncpg.Record) -> ApiKey:
     )
 
 
-_DATASET_COLUMNS = (
-    "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
-    "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
-    "last_ingest_at", "record_schema", "created_at", "updated_at",
-)
-_DATASET_MUTABLE = frozenset(_DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
 
 
 def _dataset(r: asyncpg.Record) -> Dataset:
@@ -427,7 +421,7 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
 
     # -- datasets -------------------------------------------------------------------
     async def create_dataset(self, dataset: Dataset) -> None:
-        columns = _DATASET_COLUMNS
+        columns = DATASET_COLUMNS
         await self._exec(
             f"INSERT INTO datasets ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             *(_dataset_value(col, getattr(dataset, col)) for col in columns),
@@ -484,7 +478,7 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
         return {r[0] for r in await self.read(op)}
 
     async def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Dataset | None:
-        assert set(changes) <= _DATASET_MUTABLE, changes
+        assert set(changes) <= DATASET_MUTABLE, changes
         sets = [f"{column} = ?" for column in changes]
         values = [_dataset_value(column, value) for column, value in changes.items()]
 
@@ -507,7 +501,7 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
                 "SELECT d.*, t.name AS provider_name FROM datasets d JOIN tenants t ON t.id = d.tenant_id"
                 f" WHERE d.visibility = 'listed' AND d.status != ALL(?::text[]) {clause.replace('seq', 'd.seq')}"
                 " ORDER BY d.seq DESC LIMIT ?",
-                _HIDDEN_FROM_CATALOG, *params, limit,
+                list(HIDDEN_FROM_CATALOG), *params, limit,
             )
 
         return [CatalogEntry(_dataset(r), r["provider_name"]) for r in await self.read(op)]

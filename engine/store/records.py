@@ -243,3 +243,14 @@ class Datapoint:
     line: int
     data: str  # JSON text
     seq: int = 0
+
+
+# The datasets table's columns, those an update may change, and the statuses a buyer's
+# catalog never shows whatever the visibility (both stores use these).
+DATASET_COLUMNS = (
+    "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
+    "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
+    "last_ingest_at", "record_schema", "created_at", "updated_at",
+)
+DATASET_MUTABLE = frozenset(DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
+HIDDEN_FROM_CATALOG = ("paused", "suspended", "pending_deletion", "deleted")

@@ -30,6 +30,9 @@ import trio
 from engine.errors import StoreError, UniqueViolation
 from engine.offload import Offload, to_thread
 from engine.store.records import (
+    DATASET_COLUMNS,
+    DATASET_MUTABLE,
+    HIDDEN_FROM_CATALOG,
     ApiKey,
     CatalogEntry,
     Dataset,
@@ -47,8 +50,6 @@ from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
 
-# Statuses a catalog never shows, whatever the visibility.
-_HIDDEN_FROM_CATALOG = ("paused", "suspended", "pending_deletion", "deleted")
 
 
 @contextlib.contextmanager
@@ -133,12 +134,6 @@ def _api_key(r: sqlite3.Row) -> ApiKey:
     )
 
 
-_DATASET_COLUMNS = (
-    "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
-    "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
-    "last_ingest_at", "record_schema", "created_at", "updated_at",
-)
-_DATASET_MUTABLE = frozenset(_DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
 
 
 def _dataset(r: sqlite3.Row) -> Dataset:
@@ -366,7 +361,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
 
     # -- datasets -------------------------------------------------------------------
     async def create_dataset(self, dataset: Dataset) -> None:
-        columns = _DATASET_COLUMNS
+        columns = DATASET_COLUMNS
         values = [_dataset_value(col, getattr(dataset, col)) for col in columns]
         await self.write(
             lambda c: c.execute(f"INSERT INTO datasets ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
@@ -428,7 +423,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         return {r[0] for r in rows}
 
     async def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Dataset | None:
-        assert set(changes) <= _DATASET_MUTABLE, changes
+        assert set(changes) <= DATASET_MUTABLE, changes
         sets = [f"{column} = ?" for column in changes]
         values = [_dataset_value(column, value) for column, value in changes.items()]
 
@@ -445,13 +440,13 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
 
     async def list_catalog(self, after: int | None, limit: int) -> list[CatalogEntry]:
         clause, params = _page_clause(after)
-        hidden = ", ".join("?" * len(_HIDDEN_FROM_CATALOG))
+        hidden = ", ".join("?" * len(HIDDEN_FROM_CATALOG))
         rows = await self.read(
             lambda c: c.execute(
                 f"SELECT d.*, t.name AS provider_name FROM datasets d JOIN tenants t ON t.id = d.tenant_id"
                 f" WHERE d.visibility = 'listed' AND d.status NOT IN ({hidden}) {clause.replace('seq', 'd.seq')}"
                 f" ORDER BY d.seq DESC LIMIT ?",
-                (*_HIDDEN_FROM_CATALOG, *params, limit),
+                (*HIDDEN_FROM_CATALOG, *params, limit),
             ).fetchall()
         )
         return [CatalogEntry(_dataset(r), r["provider_name"]) for r in rows]
