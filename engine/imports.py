@@ -89,7 +89,7 @@ class InsertBatch(Message):
     async def apply(self, ctx: Any) -> ImportJob:
         b = self.batch
         return await ctx.store.insert_batch(
-            self.import_id, b.rows, b.errors, len(b.errors), b.parsed, b.offset, b.line, ctx.imports.now()
+            self.import_id, b.lines, b.packed, b.errors, len(b.errors), b.parsed, b.offset, b.line, ctx.imports.now()
         )
 
 
@@ -402,7 +402,7 @@ class Imports:
                     if isinstance(message, tuple):
                         nursery.cancel_scope.cancel()
                         return str(message[1])
-                    if message.rows or message.errors or workers == 1:
+                    if message.lines or message.errors or workers == 1:
                         await self.actors.ask(imp.dataset_id, InsertBatch(imp.id, message))
             return None
         finally:

@@ -6,14 +6,15 @@ boundary, so memory stays flat whatever the file size and a resumed import conti
 exactly where the committed records end.
 
 Schemas are checked against their meta-schema on the way in (:func:`check_schema`) and
-compiled once (:func:`compile_schema`): fastjsonschema for drafts 4, 6 and 7 (fast), the
-jsonschema library for newer drafts.
+compiled once (:func:`compile_schema`) by jsonschema-rs (drafts 4, 6, 7, 2019-09 and
+2020-12; a Rust validator, ~4× faster per record than fastjsonschema was here).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import pickle
 import struct
 import sys
@@ -25,6 +26,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from engine.errors import InvalidRequest
+from engine.store.packing import pack
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # longer physical lines are rejected, never buffered whole
 
@@ -50,7 +52,24 @@ def check_schema(schema: Any) -> dict[str, Any]:
                              {"fields": {"schema": f"at {where}: {exc.message}"}}) from None
     if schema.get("type") not in (None, "object") and schema.get("type") != ["object"]:
         raise InvalidRequest("a record schema must describe objects", {"fields": {"schema": "type must be object"}})
+    try:
+        _build(schema)  # what the importer will compile: refused here, not at import time
+    except ParseFailure as exc:
+        raise InvalidRequest(str(exc), {"fields": {"schema": str(exc)}}) from None
     return schema
+
+
+def _build(schema: Mapping[str, Any]) -> Any:
+    """The schema compiled by jsonschema-rs: offline (a ``$ref`` outside the schema is never
+    fetched: tenants' schemas must not make the engine send requests) and with ``format``
+    asserted. ParseFailure when it cannot be compiled (draft 3, an unresolvable reference)."""
+    import jsonschema_rs  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        return jsonschema_rs.validator_for(dict(schema), validate_formats=True, offline=True)
+    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParseFailure(f"the schema cannot be compiled: {first}") from None
 
 
 def _field_of(path: Any) -> str | None:
@@ -59,45 +78,31 @@ def _field_of(path: Any) -> str | None:
 
 
 _compiled: dict[str, Validate] = {}
+_COMPILED_KEPT = 64
 
 
 def compile_schema(schema: Mapping[str, Any]) -> Validate:
-    """A validator returning None or ``(field, message)``; compiled once per distinct schema."""
-    import fastjsonschema  # type: ignore[import-untyped,unused-ignore]
-    import jsonschema  # type: ignore[import-untyped,unused-ignore]
-
+    """A validator returning None or ``(field, message)`` of the record's first problem;
+    compiled once per distinct schema. Valid records (nearly all) take the compiled
+    ``is_valid`` path; only a refused one is walked again for its error."""
     key = hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).hexdigest()
     if key in _compiled:
         return _compiled[key]
-    validate: Validate
-    try:
-        compiled = fastjsonschema.compile(dict(schema))
+    compiled = _build(schema)
+    is_valid = compiled.is_valid
 
-        def validate(record: dict[str, Any]) -> tuple[str | None, str] | None:
-            try:
-                compiled(record)
-            except fastjsonschema.JsonSchemaValueException as exc:
-                path = list(exc.path[1:]) if exc.path else []
-                if exc.rule == "required" and isinstance(exc.rule_definition, list):
-                    missing = [k for k in exc.rule_definition if k not in (exc.value or {})]
-                    if missing:
-                        return _field_of([*path, missing[0]]), "is required"
-                message = exc.message
-                for prefix in (f"{exc.name} ", "data "):
-                    if message.startswith(prefix):
-                        message = message[len(prefix):]
-                        break
-                return _field_of(path), message
+    def validate(record: dict[str, Any]) -> tuple[str | None, str] | None:
+        if is_valid(record):
             return None
-    except (fastjsonschema.JsonSchemaDefinitionException, ValueError, KeyError):
-        checker = jsonschema.validators.validator_for(schema)(schema)
+        error = next(iter(compiled.iter_errors(record)))
+        path = list(error.instance_path)
+        missing = getattr(error.kind, "property", None) if type(error.kind).__name__ == "Required" else None
+        if missing is not None:
+            return _field_of([*path, missing]), "is required"
+        return _field_of(path), error.message
 
-        def validate(record: dict[str, Any]) -> tuple[str | None, str] | None:
-            error = jsonschema.exceptions.best_match(checker.iter_errors(record))
-            if error is None:
-                return None
-            return _field_of(error.absolute_path), error.message
-
+    if len(_compiled) >= _COMPILED_KEPT:
+        _compiled.pop(next(iter(_compiled)))
     _compiled[key] = validate
     return validate
 
@@ -105,11 +110,18 @@ def compile_schema(schema: Mapping[str, Any]) -> Validate:
 # -- reading --------------------------------------------------------------------------------
 @dataclass
 class Batch:
-    rows: list[tuple[int, str]] = field(default_factory=list)  # accepted: (line, JSON text)
+    lines: list[int] = field(default_factory=list)  # the line of each accepted record
+    packed: bytes = b""  # the accepted records' JSON text (engine.store.packing)
     errors: list[dict[str, Any]] = field(default_factory=list)  # {line, field, message}
     parsed: int = 0  # records that were well-formed (accepted or refused by the schema)
     offset: int = 0  # bytes of the file handled once this batch is committed
     line: int = 0  # last physical line handled
+
+    @classmethod
+    def of(cls, lines: list[int], texts: list[bytes], errors: list[dict[str, Any]], parsed: int) -> Batch:
+        """Accepted records packed here, in the reader's process: the server receives one
+        compressed string per batch, not an object per record."""
+        return cls(lines, pack(texts) if texts else b"", errors, parsed)
 
 
 def _read_line(fh: BinaryIO) -> tuple[bytes | None, bool]:
@@ -126,44 +138,111 @@ def _read_line(fh: BinaryIO) -> tuple[bytes | None, bool]:
 
 
 class JsonlReader:
+    """JSON lines from a byte offset. The file is read in blocks split at C speed (no call
+    per line); a line longer than MAX_LINE_BYTES is skipped to its end, never held whole."""
+
+    BLOCK = 1 << 20
+
     def __init__(self, path: Path, validate: Validate, offset: int = 0, line: int = 0) -> None:
         self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._fh.seek(offset)
+        self._size = os.fstat(self._fh.fileno()).st_size
         self.validate = validate
+        self.seek(offset, line)
+
+    def seek(self, offset: int, line: int) -> None:
+        """Go to ``offset`` (the start of a line) and call it line ``line`` + 1."""
+        self._fh.seek(offset)
         self.line = line
+        self._pos = offset  # file offset just after the last line handed out
+        self._lines: list[bytes | int] = []  # lines read ahead; an int is an over-long line's length
+        self._next = 0
+        self._tail = b""  # the start of a line whose end is not read yet
+        self._end = False
 
     def close(self) -> None:
         self._fh.close()
 
+    def _refill(self, until: int) -> bool:
+        """Read ahead the next whole lines (up to ``until``); False once there are none."""
+        while not self._end:
+            block = self._fh.read(min(self.BLOCK, max(until - self._fh.tell(), 0)))
+            if not block:
+                self._end = True
+                if self._tail:  # the last line has no newline
+                    self._lines, self._next, self._tail = [self._tail], 0, b""
+                    return True
+                return False
+            buffer = self._tail + block if self._tail else block
+            parts = buffer.split(b"\n")
+            self._tail = parts.pop()  # a line not ended yet
+            lines: list[bytes | int] = list(parts)
+            if len(buffer) > MAX_LINE_BYTES:  # rare: a line may be over-long
+                lines = [len(p) + 1 if len(p) > MAX_LINE_BYTES else p for p in parts]
+                if len(self._tail) > MAX_LINE_BYTES:
+                    lines.append(self._skip_long_line(len(self._tail)))
+                    self._tail = b""
+            if lines:
+                self._lines, self._next = lines, 0
+                return True
+        return False
+
+    def _skip_long_line(self, skipped: int) -> int:
+        """Read past the end of an over-long line of which ``skipped`` bytes were read;
+        the line's whole length with its newline."""
+        while True:
+            block = self._fh.read(self.BLOCK)
+            if not block:
+                self._end = True
+                return skipped
+            newline = block.find(b"\n")
+            if newline >= 0:
+                self._fh.seek(newline + 1 - len(block), os.SEEK_CUR)  # read on from the next line
+                return skipped + newline + 1
+            skipped += len(block)
+
     def next_batch(self, records: int, until: int | None = None) -> Batch | None:
-        batch = Batch()
-        while len(batch.rows) + len(batch.errors) < records and (until is None or self._fh.tell() < until):
-            raw, fits = _read_line(self._fh)
-            if raw is None:
+        until = self._size if until is None else until
+        lines: list[int] = []
+        texts: list[bytes] = []
+        errors: list[dict[str, Any]] = []
+        parsed = 0
+        validate, loads, decode_error = self.validate, orjson.loads, orjson.JSONDecodeError
+        while len(lines) + len(errors) < records and self._pos < until:
+            if self._next == len(self._lines) and not self._refill(until):
                 break
+            raw = self._lines[self._next]
+            self._next += 1
             self.line += 1
-            if not fits:
-                batch.errors.append({"line": self.line, "field": None, "message": f"line longer than {MAX_LINE_BYTES} bytes"})
+            if isinstance(raw, int):
+                self._pos += raw
+                errors.append({"line": self.line, "field": None, "message": f"line longer than {MAX_LINE_BYTES} bytes"})
                 continue
-            if not raw.strip():
-                continue
+            self._pos += len(raw) + 1
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
             try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
+                record = loads(raw)
+            except decode_error as exc:
+                if not raw.strip():
+                    continue  # blank lines are allowed
                 problem = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON: {exc}"
-                batch.errors.append({"line": self.line, "field": None, "message": problem})
+                errors.append({"line": self.line, "field": None, "message": problem})
                 continue
-            if not isinstance(record, dict):
-                batch.errors.append({"line": self.line, "field": None, "message": "a record must be a JSON object"})
+            if type(record) is not dict:
+                errors.append({"line": self.line, "field": None, "message": "a record must be a JSON object"})
                 continue
-            batch.parsed += 1
-            problem_at = self.validate(record)
+            parsed += 1
+            problem_at = validate(record)
             if problem_at is None:
-                batch.rows.append((self.line, raw.decode()))
+                lines.append(self.line)
+                texts.append(raw)
             else:
-                batch.errors.append({"line": self.line, "field": problem_at[0], "message": problem_at[1]})
-        batch.offset, batch.line = self._fh.tell(), self.line
-        return batch if batch.rows or batch.errors else None  # None: end of file
+                errors.append({"line": self.line, "field": problem_at[0], "message": problem_at[1]})
+        if not lines and not errors:
+            return None  # end of file
+        batch = Batch.of(lines, texts, errors, parsed)
+        batch.offset, batch.line = min(self._pos, self._size), self.line  # the last line may lack its newline
+        return batch
 
 
 def _coerce(value: str, spec: Mapping[str, Any]) -> Any:
@@ -243,19 +322,22 @@ class CsvReader:
         return first, next(csv.reader([text]), [])
 
     def next_batch(self, records: int) -> Batch | None:
-        batch = Batch()
-        while len(batch.rows) + len(batch.errors) < records:
+        lines: list[int] = []
+        texts: list[bytes] = []
+        errors: list[dict[str, Any]] = []
+        parsed = 0
+        while len(lines) + len(errors) < records:
             found = self._record()
             if found is None:
                 break
             line, cells = found
             if cells == ["\x00invalid-utf8"]:
-                batch.errors.append({"line": line, "field": None, "message": "not valid UTF-8"})
+                errors.append({"line": line, "field": None, "message": "not valid UTF-8"})
                 continue
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(self.header):
-                batch.errors.append({"line": line, "field": None,
+                errors.append({"line": line, "field": None,
                                      "message": f"has {len(cells)} cells but the header has {len(self.header)}"})
                 continue
             record: dict[str, Any] = {}
@@ -269,14 +351,18 @@ class CsvReader:
                 except ValueError as exc:
                     problem = (name, str(exc))
                     break
-            batch.parsed += 1
+            parsed += 1
             problem = problem or self.validate(record)
             if problem is None:
-                batch.rows.append((line, orjson.dumps(record).decode()))
+                lines.append(line)
+                texts.append(orjson.dumps(record))
             else:
-                batch.errors.append({"line": line, "field": problem[0], "message": problem[1]})
+                errors.append({"line": line, "field": problem[0], "message": problem[1]})
+        if not lines and not errors:
+            return None  # end of file
+        batch = Batch.of(lines, texts, errors, parsed)
         batch.offset, batch.line = self._fh.tell(), self.line
-        return batch if batch.rows or batch.errors else None  # None: end of file
+        return batch
 
 
 # -- a reader in its own process ----------------------------------------------------------
@@ -317,24 +403,26 @@ def striped_batches(path: Path, validate: Validate, offset: int, line: int, work
     of other workers' chunks are only counted, at C speed, to keep line numbers exact."""
     size = path.stat().st_size
     with open(path, "rb") as probe, open(path, "rb") as fh:
-        reader = JsonlReader.__new__(JsonlReader)
-        reader._fh, reader.validate, reader.line = fh, validate, line
+        reader = JsonlReader(path, validate, offset, line)
         start, k = offset, 0
-        while start < size:
-            end = _line_start_at_or_after(probe, offset + (k + 1) * chunk_bytes, offset, size)
-            if k % workers == worker:
-                fh.seek(start)
-                batch = reader.next_batch(1 << 62, until=end) or Batch()
-                batch.offset, batch.line = end, reader.line
-                yield batch
-            else:
-                fh.seek(start)
-                left = end - start
-                while left:
-                    block = fh.read(min(left, 1 << 22))
-                    reader.line += block.count(b"\n")
-                    left -= len(block)
-            start, k = end, k + 1
+        try:
+            while start < size:
+                end = _line_start_at_or_after(probe, offset + (k + 1) * chunk_bytes, offset, size)
+                if k % workers == worker:
+                    reader.seek(start, reader.line)
+                    batch = reader.next_batch(1 << 62, until=end) or Batch()
+                    batch.offset, batch.line = end, reader.line
+                    yield batch
+                else:
+                    fh.seek(start)
+                    left = end - start
+                    while left:
+                        block = fh.read(min(left, 1 << 22))
+                        reader.line += block.count(b"\n")
+                        left -= len(block)
+                start, k = end, k + 1
+        finally:
+            reader.close()
 
 
 def reader_main(argv: list[str]) -> None:

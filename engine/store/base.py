@@ -233,7 +233,8 @@ class Store(Protocol):
     async def insert_batch(
         self,
         import_id: str,
-        rows: Sequence[tuple[int, str]],
+        lines: Sequence[int],
+        packed: bytes,
         errors: Sequence[dict[str, Any]],
         rejected: int,
         parsed: int,
@@ -241,7 +242,14 @@ class Store(Protocol):
         line: int,
         now: datetime,
     ) -> ImportJob:
-        """Accepted records, counters, first errors and the checkpoint, atomically."""
+        """Accepted records (``packed``: their JSON texts, see :mod:`engine.store.packing`;
+        ``lines``: where each was in the file), counters, first errors and the checkpoint, atomically.
+
+        Committed without waiting for the disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``): a crash of the process loses nothing, and a power loss
+        can lose only the latest batches, whose checkpoint goes with them, so the import
+        redoes them from its file, which is kept until :meth:`finish_import` (durable, and
+        making every batch before it durable) has committed."""
 
     async def finish_import(self, import_id: str, status: str, reason: str | None, now: datetime) -> ImportJob: ...
 

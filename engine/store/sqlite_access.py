@@ -16,8 +16,10 @@ class SqliteAccess:
         """Run ``fn(conn, *args)`` in one read transaction (a snapshot)."""
         raise NotImplementedError
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one write transaction."""
+    async def write(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction; ``durable=False`` commits
+        without waiting for the disk (it survives a crash of the process, maybe not a
+        power loss; the next durable commit makes it durable too)."""
         raise NotImplementedError
 
     async def one(self, mapper: Callable[[sqlite3.Row], T], sql: str, params: Sequence[Any]) -> T | None:

@@ -16,6 +16,7 @@ import trio
 
 from engine.service import run_service
 from tests.conftest import S3, create_dataset, error_of, make_config
+from tests.rawdb import query
 
 SCHEMA = {
     "type": "object",
@@ -330,3 +331,48 @@ async def test_striped_readers_keep_file_order_and_line_numbers(client, service,
             expected.append((line, record["name"]))
     assert [(p["line"], p["data"]["name"]) for p in points] == expected
     assert [e["line"] for e in imp["errors"]] == bad_lines
+
+
+async def test_schemas_that_would_reach_outside_are_refused(client, alice, dataset):
+    """Schemas are compiled offline: a $ref to a URL is a 400, never a request from the engine."""
+    url = f"/v1/datasets/{dataset['dataset_id']}/schema"
+    r = await client.put(url, headers=alice.headers, json={"schema": {"type": "object", "$ref": "http://169.254.169.254/latest"}})
+    assert r.status_code == 400 and "cannot be compiled" in error_of(r)["message"] and "schema" in error_of(r)["details"]["fields"]
+    r = await client.put(url, headers=alice.headers, json={"schema": {"$schema": "http://json-schema.org/draft-03/schema#", "type": "object"}})
+    assert r.status_code == 400
+    local = {"type": "object", "$defs": {"age": {"type": "integer", "minimum": 0}}, "properties": {"age": {"$ref": "#/$defs/age"}}}
+    assert (await client.put(url, headers=alice.headers, json={"schema": local})).status_code == 200
+
+
+async def test_formats_and_nested_required_fields_are_checked(client, service, alice):
+    schema = {"type": "object", "required": ["contact"],
+              "properties": {"contact": {"type": "object", "required": ["email"],
+                                         "properties": {"email": {"type": "string", "format": "email"}}}}}
+    ds = (await create_dataset(client, alice.headers, schema=schema))["dataset_id"]
+    imp = await run_import(client, service, alice.headers, ds, jsonl(
+        {"contact": {"email": "a@example.com"}}, {"contact": {"email": "not an address"}}, {"contact": {}}, {}))
+    assert imp["status"] == "partial" and imp["accepted_count"] == 1
+    assert [(e["line"], e["field"]) for e in imp["errors"]] == [(2, "contact.email"), (3, "contact.email"), (4, "contact")]
+    assert "email" in imp["errors"][0]["message"]
+    assert imp["errors"][1]["message"] == imp["errors"][2]["message"] == "is required"
+
+
+async def test_datapoints_read_back_from_what_is_at_rest(client, service, alice, dataset, cfg):
+    """SQLite keeps each batch zstd-packed; chunks written as plain text before packing
+    still read the same. PostgreSQL keeps the text (TOAST compresses it)."""
+    records = [{"name": f"p{i}", "age": i, "tags": ["é", "\n"]} for i in range(250)]
+    await run_import(client, service, alice.headers, dataset["dataset_id"], jsonl(*records))
+    before = await all_datapoints(client, alice.headers, dataset["dataset_id"])
+    assert [p["data"] for p in before] == records
+    if cfg.store_url.startswith("sqlite"):
+        import zstandard
+
+        chunks = query(cfg, "SELECT seq, records, packed FROM datapoint_chunks")
+        assert chunks and all(text == "" and packed for _, text, packed in chunks)
+        for seq, _, packed in chunks:  # back to how chunks were kept before packing
+            query(cfg, "UPDATE datapoint_chunks SET records = ?, packed = NULL WHERE seq = ?", zstandard.decompress(packed).decode(), seq)
+        assert query(cfg, "SELECT count(*) FROM datapoint_chunks WHERE packed IS NULL") == [(len(chunks),)]
+    else:
+        (text,) = query(cfg, "SELECT records FROM datapoint_chunks")[0]
+        assert text.split("\n") == [orjson.dumps(r).decode() for r in records]
+    assert await all_datapoints(client, alice.headers, dataset["dataset_id"]) == before

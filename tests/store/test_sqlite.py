@@ -66,3 +66,23 @@ async def test_a_failed_write_rolls_back(tmp_path):
             await store.write(op)
         assert await store.get_tenant("tnt_x") is None
         await store.ping()
+
+
+async def test_only_writes_asked_to_be_lazy_skip_the_fsync(tmp_path):
+    """Import batches commit with synchronous=NORMAL (redone from their file after a power
+    loss); every other write keeps FULL, and a failed lazy write leaves FULL behind too."""
+
+    def level(c: sqlite3.Connection) -> int:
+        return int(c.execute("PRAGMA synchronous").fetchone()[0])
+
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        assert await store.write(level) == 2
+        assert await store.write(level, durable=False) == 1
+        assert await store.write(level) == 2
+
+        def fails(c: sqlite3.Connection) -> None:
+            raise sqlite3.OperationalError("boom")
+
+        with pytest.raises(Exception, match="boom"):
+            await store.write(fails, durable=False)
+        assert await store.write(level) == 2
