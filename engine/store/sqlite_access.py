@@ -12,19 +12,21 @@ T = TypeVar("T")
 class SqliteAccess:
     """Base of :class:`~engine.store.sqlite.SqliteStore` and its mixins."""
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one read transaction (a snapshot)."""
+    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction (a snapshot). ``quick``: a read
+        by key of a few rows, run on the calling (Trio) thread."""
         raise NotImplementedError
 
-    async def write(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, durable: bool = True, quick: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one write transaction; ``durable=False`` commits
         without waiting for the disk (it survives a crash of the process, maybe not a
-        power loss; the next durable commit makes it durable too)."""
+        power loss; the next durable commit makes it durable too). ``quick``: a write of
+        a few rows, run on the calling (Trio) thread."""
         raise NotImplementedError
 
     async def one(self, mapper: Callable[[sqlite3.Row], T], sql: str, params: Sequence[Any]) -> T | None:
-        """The first row of ``sql`` mapped to a record, or None."""
-        row = await self.read(lambda c: c.execute(sql, params).fetchone())
+        """The first row of ``sql`` (a lookup by key: a quick read) mapped to a record, or None."""
+        row = await self.read(lambda c: c.execute(sql, params).fetchone(), quick=True)
         return None if row is None else mapper(row)
 
     async def newest_page(

@@ -57,7 +57,7 @@ class ImportsMixin(SqliteAccess):
             lambda c: c.execute(
                 f"INSERT INTO imports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 [ts(v) if isinstance(v, datetime) else v for v in (getattr(imp, col) for col in _COLUMNS)],
-            )
+            ), quick=True
         )
 
     async def get_import(self, tenant_id: str, import_id: str) -> ImportJob | None:
@@ -101,7 +101,7 @@ class ImportsMixin(SqliteAccess):
                 c.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE id = ?", (target, ts(now), imp.dataset_id))
             return _get(c, import_id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def claim_next_import(self, dataset_id: str, now: datetime) -> ImportJob | None:
         """The import the dataset should be working on: the one processing (after a restart),
@@ -119,7 +119,7 @@ class ImportsMixin(SqliteAccess):
             c.execute("UPDATE imports SET status = 'processing', started_at = ? WHERE id = ?", (ts(now), row["id"]))
             return _get(c, row["id"])
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def datasets_with_pending_imports(self) -> list[str]:
         rows = await self.read(
@@ -183,7 +183,7 @@ class ImportsMixin(SqliteAccess):
             )
             return _get(c, import_id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def list_datapoints(self, tenant_id: str, dataset_id: str, after: int | None, limit: int) -> list[Datapoint]:
         """Accepted records in import order, from just after position ``after``."""

@@ -90,7 +90,7 @@ class ObjectsMixin(SqliteAccess):
                  upload.part_count, upload.state, ts(upload.expires_at), ts(upload.created_at)),
             )
 
-        await self.write(op)
+        await self.write(op, quick=True)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
         return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
@@ -127,7 +127,7 @@ class ObjectsMixin(SqliteAccess):
             )
             return True, None if old is None else old[0]
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def finish_upload(
         self, object_id: str, checksum: str, now: datetime, review_deadline: datetime, next_dataset_status: Callable[[str], str]
@@ -153,7 +153,7 @@ class ObjectsMixin(SqliteAccess):
                     c.execute("UPDATE datasets SET status = ? WHERE id = ?", (target, obj.dataset_id))
             return obj, bool(changed)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def renew_upload(self, upload_id: str, expires_at: datetime, now: datetime) -> Upload | None:
         """Give a not yet completed upload a new expiry (reviving an abandoned one)."""
@@ -170,7 +170,7 @@ class ObjectsMixin(SqliteAccess):
             )
             return c.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
 
-        row = await self.write(op)
+        row = await self.write(op, quick=True)
         return None if row is None else _upload(row)
 
     async def list_objects(
@@ -214,7 +214,7 @@ class ObjectsMixin(SqliteAccess):
                 c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", (before.dataset_id,))
             return before, parts
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def delete_dataset_objects(self, tenant_id: str, dataset_id: str, now: datetime) -> list[tuple[ObjectRecord, list[UploadPart]]]:
         """Tombstone every live object of a dataset (its deletion); return them and their parts."""

@@ -77,7 +77,7 @@ class PipelineMixin(SqliteAccess):
             )
             return _get_object(c, object_id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def approve_object(self, object_id: str, admin_id: str, job: Job, now: datetime) -> tuple[ObjectRecord, bool]:
         """staged/under_review → approved with a queued pipeline job; ``(object, whether it changed)``."""
@@ -92,7 +92,7 @@ class PipelineMixin(SqliteAccess):
                 insert_job(c, job)
             return _get_object(c, object_id), bool(changed)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def reject_object(self, object_id: str, admin_id: str, reason: str | None, now: datetime) -> tuple[ObjectRecord, bool]:
         def op(c: sqlite3.Connection) -> tuple[ObjectRecord, bool]:
@@ -106,7 +106,7 @@ class PipelineMixin(SqliteAccess):
                 _uncount(c, before, now)
             return _get_object(c, object_id), bool(changed)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def expire_due(self, dataset_id: str, now: datetime) -> list[ObjectRecord]:
         """staged → expired for every object of the dataset whose deadline has passed."""
@@ -180,17 +180,17 @@ class PipelineMixin(SqliteAccess):
             c.execute("UPDATE objects SET status = ?, updated_at = ? WHERE id = ?", (stage, ts(now), obj.id))
             return _get_job(c, job_id), _get_object(c, obj.id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
         def op(c: sqlite3.Connection) -> Job:
             c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", (error, job_id))
             return _get_job(c, job_id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def record_normalized(self, object_id: str, mime: str) -> None:
-        await self.write(lambda c: c.execute("UPDATE objects SET normalized_mime_type = ? WHERE id = ?", (mime, object_id)))
+        await self.write(lambda c: c.execute("UPDATE objects SET normalized_mime_type = ? WHERE id = ?", (mime, object_id)), quick=True)
 
     async def record_artifacts(self, object_id: str, artifacts: Artifacts) -> None:
         await self.write(
@@ -238,7 +238,7 @@ class PipelineMixin(SqliteAccess):
                 )
             return _get_job(c, job_id), _get_object(c, obj.id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def fail_job(self, job_id: str, error: str, now: datetime) -> Job:
         def op(c: sqlite3.Connection) -> Job:
@@ -254,7 +254,7 @@ class PipelineMixin(SqliteAccess):
                     c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (job.object_id,))
             return _get_job(c, job_id)
 
-        return await self.write(op)
+        return await self.write(op, quick=True)
 
     async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]:
         """``(object_id, chunk_no, text)`` of chunks matching an FTS5 query, best first."""

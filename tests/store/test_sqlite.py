@@ -86,3 +86,139 @@ async def test_only_writes_asked_to_be_lazy_skip_the_fsync(tmp_path):
         with pytest.raises(Exception, match="boom"):
             await store.write(fails, durable=False)
         assert await store.write(level) == 2
+
+
+def _tenant(n: int):
+    def op(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')", (f"tnt_{n}", f"t{n}"))
+
+    return op
+
+
+async def test_quick_writes_return_only_once_an_fsync_after_their_commit_ended(tmp_path, monkeypatch):
+    """Group commit: quick writes run on the Trio thread without fsync; a waiting writer
+    fsyncs the WAL for every commit made by then. Many concurrent writers share fsyncs,
+    and none returns before one that began after its commit has finished."""
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        fsyncs: list[int] = []  # commits made when each fsync began
+        real = store._fsync_wal
+
+        def counting_fsync(checkpoint: bool) -> None:
+            seen = store._committed
+            time.sleep(0.01)  # a slow disk: commits pile up behind it
+            real(checkpoint)
+            fsyncs.append(seen)
+
+        monkeypatch.setattr(store, "_fsync_wal", counting_fsync)
+        returned: list[tuple[int, list[int]]] = []  # (its commit's number, the fsyncs finished when it returned)
+
+        async def writer(n: int) -> None:
+            mine = []
+
+            def op(c: sqlite3.Connection) -> None:
+                _tenant(n)(c)
+                mine.append(store._committed + 1)  # counted once COMMIT returns
+
+            await store.write(op, quick=True)
+            returned.append((mine[0], list(fsyncs)))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(50):
+                nursery.start_soon(writer, n)
+        assert sorted(number for number, _ in returned) == list(range(1, 51))
+        assert 1 <= len(fsyncs) < 25  # shared
+        for number, finished in returned:  # an fsync begun after this commit had finished
+            assert any(seen >= number for seen in finished)
+        assert store._synced == 50
+        assert sqlite3.connect(tmp_path / "s.db").execute("SELECT count(*) FROM tenants").fetchone()[0] == 50
+
+
+async def test_quick_writes_checkpoint_the_wal_off_the_trio_thread(tmp_path, monkeypatch):
+    import engine.store.sqlite as module
+
+    monkeypatch.setattr(module, "CHECKPOINT_COMMITS", 5)
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        checkpoints = []
+        real = store._fsync_wal
+        monkeypatch.setattr(store, "_fsync_wal", lambda checkpoint: (checkpoints.append(checkpoint), real(checkpoint)))
+        for n in range(12):
+            await store.write(_tenant(n), quick=True)
+        assert checkpoints.count(True) == 2  # after the 5th and the 10th commit
+        # with autocheckpoint off during quick writes, only those checkpoints moved pages into the database file
+        busy, log, done = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and done == log
+
+
+async def test_a_quick_write_waits_on_a_worker_thread_while_another_process_writes(tmp_path):
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.005)
+
+    async with SqliteStore.open(tmp_path / "s.db") as store, trio.open_nursery() as nursery:
+        await store.write(_tenant(0), quick=True)
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        nursery.start_soon(ticker)
+        done = trio.Event()
+
+        async def write() -> None:
+            await store.write(_tenant(1), quick=True)
+            done.set()
+
+        nursery.start_soon(write)
+        await trio.sleep(0.3)
+        assert not done.is_set() and ticks >= 10  # waiting on a worker thread, the loop runs on
+        assert await store.get_tenant("tnt_0") is not None  # quick reads do not wait for writers
+        other.execute("COMMIT")
+        await done.wait()
+        assert await store.get_tenant("tnt_1") is not None
+
+        other.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_quick_read_that_finds_the_database_busy_is_retried_on_a_worker_thread(tmp_path, monkeypatch):
+    """WAL readers wait only in rare moments (another process recovering the WAL): such a
+    read goes to a worker thread, where the busy timeout may sleep without stalling the loop."""
+    import threading
+
+    from engine.errors import StoreError
+
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        await store.write(_tenant(0), quick=True)
+        real, threads = SqliteStore._in_tx, []
+
+        def in_tx(conn, begin, fn, args):
+            threads.append(threading.current_thread() is threading.main_thread())
+            if conn is store._quick:
+                busy = sqlite3.OperationalError("database is locked")
+                busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                raise StoreError("sqlite error: database is locked") from busy
+            return real(conn, begin, fn, args)
+
+        monkeypatch.setattr(store, "_in_tx", in_tx)
+        assert (await store.get_tenant("tnt_0")).name == "t0"  # type: ignore[union-attr]
+        assert threads == [True, False]  # tried on the Trio thread, then read on a worker thread
+
+
+async def test_a_failed_quick_write_rolls_back_and_leaves_the_writer_as_it_was(tmp_path):
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        def op(conn: sqlite3.Connection) -> None:
+            _tenant(7)(conn)
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await store.write(op, quick=True)
+        assert await store.get_tenant("tnt_7") is None
+
+        def settings(c: sqlite3.Connection) -> tuple[int, int, int]:
+            return (c.execute("PRAGMA synchronous").fetchone()[0], c.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+                    c.execute("PRAGMA busy_timeout").fetchone()[0])
+
+        assert await store.write(settings) == (2, 1000, 30000)
+        await store.write(_tenant(7), quick=True)
+        assert await store.get_tenant("tnt_7") is not None
