@@ -117,6 +117,7 @@ class Initiated:
 class CreateObject(Message):
     obj: ObjectRecord
     upload: Upload
+    flush_by_asker = True
 
     async def apply(self, ctx: Any) -> None:
         await ctx.store.create_object_upload(self.obj, self.upload)
@@ -133,6 +134,7 @@ class AbandonExpiredUploads(Message):
 @dataclass(frozen=True)
 class RenewUpload(Message):
     upload_id: str
+    flush_by_asker = True
 
     async def apply(self, ctx: Any) -> Upload | None:
         objects: Objects = ctx.objects
@@ -144,6 +146,7 @@ class RenewUpload(Message):
 class FinishUpload(Message):
     object_id: str
     sha256: str
+    flush_by_asker = True  # its in-process wake of the review clock reads the store, which sees the commit
 
     async def apply(self, ctx: Any) -> ObjectRecord:
         return await ctx.objects.apply_finish_upload(self.object_id, self.sha256)

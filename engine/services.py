@@ -78,7 +78,7 @@ class Services:
             blobs = LocalBlobStore(cfg.data_dir / "blobs", signer, offload)
         leases = Leases(store, cfg.actors.lease_ttl_seconds)
         shared = leases if leases.shared else None  # several processes on one store
-        actors = Supervisor(cfg.actors, leases=shared)
+        actors = Supervisor(cfg.actors, leases=shared, flush=store.flush)
         datasets = Datasets(store, actors, now)
         objects = Objects(store, blobs, datasets, cfg.uploads, cfg.review.window_seconds, actors, now)
         pipeline = Pipeline(store, blobs, actors, cfg.pipeline, now, leases)

@@ -36,6 +36,7 @@ from engine.actors.leases import Leases
 from engine.actors.messages import Message
 from engine.config import ActorsConfig
 from engine.errors import EngineError, ServiceUnavailable
+from engine.store.base import flush_deferred
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,7 @@ class Supervisor:
     cfg: ActorsConfig
     context: Any = None  # what messages are applied with (the Services); bound before running
     leases: Leases | None = None  # where several processes share the store
+    flush: Callable[[], Awaitable[None]] | None = None  # the store's flush, for Message.flush_by_asker
     _slots: dict[str, _Slot] = field(default_factory=dict)
     _nursery: trio.Nursery | None = None
     _background: trio.Nursery | None = None
@@ -142,6 +144,8 @@ class Supervisor:
             raise ActorUnavailable("the service is stopping") from None
         with trio.fail_after(timeout or self.cfg.ask_timeout_seconds):
             result = await reply_recv.receive()
+            if message.flush_by_asker and self.flush is not None:
+                await self.flush()  # the actor did not wait for the disk: the answer does
         return result.unwrap()
 
     # -- the actor ----------------------------------------------------------------------
@@ -205,7 +209,11 @@ class Supervisor:
 
     async def _apply(self, envelope: Envelope) -> None:
         try:
-            result = await envelope.message.apply(self.context)
+            if envelope.message.flush_by_asker and self.flush is not None:
+                with flush_deferred():
+                    result = await envelope.message.apply(self.context)
+            else:
+                result = await envelope.message.apply(self.context)
         except trio.Cancelled:
             self._answer(envelope, outcome.Error(ActorUnavailable("the dataset's actor stopped during this request; try again")))
             raise

@@ -1,4 +1,4 @@
-"""The store interface every backend implements (SQLite here, PostgreSQL later).
+"""The store interface every backend implements (SQLite and PostgreSQL).
 
 Methods are coroutines; each one is atomic (one transaction). Scoping by tenant is part
 of the signature wherever a tenant's resource is read or changed, so a handler cannot
@@ -10,7 +10,9 @@ rows newest first; ``engine.pagination`` turns that into pages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,12 +34,35 @@ from engine.store.records import (
     User,
 )
 
+_flush_deferred: contextvars.ContextVar[bool] = contextvars.ContextVar("flush_deferred", default=False)
+
+
+@contextlib.contextmanager
+def flush_deferred() -> Iterator[None]:
+    """Writes inside return once committed, maybe before they are on disk; the caller must
+    ``await store.flush()`` before anyone acts on them. (A dataset's actor applies such
+    messages and goes on to the next while the asker waits for the disk, so one fsync can
+    cover many messages.)"""
+    token = _flush_deferred.set(True)
+    try:
+        yield
+    finally:
+        _flush_deferred.reset(token)
+
+
+def is_flush_deferred() -> bool:
+    return _flush_deferred.get()
+
 
 class Store(Protocol):
-    """Persistence for the engine. Implementations: ``SqliteStore``."""
+    """Persistence for the engine. Implementations: ``SqliteStore``, ``PgStore``."""
 
     async def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""
+
+    async def flush(self) -> None:
+        """Return once every write committed so far is on disk. Writes return only once
+        they are, except inside :func:`flush_deferred`."""
 
     # -- identity -----------------------------------------------------------------
     async def create_account(self, tenant: Tenant, user: User, membership: Membership) -> None:

@@ -176,6 +176,10 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
                 if waited.cancelled_caught:
                     pool.terminate()
 
+    async def flush(self) -> None:
+        """Nothing to wait for: every commit waits for PostgreSQL's WAL flush (but import
+        batches, which are redone from their file after a crash)."""
+
     async def ping(self) -> None:
         async def op(c: PgConn) -> None:
             await c.fetchval("SELECT 1")

@@ -197,3 +197,48 @@ async def test_shutdown_answers_queued_messages(autojump_clock):
     assert answers == ["0", "1", "2"]
     with pytest.raises(ActorUnavailable):
         await sup.ask("dset_a", Work("late", "dset_a"))
+
+
+@dataclass(frozen=True)
+class Record(Message):
+    """Writes only to the store: the actor answers once committed; the asker waits for the disk."""
+
+    name: str
+    flush_by_asker = True
+
+    async def apply(self, ctx: Any) -> str:
+        from engine.store.base import is_flush_deferred
+
+        ledger: Ledger = ctx
+        ledger.events.append(("apply", "d", f"{self.name} deferred={is_flush_deferred()}"))
+        return self.name
+
+
+async def test_flush_by_asker_lets_the_actor_go_on_while_its_askers_wait_for_the_disk(autojump_clock):
+    sup = supervisor()
+    disk = trio.Event()
+    flushes = 0
+
+    async def flush() -> None:
+        nonlocal flushes
+        flushes += 1
+        await disk.wait()
+
+    sup.flush = flush
+    answered: list[str] = []
+
+    async def ask(message: Message) -> None:
+        answered.append(await sup.ask("d", message))
+
+    async with sup.running(), trio.open_nursery() as nursery:
+        nursery.start_soon(ask, Record("a"))
+        nursery.start_soon(ask, Record("b"))
+        await trio.testing.wait_all_tasks_blocked()
+        # both applied, neither answered: their askers wait for the disk
+        assert [e[2] for e in sup.context.events] == ["a deferred=True", "b deferred=True"]
+        assert answered == [] and flushes == 2
+        nursery.start_soon(ask, Work("w", "d"))  # an ordinary message: applied at once, not deferred
+        await trio.sleep(1)
+        assert answered == ["w"]
+        disk.set()
+    assert sorted(answered) == ["a", "b", "w"]

@@ -219,6 +219,27 @@ async def test_a_failed_quick_write_rolls_back_and_leaves_the_writer_as_it_was(t
             return (c.execute("PRAGMA synchronous").fetchone()[0], c.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
                     c.execute("PRAGMA busy_timeout").fetchone()[0])
 
-        assert await store.write(settings) == (2, 1000, 30000)
+        assert await store.write(settings, quick=True) == (1, 0, 0)  # no fsync in COMMIT, no checkpoint, no waiting
+        assert await store.write(settings) == (2, 1000, 30000)  # on a worker thread: SQLite's own fsync and checkpoints
+        assert await store.write(settings, durable=False) == (1, 1000, 30000)
+        assert await store.write(settings, quick=True) == (1, 0, 0)
         await store.write(_tenant(7), quick=True)
         assert await store.get_tenant("tnt_7") is not None
+
+
+async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp_path, monkeypatch):
+    from engine.store.base import flush_deferred
+
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        fsyncs: list[int] = []
+        real = store._fsync_wal
+        monkeypatch.setattr(store, "_fsync_wal", lambda checkpoint: (fsyncs.append(store._committed), real(checkpoint)))
+        with flush_deferred():
+            await store.write(_tenant(1), quick=True)
+            await store.write(_tenant(2), quick=True)
+        assert fsyncs == [] and store._synced == 0  # committed, readable, not yet known to be on disk
+        assert await store.get_tenant("tnt_2") is not None
+        await store.flush()
+        assert fsyncs == [2] and store._synced == 2
+        await store.flush()  # nothing new: no fsync
+        assert fsyncs == [2]
