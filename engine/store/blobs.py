@@ -19,15 +19,20 @@ it would be), the caller checks them, then :meth:`promote` or :meth:`discard` it
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import os
 import secrets
 import shutil
+import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import outcome
 import trio
 
 from engine.errors import NotFound, Unprocessable
@@ -53,6 +58,20 @@ def local_store(blobs: BlobStore) -> LocalBlobStore:
     return blobs
 
 
+WRITEBACK_BYTES = 8 * 1024 * 1024
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` to the disk now, without waiting
+    (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, as RocksDB's ``bytes_per_sync``
+    does): the fsync at the end then finds little left to write, instead of the whole
+    file. It makes nothing durable by itself; elsewhere it does nothing."""
+    if _libc is not None:
+        _libc.sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -61,8 +80,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _ThreadJob:
+    """``fn(*args)`` on a worker thread, under Trio's default thread limiter, that the
+    caller does not wait for until it wants the result."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.outcome: outcome.Outcome[Any] | None = None
+
+    @classmethod
+    async def start(cls, fn: Callable[..., Any], *args: Any) -> _ThreadJob:
+        job = cls()
+        limiter = trio.to_thread.current_default_thread_limiter()
+        await limiter.acquire_on_behalf_of(job)
+        token = trio.lowlevel.current_trio_token()
+
+        def finished() -> None:  # on the Trio thread
+            limiter.release_on_behalf_of(job)
+            job.done.set()
+
+        def deliver(result: outcome.Outcome[Any]) -> None:  # on the worker thread
+            job.outcome = result
+            token.run_sync_soon(finished)
+
+        trio.lowlevel.start_thread_soon(functools.partial(fn, *args), deliver)
+        return job
+
+
 class PartWriter:
-    """Streams one PUT body to a temporary file while hashing it."""
+    """Streams one PUT body to a temporary file while hashing it, on a worker thread.
+
+    :meth:`write` hands its chunk to the thread and returns once the chunk before has been
+    hashed and written: the next chunk comes off the network while this one is hashed and
+    written, the two on two cores instead of one after the other. At most one chunk is in
+    the thread, so memory stays at two chunks per upload."""
 
     def __init__(self, tmp: Path, offload: Offload = to_thread) -> None:
         self.tmp = tmp
@@ -70,14 +121,31 @@ class PartWriter:
         self._fh = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
         self._hash = hashlib.sha256()
         self.size = 0
+        self._flushed = 0  # bytes handed to the disk's writeback so far
+        self._inflight: _ThreadJob | None = None
 
     def _write(self, data: bytes) -> None:
         self._hash.update(data)
         self._fh.write(data)
+        if self.size - self._flushed >= WRITEBACK_BYTES:
+            self._fh.flush()
+            start_writeback(self._fh.fileno(), self._flushed, self.size - self._flushed)
+            self._flushed = self.size
 
     async def write(self, data: bytes) -> None:
+        await self._finish_inflight()
         self.size += len(data)
-        await self._offload(self._write, data)
+        if self._offload is to_thread:
+            self._inflight = await _ThreadJob.start(self._write, data)
+        else:  # an offload of the caller's (tests): one chunk at a time, through it
+            await self._offload(self._write, data)
+
+    async def _finish_inflight(self) -> None:
+        if self._inflight is not None:
+            await self._inflight.done.wait()
+            job, self._inflight = self._inflight, None
+            assert job.outcome is not None
+            job.outcome.unwrap()
 
     @property
     def sha256(self) -> str:
@@ -92,6 +160,7 @@ class PartWriter:
         _fsync_dir(final.parent)
 
     async def commit(self, final: Path) -> None:
+        await self._finish_inflight()
         await self._offload(self._commit, final)
 
     def _abort(self) -> None:
@@ -100,6 +169,9 @@ class PartWriter:
 
     async def abort(self) -> None:
         with trio.CancelScope(shield=True):
+            if self._inflight is not None:
+                await self._inflight.done.wait()  # the thread is done with the file; its outcome no longer matters
+                self._inflight = None
             await self._offload(self._abort)
 
 

@@ -1,0 +1,91 @@
+"""The local store's PartWriter: chunks hashed and written on a worker thread while the
+next arrives, a failure surfacing at the next call, and an abort that waits for the disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+import trio
+
+from engine.store import blobs as blobs_module
+from engine.store.blobs import PartWriter, start_writeback
+
+MiB = 1024 * 1024
+
+
+async def test_chunks_are_written_in_order_while_the_next_arrives(tmp_path, monkeypatch):
+    monkeypatch.setattr(blobs_module, "WRITEBACK_BYTES", 3 * MiB)
+    writebacks: list[tuple[int, int]] = []
+    real = blobs_module.start_writeback
+    monkeypatch.setattr(blobs_module, "start_writeback", lambda fd, off, n: (writebacks.append((off, n)), real(fd, off, n)))
+    writer = PartWriter(tmp_path / "t")
+    chunks = [os.urandom(MiB + i) for i in range(8)]
+    in_thread = []
+    gate = threading.Event()
+    original = writer._write
+
+    def slow_write(data: bytes) -> None:
+        in_thread.append(threading.current_thread() is not threading.main_thread())
+        gate.wait(5)  # the disk is slow: write() must not wait for this chunk
+        original(data)
+
+    monkeypatch.setattr(writer, "_write", slow_write)
+    await writer.write(chunks[0])  # handed over; returns without waiting for it
+    assert writer._inflight is not None and not writer._inflight.done.is_set()
+    gate.set()
+    for chunk in chunks[1:]:
+        await writer.write(chunk)
+    await writer.commit(tmp_path / "final")
+    data = (tmp_path / "final").read_bytes()
+    assert data == b"".join(chunks) and writer.size == len(data)
+    assert writer.sha256 == hashlib.sha256(data).hexdigest()
+    assert all(in_thread) and len(in_thread) == 8
+    # writeback started every ~3 MiB, over consecutive ranges from the start
+    assert writebacks and writebacks[0][0] == 0
+    assert all(a[0] + a[1] == b[0] for a, b in zip(writebacks, writebacks[1:], strict=False))
+
+
+async def test_a_failed_chunk_is_raised_by_the_next_call(tmp_path, monkeypatch):
+    writer = PartWriter(tmp_path / "t")
+
+    def broken(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_write", broken)
+    await writer.write(b"x" * 10)  # fails in the thread, after write() returned
+    with pytest.raises(OSError, match="No space"):
+        await writer.commit(tmp_path / "final")
+    await writer.abort()
+    assert not (tmp_path / "final").exists() and not (tmp_path / "t").exists()
+
+
+async def test_abort_waits_for_the_chunk_in_the_thread_before_closing_the_file(tmp_path, monkeypatch):
+    writer = PartWriter(tmp_path / "t")
+    gate = threading.Event()
+    finished = []
+    original = writer._write
+
+    def slow_write(data: bytes) -> None:
+        gate.wait(5)
+        original(data)
+        finished.append(True)
+
+    monkeypatch.setattr(writer, "_write", slow_write)
+    await writer.write(b"y" * MiB)
+    with trio.move_on_after(0.05):
+        await writer.write(b"z")  # cancelled while waiting for the chunk before
+    trio.lowlevel.current_trio_token().run_sync_soon(gate.set)
+    await writer.abort()  # must not close the file under the thread
+    assert finished == [True] and not (tmp_path / "t").exists()
+
+
+def test_start_writeback_is_harmless_and_hints_only(tmp_path):
+    path = tmp_path / "f"
+    with open(path, "wb") as fh:
+        fh.write(b"a" * MiB)
+        fh.flush()
+        start_writeback(fh.fileno(), 0, MiB)  # starts the disk write; no error, nothing changes
+    assert path.read_bytes() == b"a" * MiB
