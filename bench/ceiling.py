@@ -3,7 +3,7 @@
     python -m bench.ceiling --port 8099
 
 Hypercorn (``hypercorn.trio.serve``, the same knobs as ``engine/service.py``: no access or
-error log, the same read size, per-request queue, graceful and read timeouts, backlog) in
+error log, the same read size, per-request queue, graceful and read timeouts, listen backlog) in
 front of a bare Quart-Trio app with two routes and nothing else: no auth, no store, no
 actors, no logging. Whatever the engine does per request costs on top of this, so a
 control-plane figure divided by this one is the share of the stack's ceiling it reaches.
@@ -26,16 +26,16 @@ from quart import request
 from quart_trio import QuartTrio
 
 
-def _engine_knobs() -> tuple[int, int, float]:
-    """(socket read bytes, app queue messages, graceful timeout) as the engine sets them."""
+def _engine_knobs() -> tuple[int, int, float, int]:
+    """(socket read bytes, app queue messages, graceful timeout, listen backlog) as the engine sets them."""
     try:
         from engine import service
         from engine.config import load_config
 
-        graceful = load_config(None, overrides={}).http.graceful_timeout_seconds
-        return service.SOCKET_READ_BYTES, service.APP_QUEUE_MESSAGES, graceful
+        http = load_config(None, overrides={}).http
+        return service.SOCKET_READ_BYTES, service.APP_QUEUE_MESSAGES, http.graceful_timeout_seconds, http.backlog
     except Exception:  # the engine moved a knob: fall back to the values it had when this was written
-        return 256 * 1024, 4, 10.0
+        return 256 * 1024, 4, 10.0, 1024
 
 
 def create_app() -> QuartTrio:
@@ -56,12 +56,13 @@ def create_app() -> QuartTrio:
 
 
 async def serve(host: str, port: int) -> None:
-    read_bytes, queue, graceful = _engine_knobs()
+    read_bytes, queue, graceful, backlog = _engine_knobs()
     hc = HypercornConfig()
     hc.bind = [f"{host}:{port}"]
     hc.accesslog = None
     hc.errorlog = None
     hc.graceful_timeout = graceful
+    hc.backlog = backlog
     hc.read_timeout = None
     hc.max_app_queue_size = queue
     hypercorn.trio.tcp_server.MAX_RECV = read_bytes

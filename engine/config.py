@@ -39,6 +39,7 @@ class HttpConfig:
     public_url: str = ""
     max_json_bytes: int = 1048576
     graceful_timeout_seconds: float = 10.0
+    backlog: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +167,7 @@ _POSITIVE = {
     "idempotency.retention_seconds", "idempotency.in_progress_timeout_seconds",
     "uploads.url_ttl_seconds", "uploads.multipart_threshold_bytes",
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
-    "http.graceful_timeout_seconds", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
+    "http.graceful_timeout_seconds", "http.backlog", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
 }

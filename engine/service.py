@@ -179,6 +179,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
             hc.accesslog = None  # our own access line, with the request id, is logged by the app
             hc.errorlog = None
             hc.graceful_timeout = cfg.http.graceful_timeout_seconds
+            hc.backlog = cfg.http.backlog  # Hypercorn's 100 overflows when many clients connect at once
             hc.read_timeout = None
             hc.max_app_queue_size = APP_QUEUE_MESSAGES
             hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES

@@ -29,6 +29,7 @@ from engine.actors.messages import Message
 from engine.actors.supervisor import Supervisor
 from engine.config import PipelineConfig
 from engine.errors import ServiceUnavailable
+from engine.offload import cpu_bound
 from engine.pipeline import stages
 from engine.pipeline.embeddings import Embedder, load_embedder
 from engine.store.base import Store
@@ -217,13 +218,13 @@ class Pipeline:
     # -- the stages ---------------------------------------------------------------------
     async def _normalizing(self, obj: ObjectRecord) -> None:
         async with self.blobs.object_file(obj.blob_id) as path:
-            mime = await trio.to_thread.run_sync(stages.normalize, path, obj.mime_type)
+            mime = await cpu_bound(stages.normalize, path, obj.mime_type)
         await self.actors.ask(obj.dataset_id, RecordNormalized(obj.id, mime))
 
     async def _extracting(self, obj: ObjectRecord) -> None:
         mime = obj.normalized_mime_type or obj.mime_type
         async with self.blobs.object_file(obj.blob_id) as path:
-            extracted = await trio.to_thread.run_sync(stages.extract, path, mime)
+            extracted = await cpu_bound(stages.extract, path, mime)
         await self.blobs.write_artifact(obj.id, "text.txt", extracted.text.encode())
         if extracted.blocks:
             await self.blobs.write_artifact(obj.id, "ocr.json", orjson.dumps(extracted.blocks))
@@ -235,14 +236,14 @@ class Pipeline:
     async def _enriching(self, obj: ObjectRecord) -> None:
         text = (await self.blobs.read_artifact(obj.id, "text.txt")).decode()
         meta = orjson.loads(await self.blobs.read_artifact(obj.id, "extract.json"))
-        chunks = await trio.to_thread.run_sync(stages.chunk_text, text, self.cfg.chunk_chars, self.cfg.chunk_overlap)
-        words = await trio.to_thread.run_sync(stages.keywords, text)
+        chunks = await cpu_bound(stages.chunk_text, text, self.cfg.chunk_chars, self.cfg.chunk_overlap)
+        words = await cpu_bound(stages.keywords, text)
         embedder = await self.embedder()
         has_vectors = embedder.available and bool(chunks)
         if has_vectors:
             import numpy as np  # only where vectors exist: numpy alone is ~13 MiB of RSS
 
-            vectors = await trio.to_thread.run_sync(embedder.embed, chunks)
+            vectors = await cpu_bound(embedder.embed, chunks)
             await self.blobs.write_artifact(obj.id, "vectors.f32", np.asarray(vectors, dtype=np.float32).tobytes())
         doc = {"chunks": chunks, "keywords": words, "embeddings": has_vectors,
                "embeddings_reason": None if has_vectors else embedder.reason}

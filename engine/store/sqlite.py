@@ -31,6 +31,10 @@ costs ~220 µs of CPU on these 2-core machines (measured), more than the request
   (``Message.flush_by_asker``) inside :func:`~engine.store.base.flush_deferred`: their
   quick writes return at COMMIT, the actor moves on, and the asker waits in
   :meth:`flush`, so one sync can acknowledge many datasets' and many messages' writes.
+* Quick work goes to worker threads instead while CPU-bound Python threads run
+  (:func:`engine.offload.cpu_bound`: inline, the loop would queue for the GIL at every
+  statement) and, for a while, after an inline operation blocked the loop for more than
+  ``INLINE_SLOW_SECONDS`` (the kernel throttling writes while dirty pages pile up).
 * Between its COMMIT and the fsync a quick write is visible to other readers before it is
   durable (as in any group commit); an acknowledged write is always on disk.
 
@@ -52,10 +56,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 import trio
 
 from engine.errors import StoreError, UniqueViolation
-from engine.offload import Offload, to_thread
+from engine.offload import Offload, cpu_bound_running, to_thread
 from engine.store.base import is_flush_deferred
 from engine.store.records import (
     DATASET_COLUMNS,
@@ -77,12 +82,19 @@ from engine.store.sqlite_pipeline import PipelineMixin
 from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 CHECKPOINT_COMMITS = 256  # quick commits between WAL checkpoints (each a few pages)
 # An fsync expected to take less than this runs on the Trio thread: waiting for it costs
 # less than the hop to a worker thread and back (~0.2-0.35 ms of CPU on these machines; an
 # fdatasync of a few WAL pages ~0.15 ms, 0.06 ms of it CPU). A slower disk gets a thread,
 # so the loop never stalls for long; a checkpoint always gets one.
 INLINE_FSYNC_SECONDS = 0.001
+# An inline operation that blocked the loop longer than this sends quick work to worker
+# threads for a while (1 s, doubling while it keeps happening, at most 30 s): under heavy
+# writes the kernel can hold any write() for tens of milliseconds.
+INLINE_SLOW_SECONDS = 0.005
+INLINE_BACKOFF_SECONDS = 1.0
+INLINE_BACKOFF_MAX_SECONDS = 30.0
 
 
 # The writer between writes: set for quick writes (no fsync in COMMIT, no checkpoint, no
@@ -234,6 +246,8 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         self._syncing: trio.Event | None = None  # set when the fsync under way ends
         self._since_checkpoint = 0  # quick commits since the last checkpoint
         self._fsync_seconds = INLINE_FSYNC_SECONDS * 2  # how long an fsync takes (moving average); a thread until measured
+        self._inline_after = 0.0  # monotonic time before which quick work goes to threads
+        self._inline_backoff = 0.0
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -285,12 +299,14 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
             await self._write_lock.acquire()
         try:
             ticket = None
-            if quick:
+            if quick and self._inline_ok():
+                started = time.monotonic()
                 try:
                     result = self._in_quick_write(fn, args)
                 except _Busy:
                     pass  # another process holds the database: wait for it on a worker thread
                 else:
+                    self._timed_inline(started)
                     self._committed += 1
                     self._since_checkpoint += 1
                     ticket = self._committed
@@ -304,6 +320,23 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
 
     async def flush(self) -> None:
         await self._sync(self._committed)
+
+    # -- when quick work may run inline ----------------------------------------------
+    def _inline_ok(self) -> bool:
+        """Quick work runs on the Trio thread unless CPU-bound threads are running (it
+        would queue for the GIL at every statement) or an inline operation was recently
+        slow (the kernel throttling writes while dirty pages pile up, a cold page cache)."""
+        return not cpu_bound_running() and time.monotonic() >= self._inline_after
+
+    def _timed_inline(self, started: float) -> None:
+        """After an inline operation: if it blocked the loop for long, send quick work to
+        worker threads for a while, twice as long each time it happens again in a row."""
+        if time.monotonic() - started > INLINE_SLOW_SECONDS:
+            self._inline_backoff = min(max(self._inline_backoff * 2, INLINE_BACKOFF_SECONDS), INLINE_BACKOFF_MAX_SECONDS)
+            self._inline_after = time.monotonic() + self._inline_backoff
+            log.info("sqlite_inline_backoff", seconds=self._inline_backoff)
+        else:
+            self._inline_backoff = 0.0
 
     def _in_quick_write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         # The writer is set for quick writes (_QUICK_WRITER); writes on a worker thread set
@@ -349,10 +382,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
                 self._since_checkpoint = 0
             try:
                 with _translate():
-                    if checkpoint or self._fsync_seconds > INLINE_FSYNC_SECONDS:
+                    if checkpoint or self._fsync_seconds > INLINE_FSYNC_SECONDS or not self._inline_ok():
                         await self._offload(self._fsync_wal, checkpoint)
                     else:
+                        started = time.monotonic()
                         self._fsync_wal(False)  # a fast disk: cheaper than the hop to a thread
+                        self._timed_inline(started)
                 self._synced = max(self._synced, target)
             finally:
                 self._syncing = None
@@ -372,9 +407,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
     async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one read transaction (a snapshot) on a worker thread,
         or, ``quick``, on this thread (see the module's doc)."""
-        if quick:
+        if quick and self._inline_ok():
+            started = time.monotonic()
             try:
-                return self._in_tx(self._quick, "BEGIN", fn, args)
+                result = self._in_tx(self._quick, "BEGIN", fn, args)
+                self._timed_inline(started)
+                return result
             except StoreError as exc:
                 cause = exc.__cause__
                 if not (isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode == sqlite3.SQLITE_BUSY):

@@ -243,3 +243,47 @@ async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp
         assert fsyncs == [2] and store._synced == 2
         await store.flush()  # nothing new: no fsync
         assert fsyncs == [2]
+
+
+async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_while_cpu_bound_work_runs(tmp_path, monkeypatch):
+    """Inline work must not stall the loop: after an inline operation blocked it (the kernel
+    throttling writes, a cold cache), quick work goes to worker threads for a while; and
+    while CPU-bound threads run (pipeline stages), it would queue for the GIL: threads too."""
+    import threading
+
+    import engine.store.sqlite as module
+    from engine.offload import cpu_bound
+
+    monkeypatch.setattr(module, "INLINE_BACKOFF_SECONDS", 0.2)
+    where: list[bool] = []  # ran on the Trio thread?
+
+    def probe(c: sqlite3.Connection, pause: float = 0.0) -> None:
+        where.append(threading.current_thread() is threading.main_thread())
+        time.sleep(pause)
+
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        await store.read(probe, quick=True)
+        await store.read(probe, 0.02, quick=True)  # slow: blocked the loop for 20 ms
+        await store.read(probe, quick=True)
+        await store.write(probe, quick=True)
+        assert where == [True, True, False, False]
+        await trio.sleep(0.25)
+        await store.write(probe, quick=True)
+        assert where[-1] is True  # the backoff is over
+
+        started = threading.Event()
+        release = threading.Event()
+
+        def busy() -> None:
+            started.set()
+            release.wait(5)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cpu_bound, busy)
+            await trio.to_thread.run_sync(started.wait)
+            await store.read(probe, quick=True)
+            await store.write(probe, quick=True)
+            release.set()
+        assert where[-2:] == [False, False]
+        await store.read(probe, quick=True)
+        assert where[-1] is True
