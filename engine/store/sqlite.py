@@ -384,10 +384,8 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
                 with _translate():
                     if checkpoint or self._fsync_seconds > INLINE_FSYNC_SECONDS or not self._inline_ok():
                         await self._offload(self._fsync_wal, checkpoint)
-                    else:
-                        started = time.monotonic()
-                        self._fsync_wal(False)  # a fast disk: cheaper than the hop to a thread
-                        self._timed_inline(started)
+                    else:  # a fast disk: cheaper than the hop to a thread (a slow one moves the average)
+                        self._fsync_wal(False)
                 self._synced = max(self._synced, target)
             finally:
                 self._syncing = None
