@@ -107,6 +107,12 @@ class _Busy(Exception):
     """A quick write found the database locked by another process."""
 
 
+def _busy(exc: StoreError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (no busy timeout)."""
+    cause = exc.__cause__
+    return isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode == sqlite3.SQLITE_BUSY
+
+
 
 @contextlib.contextmanager
 def _translate() -> Iterator[None]:
@@ -341,21 +347,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
     def _in_quick_write(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         # The writer is set for quick writes (_QUICK_WRITER); writes on a worker thread set
         # it for themselves and back (_in_thread_write).
-        conn = self._writer
-        with _translate():
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                    raise _Busy from exc
-                raise
-            try:
-                result = fn(conn, *args)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+        try:
+            return self._in_tx(self._writer, "BEGIN IMMEDIATE", fn, args)
+        except StoreError as exc:
+            if _busy(exc):
+                raise _Busy from exc
+            raise
 
     @classmethod
     def _in_thread_write(cls, durable: bool, conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -412,8 +409,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
                 self._timed_inline(started)
                 return result
             except StoreError as exc:
-                cause = exc.__cause__
-                if not (isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorcode == sqlite3.SQLITE_BUSY):
+                if not _busy(exc):
                     raise
                 # locked by another process: wait for it on a worker thread, like any read
         async with self._reader_slots:
