@@ -36,24 +36,29 @@ async def test_unique_violations_are_translated(tmp_path):
         assert await store.get_tenant("tnt_b") is None
 
 
-async def test_slow_sqlite_work_does_not_stall_the_event_loop(tmp_path):
-    ticks = 0
+class Ticker:
+    """Counts how often the Trio loop got to run a task every 5 ms."""
 
-    async def ticker() -> None:
-        nonlocal ticks
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
         while True:
-            ticks += 1
+            self.ticks += 1
             await trio.sleep(0.005)
 
+
+async def test_slow_sqlite_work_does_not_stall_the_event_loop(tmp_path):
+    ticker = Ticker()
     async with SqliteStore.open(tmp_path / "s.db") as store, trio.open_nursery() as nursery:
-        nursery.start_soon(ticker)
+        nursery.start_soon(ticker.run)
         await trio.sleep(0)
-        before = ticks
+        before = ticker.ticks
         await store.read(lambda conn: time.sleep(0.3))
         await store.write(lambda conn: time.sleep(0.3))
         nursery.cancel_scope.cancel()
     # had the sleeps run on the Trio thread, the ticker could not have run in between
-    assert ticks - before >= 10
+    assert ticker.ticks - before >= 10
 
 
 async def test_a_failed_write_rolls_back(tmp_path):
@@ -150,19 +155,12 @@ async def test_quick_writes_checkpoint_the_wal_off_the_trio_thread(tmp_path, mon
 
 
 async def test_a_quick_write_waits_on_a_worker_thread_while_another_process_writes(tmp_path):
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.sleep(0.005)
-
+    ticker = Ticker()
     async with SqliteStore.open(tmp_path / "s.db") as store, trio.open_nursery() as nursery:
         await store.write(_tenant(0), quick=True)
         other = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # another process is writing
-        nursery.start_soon(ticker)
+        nursery.start_soon(ticker.run)
         done = trio.Event()
 
         async def write() -> None:
@@ -171,7 +169,7 @@ async def test_a_quick_write_waits_on_a_worker_thread_while_another_process_writ
 
         nursery.start_soon(write)
         await trio.sleep(0.3)
-        assert not done.is_set() and ticks >= 10  # waiting on a worker thread, the loop runs on
+        assert not done.is_set() and ticker.ticks >= 10  # waiting on a worker thread, the loop runs on
         assert await store.get_tenant("tnt_0") is not None  # quick reads do not wait for writers
         other.execute("COMMIT")
         await done.wait()
