@@ -34,11 +34,12 @@ log = structlog.get_logger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 60
 # Hypercorn reads sockets 64 KiB at a time; larger reads raise upload throughput
-# (DESIGN.md measured ~1.5x at 1 MiB). 256 KiB with a 4-message per-request queue keeps
-# what one upload can buffer before backpressure stops reading its socket at ~1 MiB, so
-# 8 concurrent uploads fit the 120 MiB server budget (bench/README.md).
-SOCKET_READ_BYTES = 256 * 1024
-APP_QUEUE_MESSAGES = 4
+# (DESIGN.md measured ~1.5x at 1 MiB; each read costs the loop the same Python work
+# whatever its size). 512 KiB with a 2-message per-request queue keeps what one upload
+# can buffer before backpressure stops reading its socket at ~1 MiB, so 8 concurrent
+# uploads fit the 120 MiB server budget (bench/README.md).
+SOCKET_READ_BYTES = 512 * 1024
+APP_QUEUE_MESSAGES = 2
 STALE_TMP_SECONDS = 3600
 
 

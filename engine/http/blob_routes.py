@@ -32,7 +32,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = structlog.get_logger(__name__)
 access_log = structlog.get_logger("engine.access")
 
-BATCH_BYTES = 1024 * 1024  # hand the disk/hash thread about 1 MiB at a time
+BATCH_BYTES = 512 * 1024  # hand the hash/disk thread one socket read (SOCKET_READ_BYTES) at a time, uncopied
 READ_CHUNK = 1024 * 1024
 
 

@@ -89,3 +89,51 @@ def test_start_writeback_is_harmless_and_hints_only(tmp_path):
         fh.flush()
         start_writeback(fh.fileno(), 0, MiB)  # starts the disk write; no error, nothing changes
     assert path.read_bytes() == b"a" * MiB
+
+
+async def test_every_upload_shares_the_few_stream_threads(tmp_path):
+    """Many concurrent writers: every chunk is hashed and written on one of the pool's
+    threads (not a thread per job), each writer's bytes in order."""
+    seen: set[str] = set()
+    writers = [PartWriter(tmp_path / f"t{i}") for i in range(6)]
+    for w in writers:
+        original = w._write
+
+        def spy(data: bytes, original=original) -> None:
+            seen.add(threading.current_thread().name)
+            original(data)
+
+        w._write = spy  # type: ignore[method-assign]
+    chunks = {i: [os.urandom(64 * 1024 + j) for j in range(5)] for i in range(6)}
+
+    async def feed(i: int) -> None:
+        for chunk in chunks[i]:
+            await writers[i].write(chunk)
+        await writers[i].commit(tmp_path / f"final{i}")
+
+    async with trio.open_nursery() as nursery:
+        for i in range(6):
+            nursery.start_soon(feed, i)
+    for i in range(6):
+        assert (tmp_path / f"final{i}").read_bytes() == b"".join(chunks[i])
+        assert writers[i].sha256 == hashlib.sha256(b"".join(chunks[i])).hexdigest()
+    assert seen and seen <= {f"ipto-stream-{n}" for n in range(blobs_module.STREAM_THREADS.size)}
+
+
+def test_a_stream_thread_outlives_a_finished_run_and_a_failed_delivery():
+    """A result whose Trio run has ended, or whose delivery raises, costs the pool no thread."""
+    pool = blobs_module._StreamThreads(1)
+    done = threading.Event()
+
+    def finished_run(_result: object) -> None:
+        raise trio.RunFinishedError("the run is over")
+
+    def broken(_result: object) -> None:
+        raise RuntimeError("deliver failed")
+
+    results: list[object] = []
+    pool.submit(lambda: 1, finished_run)
+    pool.submit(lambda: 2, broken)
+    pool.submit(lambda: 3, lambda result: (results.append(result.unwrap()), done.set()))
+    assert done.wait(5) and results == [3]
+    assert len(pool._threads) == 1 and pool._threads[0].is_alive()
