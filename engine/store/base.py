@@ -146,7 +146,11 @@ class Store(Protocol):
     ) -> IdempotencyRecord | None:
         """Claim ``(principal, key)`` for a new request and return None, or return the
         record already there (done, or still in progress). Expired records and
-        in-progress records locked before ``stale_before`` are taken over."""
+        in-progress records locked before ``stale_before`` are taken over.
+
+        The claim need not reach the disk before the request runs: the request is answered
+        only after :meth:`idempotency_finish`, whose durable commit makes every earlier
+        commit durable too. A claim lost to a power loss belonged to an unanswered request."""
 
     async def idempotency_finish(self, principal: str, key: str, status_code: int, response: bytes) -> None: ...
 

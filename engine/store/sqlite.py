@@ -662,7 +662,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
             )
             return None
 
-        row = await self.write(op, quick=True)
+        row = await self.write(op, quick=True, durable=False)  # finish's fsync covers it (see the Store method)
         return None if row is None else _idem(row)
 
     async def idempotency_finish(self, principal: str, key: str, status_code: int, response: bytes) -> None:

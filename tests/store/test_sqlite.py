@@ -285,3 +285,17 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
         assert where[-2:] == [False, False]
         await store.read(probe, quick=True)
         assert where[-1] is True
+
+
+async def test_an_idempotency_claim_waits_for_no_fsync_and_the_finish_makes_it_durable(tmp_path, monkeypatch):
+    async with SqliteStore.open(tmp_path / "s.db") as store:
+        fsyncs: list[int] = []
+        real = store._fsync_wal
+        monkeypatch.setattr(store, "_fsync_wal", lambda checkpoint: (fsyncs.append(store._committed), real(checkpoint)))
+        now = datetime.now(UTC)
+        claim = await store.idempotency_begin("usr_1", "k" * 64, "fp", now, now.replace(year=now.year + 1), now)
+        assert claim is None and fsyncs == []  # claimed and visible, not waited on
+        again = await store.idempotency_begin("usr_1", "k" * 64, "fp", now, now.replace(year=now.year + 1), now)
+        assert again is not None and again.state == "in_progress"
+        await store.idempotency_finish("usr_1", "k" * 64, 201, b"sealed")
+        assert fsyncs == [3] and store._synced == store._committed == 3  # one fsync, covering both claims too
