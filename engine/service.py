@@ -25,6 +25,7 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
 from engine.config import Config, ConfigError
+from engine.http import h11_buffer
 from engine.http.app import create_app
 from engine.http.blob_routes import create_asgi
 from engine.services import Services
@@ -184,6 +185,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
             hc.read_timeout = None
             hc.max_app_queue_size = APP_QUEUE_MESSAGES
             hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
+            h11_buffer.install()  # upload bodies reach the app without h11's copies
             app = create_asgi(svc, create_app(svc))
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
