@@ -3,8 +3,8 @@
     python -m bench.ceiling --port 8099
 
 Hypercorn (``hypercorn.trio.serve``, the same knobs as ``engine/service.py``: no access or
-error log, the same read size, per-request queue, graceful and read timeouts, listen backlog) in
-front of a bare Quart-Trio app with two routes and nothing else: no auth, no store, no
+error log, the same read size, per-request queue, graceful and read timeouts, listen backlog,
+h11 receive buffer) in front of a bare Quart-Trio app with two routes and nothing else: no auth, no store, no
 actors, no logging. Whatever the engine does per request costs on top of this, so a
 control-plane figure divided by this one is the share of the stack's ceiling it reaches.
 
@@ -35,7 +35,7 @@ def _engine_knobs() -> tuple[int, int, float, int]:
         http = load_config(None, overrides={}).http
         return service.SOCKET_READ_BYTES, service.APP_QUEUE_MESSAGES, http.graceful_timeout_seconds, http.backlog
     except Exception:  # the engine moved a knob: fall back to the values it had when this was written
-        return 256 * 1024, 4, 10.0, 1024
+        return 512 * 1024, 2, 10.0, 1024
 
 
 def create_app() -> QuartTrio:
@@ -66,6 +66,12 @@ async def serve(host: str, port: int) -> None:
     hc.read_timeout = None
     hc.max_app_queue_size = queue
     hypercorn.trio.tcp_server.MAX_RECV = read_bytes
+    try:  # h11's buffer without body copies, as the engine installs it
+        from engine.http import h11_buffer
+
+        h11_buffer.install()
+    except ImportError:
+        pass
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
 

@@ -7,8 +7,8 @@ For each rung, a fresh engine (own data dir, ``IPTO_LOG_LEVEL=warning``) gets a 
 connection, upload ``max(--min-uploads, c x --per-client)`` objects of 1 MiB: initiate
 (upload *k* goes to dataset *k* mod N) + presigned PUT + confirm with the declared SHA-256.
 All clients start at once: at 1,000 they open 1,000 connections in the same instant,
-against Hypercorn's listen backlog (``hypercorn.config.Config.backlog``, 100 unless the
-engine changes it). Reported per rung: uploads/s and MiB/s, p50/p99 of a whole upload,
+against the engine's listen backlog (``http.backlog``, 1024 by default; Hypercorn's own
+is 100). Reported per rung: uploads/s and MiB/s, p50/p99 of a whole upload,
 errors by status (never retried), and the server's peak RSS (VmHWM of the fresh process)
 next to its RSS when idle with the datasets made.
 
@@ -27,13 +27,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import hypercorn.config
 import trio
 
 from bench import harness
 from bench.client import Api, ApiError, Conn
 from bench.drive import Phase, drive
 from bench.report import Row, Section, median
+from engine.config import load_config
 
 MiB = harness.MiB
 OP_TIMEOUT = 300.0
@@ -98,13 +98,18 @@ async def _rung(server: harness.Server, token: str, datasets: list[str], body: b
             conn.close()
 
 
+def _backlog() -> int:
+    """The listen backlog the engine asks for (``http.backlog``, as the defaults set it)."""
+    return load_config(None, overrides={}).http.backlog
+
+
 def run(args: argparse.Namespace, work: Path) -> list[Section]:
     ladder = [int(x) for x in args.ladder.split(",")]
     body = os.urandom(args.object_kib * 1024)
     sha = hashlib.sha256(body).hexdigest()
     mib = len(body) / MiB
     print(f"scale: ladder {ladder}, {args.datasets} datasets, {args.object_kib} KiB objects, {args.runs} run(s), "
-          f"RLIMIT_NOFILE {harness.raise_nofile()}, Hypercorn backlog {hypercorn.config.Config.backlog}", flush=True)
+          f"RLIMIT_NOFILE {harness.raise_nofile()}, listen backlog {_backlog()}", flush=True)
     base_rates: list[float] = []
     phases: dict[int, list[Phase]] = {c: [] for c in ladder}
     idle: dict[int, list[float]] = {c: [] for c in ladder}
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
         "RSS rows: ÷ the same fresh server's RSS when idle, after sign-up and dataset creation.",
     ]
     section.notes = [f"each rung runs on a fresh engine; clients start together; errors are counted, never retried "
-                     f"(Hypercorn listen backlog {hypercorn.config.Config.backlog})."]
+                     f"(the engine's listen backlog: {_backlog()})."]
     section.meta = {"ladder": ladder, "datasets": args.datasets, "object_kib": args.object_kib, "runs": args.runs,
                     "idle_rss_mib": idle, "peak_rss_mib": peak}
     return [section]
