@@ -27,7 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from engine.config import Config, ConfigError
 from engine.http import h11_buffer
 from engine.http.app import create_app
-from engine.http.blob_routes import create_asgi
+from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.services import Services
 from engine.store import open_store
 
@@ -39,7 +39,7 @@ MAINTENANCE_INTERVAL_SECONDS = 60
 # whatever its size). 512 KiB with a 2-message per-request queue keeps what one upload
 # can buffer before backpressure stops reading its socket at ~1 MiB, so 8 concurrent
 # uploads fit the 120 MiB server budget (bench/README.md).
-SOCKET_READ_BYTES = 512 * 1024
+SOCKET_READ_BYTES = BATCH_BYTES  # one read, one batch for the hashing thread (512 KiB)
 APP_QUEUE_MESSAGES = 2
 STALE_TMP_SECONDS = 3600
 

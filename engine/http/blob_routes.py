@@ -32,7 +32,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 log = structlog.get_logger(__name__)
 access_log = structlog.get_logger("engine.access")
 
-BATCH_BYTES = 512 * 1024  # hand the hash/disk thread one socket read (SOCKET_READ_BYTES) at a time, uncopied
+# What the hash/disk thread is handed at a time; the server reads sockets in the same size
+# (engine/service.py), so one read is one batch and goes on uncopied.
+BATCH_BYTES = 512 * 1024
 READ_CHUNK = 1024 * 1024
 
 
