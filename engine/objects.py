@@ -201,7 +201,7 @@ class Objects:
         self.review_window = timedelta(seconds=review_window_seconds)
         self.now = now
         self._locks = _KeyedLocks()
-        self.on_staged: Callable[[], None] | None = None  # wakes the review clock
+        self.on_staged: Callable[[datetime], None] | None = None  # wakes the review clock with the new deadline
 
     # -- lookups --------------------------------------------------------------------
     async def get(self, principal: Principal, object_id: str) -> ObjectRecord:
@@ -374,9 +374,10 @@ class Objects:
                 return "ingesting"
             return current
 
-        confirmed, changed = await self.store.finish_upload(object_id, sha256, now, now + self.review_window, next_status)
+        deadline = now + self.review_window
+        confirmed, changed = await self.store.finish_upload(object_id, sha256, now, deadline, next_status)
         if changed and self.on_staged is not None:
-            self.on_staged()
+            self.on_staged(deadline)
         return confirmed
 
     @staticmethod

@@ -8,13 +8,17 @@ staged object wakes the clock, in case its deadline is the earliest.
 Where several processes share the store, one of them runs the clock (it holds the
 ``review-clock`` lease; the others wait to take over), and it re-reads the store at least
 every ``max_sleep`` seconds, since objects staged by other processes do not wake it.
+
+A wake-up names the new deadline, and is ignored when the clock will wake at or before it
+anyway (it re-reads the store then): a staged object's deadline is almost always the
+latest, so confirmations do not each cost the clock a pass over the store.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 import trio
@@ -40,8 +44,12 @@ class ReviewClock:
         self.leases = leases
         self.max_sleep = max_sleep
         self._wake = trio.Event()
+        self._wakes_at: datetime | None = None  # None: reading the store, or sleeping with no deadline
 
-    def wake(self) -> None:
+    def wake(self, deadline: datetime | None = None) -> None:
+        """Re-read the store now, unless the clock already sleeps until ``deadline`` or earlier."""
+        if deadline is not None and self._wakes_at is not None and deadline >= self._wakes_at:
+            return
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -57,6 +65,7 @@ class ReviewClock:
     async def _tick_forever(self) -> None:
         while True:
             wake = self._wake = trio.Event()  # before reading the store: no wake-up is lost
+            self._wakes_at = None
             try:
                 await self._expire_due()
                 deadline = await self.store.next_review_deadline()
@@ -68,6 +77,7 @@ class ReviewClock:
             delay = math.inf if deadline is None else max((deadline - self.now()).total_seconds(), 0.0)
             delay = min(delay, self.max_sleep)
             if delay > 0:
+                self._wakes_at = None if math.isinf(delay) else self.now() + timedelta(seconds=delay)
                 with trio.move_on_after(delay):
                     await wake.wait()
 

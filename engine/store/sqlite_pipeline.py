@@ -22,6 +22,12 @@ from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
 
+# The review clock's queries; each is a range of the objects_review_due index (migration 0006).
+_DUE = "review_state = 'staged' AND status = 'uploaded'"
+NEXT_DEADLINE_SQL = f"SELECT min(review_deadline) FROM objects WHERE {_DUE}"
+DUE_DATASETS_SQL = f"SELECT DISTINCT dataset_id FROM objects WHERE {_DUE} AND review_deadline <= ? LIMIT ?"
+DUE_OBJECTS_SQL = f"SELECT * FROM objects WHERE dataset_id = ? AND {_DUE} AND review_deadline <= ?"
+
 _JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
                 "created_at", "started_at", "finished_at")
 
@@ -112,11 +118,7 @@ class PipelineMixin(SqliteAccess):
         """staged → expired for every object of the dataset whose deadline has passed."""
 
         def op(c: sqlite3.Connection) -> list[ObjectRecord]:
-            rows = c.execute(
-                "SELECT * FROM objects WHERE dataset_id = ? AND review_state = 'staged' AND review_deadline <= ?"
-                " AND status = 'uploaded'",
-                (dataset_id, ts(now)),
-            ).fetchall()
+            rows = c.execute(DUE_OBJECTS_SQL, (dataset_id, ts(now))).fetchall()
             expired = []
             for row in rows:
                 before = _object(row)
@@ -131,21 +133,11 @@ class PipelineMixin(SqliteAccess):
         return await self.write(op)
 
     async def next_review_deadline(self) -> datetime | None:
-        row = await self.read(
-            lambda c: c.execute(
-                "SELECT min(review_deadline) FROM objects WHERE review_state = 'staged' AND status = 'uploaded'"
-            ).fetchone()
-        )
+        row = await self.read(lambda c: c.execute(NEXT_DEADLINE_SQL).fetchone())
         return dt(row[0])
 
     async def datasets_with_due_reviews(self, now: datetime, limit: int = 1000) -> list[str]:
-        rows = await self.read(
-            lambda c: c.execute(
-                "SELECT DISTINCT dataset_id FROM objects WHERE review_state = 'staged' AND status = 'uploaded'"
-                " AND review_deadline <= ? LIMIT ?",
-                (ts(now), limit),
-            ).fetchall()
-        )
+        rows = await self.read(lambda c: c.execute(DUE_DATASETS_SQL, (ts(now), limit)).fetchall())
         return [r[0] for r in rows]
 
     # -- jobs -----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 import trio
 
+from engine.actors.review_clock import ReviewClock
 from engine.errors import Conflict
-from tests.actors.conftest import START, admin, open_engine, staged_object, tenant
+from tests.actors.conftest import START, admin, open_engine, staged_object, tenant, trio_wall_clock
 
 WINDOW = 72 * 3600
 
@@ -105,3 +106,82 @@ async def test_review_decisions_are_idempotent(tmp_path, autojump_clock):
         assert (await svc.review.reject(admin(), other.id, "x")).review_state == "rejected"
         await svc.review.claim(admin(), obj.id)
         assert (await svc.review.claim(admin(), obj.id)).review_state == "under_review"
+
+
+class _Deadlines:
+    """The two queries the review clock makes, counting its passes over the store; a
+    deadline that has passed is gone (as if its objects had expired)."""
+
+    def __init__(self) -> None:
+        self.deadline = None
+        self.reads = 0
+
+    async def datasets_with_due_reviews(self, now):
+        await trio.lowlevel.checkpoint()
+        if self.deadline is not None and self.deadline <= now:
+            self.deadline = None
+        return []
+
+    async def next_review_deadline(self):
+        self.reads += 1
+        return self.deadline
+
+
+async def test_a_wake_up_re_reads_the_store_only_for_an_earlier_deadline(autojump_clock):
+    store = _Deadlines()
+    now = trio_wall_clock()
+    clock = ReviewClock(store, actors=None, now=now)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        await trio.sleep(1)
+        assert store.reads == 1  # nothing staged: asleep with no deadline
+
+        store.deadline = now() + timedelta(hours=10)
+        clock.wake(store.deadline)  # any deadline is earlier than none
+        await trio.sleep(1)
+        assert store.reads == 2
+
+        clock.wake(now() + timedelta(hours=20))  # later: the clock wakes before it anyway
+        clock.wake(store.deadline)
+        await trio.sleep(1)
+        assert store.reads == 2
+
+        store.deadline = now() + timedelta(hours=5)
+        clock.wake(store.deadline)  # earlier
+        await trio.sleep(1)
+        assert store.reads == 3
+
+        clock.wake()  # no deadline named: always re-read
+        await trio.sleep(1)
+        assert store.reads == 4
+
+        await trio.sleep(5 * 3600)  # its own deadline: a pass, then asleep with none
+        assert store.reads == 5 and store.deadline is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_confirmations_do_not_send_the_clock_back_to_the_store(tmp_path, autojump_clock):
+    async with open_engine(tmp_path / "d") as svc:
+        owner = await tenant(svc)
+        ds = await _dataset(svc, owner)
+        await trio.sleep(1)  # the clock's first pass: nothing staged
+        reads = 0
+        read = svc.store.next_review_deadline
+
+        async def counted():
+            nonlocal reads
+            reads += 1
+            return await read()
+
+        svc.store.next_review_deadline = counted
+        first = await staged_object(svc, owner, ds)
+        await trio.sleep(1)
+        assert reads == 1  # the first deadline woke the clock from its sleep with none
+        later = [await staged_object(svc, owner, ds, filename=f"{i}.txt") for i in range(5)]
+        await trio.sleep(1)
+        assert reads == 1  # theirs are later: the clock wakes for the first one anyway
+
+        await trio.sleep(WINDOW)
+        assert (await svc.objects.get(owner, first.id)).review_state == "expired"
+        for obj in later:
+            assert (await svc.objects.get(owner, obj.id)).review_state == "expired"

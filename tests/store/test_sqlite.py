@@ -12,6 +12,7 @@ import trio
 from engine.errors import UniqueViolation
 from engine.store.records import Membership, Tenant, User
 from engine.store.sqlite import SqliteStore, _migrations
+from engine.store.sqlite_pipeline import DUE_DATASETS_SQL, DUE_OBJECTS_SQL, NEXT_DEADLINE_SQL
 
 
 async def test_migrations_apply_once_and_record_their_numbers(tmp_path):
@@ -24,6 +25,18 @@ async def test_migrations_apply_once_and_record_their_numbers(tmp_path):
     assert versions == [number for number, _, _ in _migrations()]
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+@pytest.mark.parametrize(("sql", "args"), [(NEXT_DEADLINE_SQL, ()), (DUE_DATASETS_SQL, ("2026-01-01", 10)),
+                                           (DUE_OBJECTS_SQL, ("ds_1", "2026-01-01"))])
+async def test_review_clock_queries_read_a_range_of_the_due_index(tmp_path, sql, args):
+    # Not objects_review_queue (review_state, seq), which reads every staged object: the
+    # clock runs these after confirmations, and staged objects pile up for 72 hours.
+    path = tmp_path / "s.db"
+    async with SqliteStore.open(path):
+        pass
+    plan = " ".join(row[3] for row in sqlite3.connect(path).execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert "INDEX objects_review_due (review_state=? AND status=?" in plan, plan
 
 
 async def test_unique_violations_are_translated(tmp_path):
