@@ -316,6 +316,10 @@ class LocalBlobStore:
             final = self.object_path(blob_id)
             os.replace(source, final)
             _fsync_dir(final.parent)
+            folder = Path(source).parent
+            if folder.parent == self.root / "staging":  # a single part: its upload's folder is empty now
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
         await self._offload(move)
 
@@ -327,7 +331,9 @@ class LocalBlobStore:
 
     # -- removing -------------------------------------------------------------------
     async def discard_upload(self, upload_id: str, blob_id: str) -> None:
-        await self._offload(lambda: shutil.rmtree(self.root / "staging" / upload_id, ignore_errors=True))
+        folder = self.root / "staging" / upload_id
+        if folder.exists():  # not after a single part's promote, which removed it: no trip to a thread
+            await self._offload(lambda: shutil.rmtree(folder, ignore_errors=True))
 
     async def discard_staged_file(self, upload_id: str, file_name: str) -> None:
         await self._offload(lambda: self.staging_path(upload_id, file_name).unlink(missing_ok=True))

@@ -20,6 +20,8 @@ from engine.store.sqltime import dt, ts
 
 T = TypeVar("T")
 
+QUICK_PARTS = 64  # list_parts reads up to this many parts on the Trio thread
+
 _OBJECT_COLUMNS = (
     "id", "tenant_id", "dataset_id", "blob_id", "upload_id", "original_filename", "mime_type", "size_bytes",
     "declared_sha256", "checksum_sha256", "status", "review_state", "failure_reason", "latest_job_id",
@@ -102,9 +104,11 @@ class ObjectsMixin(SqliteAccess):
         return await self.one(_upload, "SELECT * FROM uploads WHERE id = ?", (upload_id,))
 
     async def list_parts(self, upload_id: str) -> list[UploadPart]:
-        rows = await self.read(
-            lambda c: c.execute("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number", (upload_id,)).fetchall()
-        )
+        """A few parts (nearly every upload) are a quick read; thousands are read on a thread."""
+        sql = "SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number"
+        rows = await self.read(lambda c: c.execute(sql + " LIMIT ?", (upload_id, QUICK_PARTS + 1)).fetchall(), quick=True)
+        if len(rows) > QUICK_PARTS:
+            rows = await self.read(lambda c: c.execute(sql, (upload_id,)).fetchall())
         return [_part(r) for r in rows]
 
     async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:

@@ -60,7 +60,7 @@ async def confirm_finds_nothing(client, alice, up, size: int) -> None:
     assert obj["status"] == "pending_upload" and obj["checksum_sha256"] is None
 
 
-async def test_seed_flow_single_part_end_to_end(client, alice, dataset):
+async def test_seed_flow_single_part_end_to_end(client, alice, dataset, cfg):
     data = b"invoice 0425: total 1,234.00 EUR\n" * 100
     r = await initiate(client, alice.headers, dataset["dataset_id"], data, checksum_sha256=sha(data))
     assert r.status_code == 201
@@ -82,6 +82,7 @@ async def test_seed_flow_single_part_end_to_end(client, alice, dataset):
     assert r.status_code == 200, r.text
     assert r.json()["data"] | {"checksum_sha256": None} == {
         "object_id": up["object_id"], "status": "uploaded", "review_state": "staged", "checksum_sha256": None}
+    assert S3 or not (cfg.data_dir / "blobs" / "staging" / up["upload_id"]).exists()  # the upload's folder went with its part
 
     obj = (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]
     assert obj["dataset_id"] == dataset["dataset_id"] and obj["tenant_id"] == alice.tenant_id
@@ -113,7 +114,7 @@ async def test_uploads_path_with_complete(client, alice, dataset):
     assert r.json()["data"]["checksum_sha256"] == sha(data)
 
 
-async def test_multipart_with_parts_out_of_order(client, alice, dataset):
+async def test_multipart_with_parts_out_of_order(client, alice, dataset, cfg):
     data = os.urandom(12 * MiB + 12345)
     r = await client.post("/v1/uploads", headers=alice.headers, json={
         "dataset_id": dataset["dataset_id"], "filename": "big.pdf", "content_type": "application/pdf",
@@ -126,6 +127,7 @@ async def test_multipart_with_parts_out_of_order(client, alice, dataset):
     r = await client.post(f"/v1/uploads/{up['upload_id']}/complete", headers=alice.headers, json={"parts": etags})
     assert r.status_code == 200, r.text  # on S3: S3's own part ETags, accepted as quoted
     assert r.json()["data"]["checksum_sha256"] == sha(data)
+    assert S3 or not (cfg.data_dir / "blobs" / "staging" / up["upload_id"]).exists()  # the received parts are gone
     url = (await client.get(f"/v1/objects/{up['object_id']}/download-url", headers=alice.headers)).json()["data"]["download_url"]
     assert (await client.get(url)).content == data
 
