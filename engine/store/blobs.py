@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import outcome
 import structlog
@@ -162,18 +162,24 @@ class PartWriter:
     def __init__(self, tmp: Path, offload: Offload = to_thread) -> None:
         self.tmp = tmp
         self._offload = offload
-        self._fh = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        self._fh: BinaryIO | None = None  # opened by the first write, on the thread; closed by commit/abort
         self._hash = hashlib.sha256()
         self.size = 0
         self._flushed = 0  # bytes handed to the disk's writeback so far
         self._inflight: _ThreadJob | None = None
 
+    def _file(self) -> BinaryIO:
+        if self._fh is None:
+            self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        return self._fh
+
     def _write(self, data: bytes) -> None:
         self._hash.update(data)
-        self._fh.write(data)
+        fh = self._file()
+        fh.write(data)
         if self.size - self._flushed >= WRITEBACK_BYTES:
-            self._fh.flush()
-            start_writeback(self._fh.fileno(), self._flushed, self.size - self._flushed)
+            fh.flush()
+            start_writeback(fh.fileno(), self._flushed, self.size - self._flushed)
             self._flushed = self.size
 
     async def write(self, data: bytes) -> None:
@@ -198,9 +204,10 @@ class PartWriter:
         return self._hash.hexdigest()
 
     def _commit(self, final: Path) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        fh = self._file()  # an empty body was never written
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp, final)
         _fsync_dir(final.parent)
@@ -210,7 +217,8 @@ class PartWriter:
         await self._offload(self._commit, final)
 
     def _abort(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
         self.tmp.unlink(missing_ok=True)
 
     async def abort(self) -> None:
@@ -258,8 +266,7 @@ class LocalBlobStore:
 
     # -- receiving ------------------------------------------------------------------
     async def open_part_writer(self) -> PartWriter:
-        tmp = self.root / "tmp" / f"put-{secrets.token_hex(8)}"
-        return await self._offload(PartWriter, tmp, self._offload)
+        return PartWriter(self.root / "tmp" / f"put-{secrets.token_hex(8)}", self._offload)
 
     @staticmethod
     def new_part_name(part_number: int) -> str:

@@ -48,6 +48,24 @@ async def test_chunks_are_written_in_order_while_the_next_arrives(tmp_path, monk
     assert all(a[0] + a[1] == b[0] for a, b in zip(writebacks, writebacks[1:], strict=False))
 
 
+async def test_the_file_is_opened_by_the_first_write_not_before(tmp_path):
+    writer = PartWriter(tmp_path / "t")
+    assert not (tmp_path / "t").exists()  # opening it would cost a trip to a thread of its own
+    await writer.abort()  # nothing written, nothing to remove
+    assert not (tmp_path / "t").exists()
+
+    empty = PartWriter(tmp_path / "e")
+    await empty.commit(tmp_path / "sub" / "empty")  # an empty body still commits a file
+    assert (tmp_path / "sub" / "empty").read_bytes() == b"" and empty.size == 0
+    assert empty.sha256 == hashlib.sha256(b"").hexdigest()
+
+    missing = PartWriter(tmp_path / "no-such-dir" / "t")
+    await missing.write(b"x")  # the open fails on the thread, and surfaces at the next call
+    with pytest.raises(FileNotFoundError):
+        await missing.commit(tmp_path / "final")
+    await missing.abort()
+
+
 async def test_a_failed_chunk_is_raised_by_the_next_call(tmp_path, monkeypatch):
     writer = PartWriter(tmp_path / "t")
 
