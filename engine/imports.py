@@ -31,7 +31,7 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -182,7 +182,7 @@ class Imports:
         return updated
 
     # -- bytes arriving (the local blob route) -------------------------------------------------
-    async def receive(self, import_id: str, content_length: int | None, body: AsyncIterator[bytes]) -> ImportJob:
+    async def receive(self, import_id: str, content_length: int | None, body: AsyncIterable[bytes]) -> ImportJob:
         imp = await self.store.get_import_any(import_id)
         if imp is None or imp.status != "uninitialised":
             raise Forbidden("this upload URL is no longer usable: the file already arrived")
@@ -192,10 +192,7 @@ class Imports:
         blobs = local_store(self.blobs)
         writer = await blobs.open_part_writer()
         try:
-            async for chunk in body:
-                if writer.size + len(chunk) > limit:
-                    raise PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit})
-                await writer.write(chunk)
+            await writer.take(body, limit, lambda: PayloadTooLarge(f"an import file holds at most {limit} bytes", {"max_bytes": limit}))
             await writer.commit(blobs.import_path(import_id))
         except BaseException:
             await writer.abort()

@@ -17,7 +17,7 @@ import contextlib
 import math
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -282,7 +282,7 @@ class Objects:
 
     # -- receive (called by the local blob route) -------------------------------------
     async def receive_part(
-        self, upload_id: str, part_number: int, declared_length: int, content_length: int | None, body: AsyncIterator[bytes]
+        self, upload_id: str, part_number: int, declared_length: int, content_length: int | None, body: AsyncIterable[bytes]
     ) -> UploadPart:
         upload = await self.store.get_upload(upload_id)
         if upload is None or upload.state != "pending":
@@ -294,10 +294,8 @@ class Objects:
         blobs = local_store(self.blobs)
         writer = await blobs.open_part_writer()
         try:
-            async for chunk in body:
-                if writer.size + len(chunk) > declared_length:
-                    raise PayloadTooLarge(f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length})
-                await writer.write(chunk)
+            await writer.take(body, declared_length, lambda: PayloadTooLarge(
+                f"the body is longer than the {declared_length} bytes declared", {"declared": declared_length}))
             name = blobs.new_part_name(part_number)
             await writer.commit(blobs.staging_path(upload_id, name))
         except BaseException:

@@ -10,8 +10,9 @@ presigned URLs point at S3 and these routes are not mounted.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -19,11 +20,12 @@ import structlog
 import trio
 
 from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFound
+from engine.http import direct_body
 from engine.http.errors import status_for
 from engine.http.respond import envelope, error_body
 from engine.ids import new_id
 from engine.services import Services
-from engine.store.blobs import LocalBlobStore
+from engine.store.blobs import LocalBlobStore, PartWriter
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -42,25 +44,58 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
+class RequestBody:
     """The request body in batches of about BATCH_BYTES, each copied once (joined; a batch of
-    one message is not copied at all): the loop's time goes to receiving, not to copying."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            parts.append(chunk)
-            size += len(chunk)
-        more = message.get("more_body", False)
-        if size >= BATCH_BYTES or (not more and size):
-            yield b"".join(parts)
-            parts, size = [], 0
-        if not more:
+    one message is not copied at all): the loop's time goes to receiving, not to copying.
+
+    On a connection that can hand bodies over (:mod:`engine.http.direct_body`), it is also
+    a :class:`~engine.store.blobs.DirectBody`: while :meth:`direct_to` offers a writer, the
+    connection's reader may have the writer read the rest of the body from the socket
+    itself. Then every message goes on as it comes (never held back to fill a batch), so
+    the writer has taken everything h11 parsed when the reader looks."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._connection = direct_body.current()
+
+    @contextlib.contextmanager
+    def direct_to(self, writer: PartWriter) -> Iterator[None]:
+        conn = self._connection
+        if conn is None:
+            yield
             return
+        conn.offer(writer)
+        try:
+            yield
+        finally:
+            conn.offer(None)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[bytes]:
+        conn = self._connection
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            if conn is not None and conn.sink is not None:
+                if chunk:
+                    yield chunk
+                conn.moved()  # the writer took it: a hand-over may be waiting for that
+            else:
+                if chunk:
+                    parts.append(chunk)
+                    size += len(chunk)
+                if size >= BATCH_BYTES or (not more and size):
+                    yield b"".join(parts)
+                    parts, size = [], 0
+            if not more:
+                return
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -95,7 +130,11 @@ class BlobRoutes:
                 await self._answer(send, status, body, request_id)
         except Exception:
             log.exception("blob_route_failed")
-            await self._answer(send, 500, error_body("internal", f"internal error; quote request id {request_id}", None, request_id), request_id)
+            body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
+            if scope["method"] == "PUT":  # a write failed (disk full...): the body may still be arriving
+                await self._refuse_upload(receive, send, 500, body, request_id)
+            else:
+                await self._answer(send, 500, body, request_id)
         finally:
             access_log.info(
                 "request", method=scope["method"], path=scope["path"], status=status,
@@ -148,7 +187,7 @@ class BlobRoutes:
     async def _put(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
         signed = self.svc.signer.verify("PUT", key, query)
         upload_id = key[len("uploads/"):]
-        part = await self.svc.objects.receive_part(upload_id, signed.part_number, signed.length, _content_length(scope), _body(receive))
+        part = await self.svc.objects.receive_part(upload_id, signed.part_number, signed.length, _content_length(scope), RequestBody(receive))
         payload = envelope(
             {"data": {"upload_id": upload_id, "part_number": part.part_number, "size_bytes": part.size_bytes, "etag": part.etag}},
             request_id,
@@ -158,7 +197,7 @@ class BlobRoutes:
 
     async def _put_import(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
         self.svc.signer.verify("PUT", key, query)
-        imp = await self.svc.imports.receive(key[len("imports/"):], _content_length(scope), _body(receive))
+        imp = await self.svc.imports.receive(key[len("imports/"):], _content_length(scope), RequestBody(receive))
         payload = envelope({"data": {"import_id": imp.id, "status": imp.status, "size_bytes": imp.size_bytes}}, request_id)
         await self._answer(send, 200, payload, request_id)
         return 200
