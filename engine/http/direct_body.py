@@ -88,7 +88,11 @@ class Connection:
             return
         # A socket of our own for the thread: whoever closes the connection's socket
         # meanwhile, this one's file descriptor cannot be reused under the thread.
-        sock = socket.socket(fileno=os.dup(self._fd))
+        try:
+            sock = socket.socket(fileno=os.dup(self._fd))
+        except OSError as exc:  # out of file descriptors: Hypercorn's way, as without a sink
+            log.warning("direct_body_skipped", error=str(exc))
+            return
         try:
             sock.setblocking(False)
             got = await sink.receive_from(sock, remaining - 1)  # the last byte ends the body h11's way
@@ -139,7 +143,11 @@ async def _read_data(self: Any) -> None:
             if conn is not None and conn.sink is not None:
                 reader = _body_reader(self.protocol)
                 if reader is not None and reader._remaining >= MIN_HANDOVER_BYTES:
-                    await conn.hand_over(reader)
+                    try:
+                        await conn.hand_over(reader)
+                    except Exception:  # a bug: h11's count may be off, so the connection ends here
+                        log.exception("direct_body_failed")
+                        break
     await self.protocol.handle(Closed())
 
 

@@ -193,11 +193,12 @@ class PartWriter:
 
     async def write(self, data: bytes) -> None:
         await self._finish_inflight()
-        self.size += len(data)
         if self._offload is to_thread:
+            self.size += len(data)
             self._inflight = _ThreadJob.start(self._write, data)
-        else:  # an offload of the caller's (tests): one chunk at a time, through it
+        else:  # an offload of the caller's (tests): one chunk at a time, through it, counted once written
             await self._offload(self._write, data)
+            self.size += len(data)
 
     def _receive(self, sock: socket.socket, limit: int) -> tuple[int, bool]:
         """On a stream thread: up to ``limit`` bytes from ``sock`` into this thread's
@@ -227,9 +228,19 @@ class PartWriter:
         """Read up to ``count`` body bytes from the non-blocking ``sock`` on the stream
         threads, hashing and writing them as they come; returns how many were read (fewer
         only if the peer closed, the socket failed, writing failed, or the writer was
-        committed or aborted meanwhile). A failure to write is raised by the next call.
+        committed or aborted meanwhile). A failure to write, here or in the write before,
+        is not raised here (the caller is the connection's reader, not the app) but by the
+        writer's next call, which the app makes when the body's last byte reaches it.
         A job reads at most RECEIVE_JOB_BYTES, so concurrent uploads take turns."""
-        await self._finish_inflight()
+        if self._inflight is not None:
+            job, self._inflight = self._inflight, None
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+            assert job.outcome is not None
+            if isinstance(job.outcome, outcome.Error):
+                self._failure = job.outcome.error
+        if self._failure is not None:
+            return 0
         got = 0
         while got < count and not self._finished:
             asked = min(count - got, RECEIVE_JOB_BYTES)
@@ -319,7 +330,7 @@ _thread_state = threading.local()
 
 def _receive_buffer() -> memoryview:
     view: memoryview | None = getattr(_thread_state, "view", None)
-    if view is None:
+    if view is None or len(view) != RECEIVE_READ_BYTES:  # (tests change the size)
         view = _thread_state.view = memoryview(bytearray(RECEIVE_READ_BYTES))
     return view
 

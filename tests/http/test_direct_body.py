@@ -245,3 +245,31 @@ def test_each_stream_thread_reads_into_a_buffer_of_its_own():
         t.join()
     assert views[0] is views[1] and views[2] is views[3] and views[0].obj is not views[2].obj
     assert len(views[0]) == blobs_module.RECEIVE_READ_BYTES
+
+
+async def test_a_failure_of_the_write_before_the_hand_over_reaches_the_app_not_the_server(
+        client, alice, dataset, direct, cfg, service, monkeypatch):
+    """The body's first bytes come Hypercorn's way; if writing them fails (here: the file
+    cannot be created), the app answers 500 and the server goes on serving, whether the
+    app or a hand-over meets the failure first (tests/store/test_part_writer.py has the
+    latter alone)."""
+    calls, _ = direct
+    original = PartWriter._write
+
+    def failing(self, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.tmp))
+
+    monkeypatch.setattr(PartWriter, "_write", failing)
+    data = os.urandom(4 * MiB)
+    up = await _initiate(client, alice, dataset, data)
+    with trio.fail_after(30):
+        r = await client.put(up["upload_url"], content=data)
+    assert r.status_code == 500 and error_of(r)["code"] == "internal"
+    assert sum(calls) == 0  # if the hand-over began, it read nothing
+    assert not any((cfg.data_dir / "blobs" / "tmp").iterdir())
+    monkeypatch.setattr(PartWriter, "_write", original)
+    with trio.fail_after(30):
+        assert (await client.get("/v1/health")).status_code == 200
+        r = await client.put(up["upload_url"], content=data)
+    assert r.status_code == 200, r.text
+    await _confirm_and_download(client, alice, up, data)

@@ -155,3 +155,75 @@ def test_a_stream_thread_outlives_a_finished_run_and_a_failed_delivery():
     pool.submit(lambda: 3, lambda result: (results.append(result.unwrap()), done.set()))
     assert done.wait(5) and results == [3]
     assert len(pool._threads) == 1 and pool._threads[0].is_alive()
+
+
+async def test_reading_from_a_socket_hashes_and_writes_in_order_and_stops_at_the_count(tmp_path, monkeypatch):
+    """receive_from: the bytes after those written, read on a stream thread, never one past
+    ``count``; the socket running dry sends it back to the loop to wait, not away."""
+    monkeypatch.setattr(blobs_module, "RECEIVE_READ_BYTES", 64 * 1024)  # several reads per job
+    monkeypatch.setattr(blobs_module, "RECEIVE_JOB_BYTES", 200 * 1024)  # and several jobs
+    head, body, after = os.urandom(1000), os.urandom(3 * MiB + 5), b"NEXT REQUEST"
+    a, b = trio.socket.socketpair()
+    with a, b:
+        writer = PartWriter(tmp_path / "t")
+        await writer.write(head)
+
+        sender = trio.SocketStream(a)
+
+        async def send() -> None:
+            for start in range(0, len(body), 256 * 1024):
+                await sender.send_all(body[start:start + 256 * 1024])
+                await trio.sleep(0.01)  # the reader finds the socket empty between pieces
+            await sender.send_all(after)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            got = await writer.receive_from(b._sock, len(body))  # the stdlib socket, as the hand-over gives
+        assert got == len(body) and writer.size == len(head) + len(body)
+        assert await b.recv(100) == after  # nothing past the count was read
+        await writer.commit(tmp_path / "final")
+    assert (tmp_path / "final").read_bytes() == head + body
+    assert writer.sha256 == hashlib.sha256(head + body).hexdigest()
+
+
+async def test_a_failed_write_before_a_socket_read_is_kept_for_the_writers_next_call(tmp_path, monkeypatch):
+    """The caller of receive_from is the connection's reader, not the app: a failure of the
+    write in flight must not be raised there, but by the app's next call."""
+    writer = PartWriter(tmp_path / "t")
+
+    def failing(data: bytes | memoryview) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_write", failing)
+    await writer.write(b"x" * 1000)  # fails on the thread, unseen yet
+    a, b = trio.socket.socketpair()
+    with a, b:
+        await trio.SocketStream(a).send_all(b"y" * 5000)
+        assert await writer.receive_from(b._sock, 5000) == 0  # reads nothing, raises nothing
+        assert await b.recv(10000) == b"y" * 5000  # the bytes are still in the socket
+    with pytest.raises(OSError, match="No space"):
+        await writer.write(b"z")
+    await writer.abort()
+    assert not (tmp_path / "t").exists()
+
+
+async def test_a_failed_write_during_a_socket_read_stops_the_reading(tmp_path, monkeypatch):
+    writer = PartWriter(tmp_path / "t")
+    original = writer._write
+    monkeypatch.setattr(blobs_module, "RECEIVE_READ_BYTES", 4096)
+
+    def failing(data: bytes | memoryview) -> None:
+        if writer._written >= 8192:
+            raise OSError(28, "No space left on device")
+        original(data)
+
+    monkeypatch.setattr(writer, "_write", failing)
+    a, b = trio.socket.socketpair()
+    with a, b:
+        await trio.SocketStream(a).send_all(b"y" * 50000)
+        got = await writer.receive_from(b._sock, 50000)
+    assert got == 3 * 4096  # the third read failed to be written, and was the last
+    with pytest.raises(OSError, match="No space"):
+        await writer.commit(tmp_path / "final")
+    await writer.abort()
+    assert not (tmp_path / "t").exists() and not (tmp_path / "final").exists()
