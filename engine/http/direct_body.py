@@ -26,6 +26,7 @@ import math
 import os
 import socket
 from contextvars import ContextVar
+from importlib.metadata import version
 from typing import Any, Protocol
 
 import h11
@@ -42,6 +43,8 @@ log = structlog.get_logger(__name__)
 # Below this many body bytes left, a hand-over (a dup of the socket, a wait for the sink)
 # is not worth it: the rest comes Hypercorn's way.
 MIN_HANDOVER_BYTES = 64 * 1024
+
+WRAPPED_HYPERCORN = "0.18."  # the release whose TCPServer._read_data this copies
 
 
 class Sink(Protocol):
@@ -63,7 +66,6 @@ class Connection:
         self._fd = fd
         self.sink: Sink | None = None
         self._moved = trio.Event()
-        self.handovers = 0  # bodies (partly) taken straight from the socket on this connection
 
     def offer(self, sink: Sink | None) -> None:
         """The app offers ``sink`` for the body being received (None: no longer)."""
@@ -100,7 +102,6 @@ class Connection:
             trio.lowlevel.notify_closing(sock)
             sock.close()
         reader._remaining -= got
-        self.handovers += 1
 
 
 _current: ContextVar[Connection | None] = ContextVar("ipto_direct_body_connection", default=None)
@@ -162,14 +163,14 @@ def install() -> bool:
         return True
     probe = ContentLengthReader(10)
     expected = (
-        _ORIGINAL.__qualname__ == "TCPServer._read_data"
+        version("hypercorn").startswith(WRAPPED_HYPERCORN)  # _read_data is a copy of that one's
         and hasattr(tcp_server, "MAX_RECV")
         and isinstance(getattr(probe, "_remaining", None), int)
         and isinstance(getattr(probe, "_length", None), int)
-        and hasattr(H11Protocol, "_handle_events")
     )
     if not expected:
-        log.warning("direct_body_not_installed", reason="Hypercorn's reader or h11's body reader is not the one this wraps")
+        log.warning("direct_body_not_installed", reason="Hypercorn's reader or h11's body reader is not the one this wraps",
+                    hypercorn=version("hypercorn"))
         return False
     tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign]
     return True

@@ -229,6 +229,11 @@ def test_install_takes_hypercorn_and_h11_as_they_are_and_refuses_others(monkeypa
     monkeypatch.setattr(direct_body, "ContentLengthReader", NoCounter)
     assert direct_body.install() is False
     assert tcp_server.TCPServer._read_data is direct_body._ORIGINAL
+    monkeypatch.undo()
+    monkeypatch.setattr(tcp_server.TCPServer, "_read_data", direct_body._ORIGINAL)
+    monkeypatch.setattr(direct_body, "WRAPPED_HYPERCORN", "0.99.")  # another Hypercorn release
+    assert direct_body.install() is False
+    assert tcp_server.TCPServer._read_data is direct_body._ORIGINAL
 
 
 def test_each_stream_thread_reads_into_a_buffer_of_its_own():
