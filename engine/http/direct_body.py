@@ -88,12 +88,8 @@ class Connection:
         sink = await self._caught_up(reader._length - remaining)
         if sink is None:
             return
-        # A socket of our own for the thread: whoever closes the connection's socket
-        # meanwhile, this one's file descriptor cannot be reused under the thread.
-        try:
-            sock = socket.socket(fileno=os.dup(self._fd))
-        except OSError as exc:  # out of file descriptors: Hypercorn's way, as without a sink
-            log.warning("direct_body_skipped", error=str(exc))
+        sock = _own_socket(self._fd)
+        if sock is None:  # Hypercorn's way, as without a sink
             return
         try:
             sock.setblocking(False)
@@ -102,6 +98,23 @@ class Connection:
             trio.lowlevel.notify_closing(sock)
             sock.close()
         reader._remaining -= got
+
+
+def _own_socket(fd: int) -> socket.socket | None:
+    """A socket of its own on a dup of the connection's ``fd``, for a stream thread to read:
+    whoever closes the connection's socket meanwhile, this file descriptor cannot be reused
+    under the thread. None (and nothing left open) if one cannot be made."""
+    try:
+        dup = os.dup(fd)
+    except OSError as exc:  # out of file descriptors
+        log.warning("direct_body_skipped", error=str(exc))
+        return None
+    try:
+        return socket.socket(fileno=dup)
+    except OSError as exc:
+        os.close(dup)
+        log.warning("direct_body_skipped", error=str(exc))
+        return None
 
 
 _current: ContextVar[Connection | None] = ContextVar("ipto_direct_body_connection", default=None)

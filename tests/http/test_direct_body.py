@@ -278,3 +278,42 @@ async def test_a_failure_of_the_write_before_the_hand_over_reaches_the_app_not_t
         r = await client.put(up["upload_url"], content=data)
     assert r.status_code == 200, r.text
     await _confirm_and_download(client, alice, up, data)
+
+
+class _NoSocket:
+    """Stands in for the ``socket`` module in direct_body: the dup cannot be made a socket."""
+
+    def __init__(self) -> None:
+        self.filenos: list[int] = []
+
+    def socket(self, fileno: int) -> None:
+        self.filenos.append(fileno)
+        raise OSError(errno.ENOTSOCK, "Socket operation on non-socket")
+
+
+def test_a_dup_that_cannot_be_made_a_socket_is_closed_again(monkeypatch):
+    no_socket = _NoSocket()
+    monkeypatch.setattr(direct_body, "socket", no_socket)
+    a, b = __import__("socket").socketpair()
+    with a, b:
+        assert direct_body._own_socket(a.fileno()) is None
+        (dup,) = no_socket.filenos
+        assert dup != a.fileno()
+        with pytest.raises(OSError) as closed:
+            os.fstat(dup)
+        assert closed.value.errno == errno.EBADF
+
+
+async def test_without_a_socket_of_its_own_the_body_takes_hypercorns_way(
+        client, alice, dataset, direct, cfg, monkeypatch):
+    calls, _ = direct
+    no_socket = _NoSocket()
+    monkeypatch.setattr(direct_body, "socket", no_socket)
+    data = os.urandom(4 * MiB + 5)
+    up = await _initiate(client, alice, dataset, data)
+    with trio.fail_after(30):
+        r = await client.put(up["upload_url"], content=data)
+    assert r.status_code == 200, r.text
+    assert no_socket.filenos and calls == []  # a hand-over was tried, and none took place
+    await _confirm_and_download(client, alice, up, data)
+    assert not any((cfg.data_dir / "blobs" / "tmp").iterdir())
