@@ -33,8 +33,9 @@ costs ~220 µs of CPU on these 2-core machines (measured), more than the request
   :meth:`flush`, so one sync can acknowledge many datasets' and many messages' writes.
 * Quick work goes to worker threads instead while CPU-bound Python threads run
   (:func:`engine.offload.cpu_bound`: inline, the loop would queue for the GIL at every
-  statement) and, for a while, after an inline operation blocked the loop for more than
-  ``INLINE_SLOW_SECONDS`` (the kernel throttling writes while dirty pages pile up).
+  statement) and, for a while, after an inline operation kept the loop waiting (off the
+  CPU) for more than ``INLINE_SLOW_SECONDS`` (the kernel throttling writes while dirty
+  pages pile up, a cold page cache).
 * Between its COMMIT and the fsync a quick write is visible to other readers before it is
   durable (as in any group commit); an acknowledged write is always on disk.
 
@@ -89,12 +90,20 @@ CHECKPOINT_COMMITS = 256  # quick commits between WAL checkpoints (each a few pa
 # fdatasync of a few WAL pages ~0.15 ms, 0.06 ms of it CPU). A slower disk gets a thread,
 # so the loop never stalls for long; a checkpoint always gets one.
 INLINE_FSYNC_SECONDS = 0.001
-# An inline operation that blocked the loop longer than this sends quick work to worker
+# An inline operation that kept the loop waiting longer than this sends quick work to worker
 # threads for a while (1 s, doubling while it keeps happening, at most 30 s): under heavy
-# writes the kernel can hold any write() for tens of milliseconds.
+# writes the kernel can hold any write() for tens of milliseconds. Only the time the thread
+# was off the CPU counts: a garbage collection that ran inside the operation (5-70 ms, a
+# few times a second under load, measured) would cost as much on any thread, while a
+# second of thread hops costs ~15 % of initiate's throughput (bench control, c=128).
 INLINE_SLOW_SECONDS = 0.005
 INLINE_BACKOFF_SECONDS = 1.0
 INLINE_BACKOFF_MAX_SECONDS = 30.0
+
+
+def _clocks() -> tuple[float, float]:
+    """Wall time and this thread's CPU time, to tell waiting from working."""
+    return time.monotonic(), time.thread_time()
 
 
 # The writer between writes: set for quick writes (no fsync in COMMIT, no checkpoint, no
@@ -306,7 +315,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         try:
             ticket = None
             if quick and self._inline_ok():
-                started = time.monotonic()
+                started = _clocks()
                 try:
                     result = self._in_quick_write(fn, args)
                 except _Busy:
@@ -330,14 +339,16 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
     # -- when quick work may run inline ----------------------------------------------
     def _inline_ok(self) -> bool:
         """Quick work runs on the Trio thread unless CPU-bound threads are running (it
-        would queue for the GIL at every statement) or an inline operation was recently
-        slow (the kernel throttling writes while dirty pages pile up, a cold page cache)."""
+        would queue for the GIL at every statement) or an inline operation recently
+        kept it waiting (the kernel throttling writes while dirty pages pile up, a cold page cache)."""
         return not cpu_bound_running() and time.monotonic() >= self._inline_after
 
-    def _timed_inline(self, started: float) -> None:
-        """After an inline operation: if it blocked the loop for long, send quick work to
-        worker threads for a while, twice as long each time it happens again in a row."""
-        if time.monotonic() - started > INLINE_SLOW_SECONDS:
+    def _timed_inline(self, started: tuple[float, float]) -> None:
+        """After an inline operation (``started``: :func:`_clocks` before it): if it kept the
+        loop waiting for long, send quick work to worker threads for a while, twice as long
+        each time it happens again in a row."""
+        wall, cpu = _clocks()
+        if (wall - started[0]) - (cpu - started[1]) > INLINE_SLOW_SECONDS:
             self._inline_backoff = min(max(self._inline_backoff * 2, INLINE_BACKOFF_SECONDS), INLINE_BACKOFF_MAX_SECONDS)
             self._inline_after = time.monotonic() + self._inline_backoff
             log.info("sqlite_inline_backoff", seconds=self._inline_backoff)
@@ -403,7 +414,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         """Run ``fn(conn, *args)`` in one read transaction (a snapshot) on a worker thread,
         or, ``quick``, on this thread (see the module's doc)."""
         if quick and self._inline_ok():
-            started = time.monotonic()
+            started = _clocks()
             try:
                 result = self._in_tx(self._quick, "BEGIN", fn, args)
                 self._timed_inline(started)

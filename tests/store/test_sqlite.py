@@ -257,8 +257,9 @@ async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp
 
 
 async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_while_cpu_bound_work_runs(tmp_path, monkeypatch):
-    """Inline work must not stall the loop: after an inline operation blocked it (the kernel
-    throttling writes, a cold cache), quick work goes to worker threads for a while; and
+    """Inline work must not stall the loop: after an inline operation kept it waiting (the
+    kernel throttling writes, a cold cache; not merely working), quick work goes to worker
+    threads for a while; and
     while CPU-bound threads run (pipeline stages), it would queue for the GIL: threads too."""
     import threading
 
@@ -272,9 +273,20 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
         where.append(threading.current_thread() is threading.main_thread())
         time.sleep(pause)
 
+    def working(c: sqlite3.Connection) -> None:
+        where.append(threading.current_thread() is threading.main_thread())
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:  # busy, as during a garbage collection: no thread would be faster
+            pass
+
     async with SqliteStore.open(tmp_path / "s.db") as store:
+        await store.read(working, quick=True)
+        await store.write(working, quick=True)
         await store.read(probe, quick=True)
-        await store.read(probe, 0.02, quick=True)  # slow: blocked the loop for 20 ms
+        assert where == [True, True, True]  # 20 ms of work each, and no backoff
+        where.clear()
+        await store.read(probe, quick=True)
+        await store.read(probe, 0.02, quick=True)  # slow: kept the loop waiting for 20 ms
         await store.read(probe, quick=True)
         await store.write(probe, quick=True)
         assert where == [True, True, False, False]
