@@ -1,6 +1,6 @@
 """Upload data path: our presigned PUT against a tus server and against the machine itself.
 
-    python -m bench upload [--size-mib 1024] [--files 64] [--file-mib 16] [--concurrency 8] [--runs 3]
+    python -m bench upload [--size-mib 1024] [--files 64] [--file-mib 16] [--concurrency 8] [--runs 5]
                            [--store sqlite|postgres|both]
     python bench/upload.py ...        (the same)
 
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--files", type=int, default=64)
     parser.add_argument("--file-mib", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-peer", action="store_true", help="skip the tus peer (no node/npm)")
     stores.add_argument(parser)
 
