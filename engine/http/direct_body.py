@@ -104,15 +104,13 @@ def _own_socket(fd: int) -> socket.socket | None:
     """A socket of its own on a dup of the connection's ``fd``, for a stream thread to read:
     whoever closes the connection's socket meanwhile, this file descriptor cannot be reused
     under the thread. None (and nothing left open) if one cannot be made."""
+    dup = None
     try:
-        dup = os.dup(fd)
-    except OSError as exc:  # out of file descriptors
-        log.warning("direct_body_skipped", error=str(exc))
-        return None
-    try:
+        dup = os.dup(fd)  # fails when out of file descriptors
         return socket.socket(fileno=dup)
     except OSError as exc:
-        os.close(dup)
+        if dup is not None:
+            os.close(dup)
         log.warning("direct_body_skipped", error=str(exc))
         return None
 

@@ -350,7 +350,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         wall, cpu = _clocks()
         if (wall - started[0]) - (cpu - started[1]) > INLINE_SLOW_SECONDS:
             self._inline_backoff = min(max(self._inline_backoff * 2, INLINE_BACKOFF_SECONDS), INLINE_BACKOFF_MAX_SECONDS)
-            self._inline_after = time.monotonic() + self._inline_backoff
+            self._inline_after = wall + self._inline_backoff
             log.info("sqlite_inline_backoff", seconds=self._inline_backoff)
         else:
             self._inline_backoff = 0.0
