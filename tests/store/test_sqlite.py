@@ -256,6 +256,20 @@ async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp
         assert fsyncs == [2]
 
 
+def test_the_store_clocks_tell_waiting_from_working():
+    import engine.store.sqlite as module
+
+    wall0, cpu0 = module._clocks()
+    time.sleep(0.02)
+    wall1, cpu1 = module._clocks()
+    assert wall1 - wall0 >= 0.02 and cpu1 - cpu0 < 0.005  # waiting: wall time only
+    end = time.thread_time() + 0.02
+    while time.thread_time() < end:
+        pass
+    _, cpu2 = module._clocks()
+    assert cpu2 - cpu1 >= 0.02  # working: this thread's CPU time
+
+
 async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_while_cpu_bound_work_runs(tmp_path, monkeypatch):
     """Inline work must not stall the loop: after an inline operation kept it waiting (the
     kernel throttling writes, a cold cache; not merely working), quick work goes to worker
@@ -269,15 +283,20 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
     monkeypatch.setattr(module, "INLINE_BACKOFF_SECONDS", 0.2)
     where: list[bool] = []  # ran on the Trio thread?
 
+    # The clocks the store reads, with waiting and working told apart by the probes
+    # themselves (a busy loop timed by the kernel's thread clock is preempted for more than
+    # 5 ms now and then on a loaded machine): CPU time is wall time minus declared waits.
+    waited = [0.0]
+    monkeypatch.setattr(module, "_clocks", lambda: (time.monotonic(), time.monotonic() - waited[0]))
+
     def probe(c: sqlite3.Connection, pause: float = 0.0) -> None:
         where.append(threading.current_thread() is threading.main_thread())
         time.sleep(pause)
+        waited[0] += pause
 
     def working(c: sqlite3.Connection) -> None:
         where.append(threading.current_thread() is threading.main_thread())
-        end = time.thread_time() + 0.02
-        while time.thread_time() < end:  # busy, as during a garbage collection: no thread would be faster
-            pass
+        time.sleep(0.02)  # counted as work, as a garbage collection is: no thread would be faster
 
     async with SqliteStore.open(tmp_path / "s.db") as store:
         await store.read(working, quick=True)
