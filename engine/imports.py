@@ -51,8 +51,8 @@ from engine.ids import new_id
 from engine.pagination import Page, page_of
 from engine.records import FRAME_HEADER, Batch, check_schema
 from engine.store.base import Store
-from engine.store.blobs import local_store
-from engine.store.blobstore import BlobStore, ImportFile
+from engine.store.blobs.base import BlobStore, ImportFile
+from engine.store.blobs.local import local_store
 from engine.store.records import Datapoint, Dataset, ImportJob
 
 log = structlog.get_logger(__name__)

@@ -8,7 +8,7 @@ promotes the bytes to an immutable blob and counts the object in its dataset, al
 nothing. Work on one upload (receiving a part, confirming) is serialised by a per-upload
 lock, so a part arriving during a confirmation can never change what the confirmation
 verified (S3 gives the same guarantee by the ETag it verified, see
-:mod:`engine.store.s3blobs`).
+:mod:`engine.store.blobs.s3`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from engine.errors import (
 from engine.ids import new_id, utcnow
 from engine.pagination import Page, page_of
 from engine.store.base import Store
-from engine.store.blobs import local_store
-from engine.store.blobstore import BlobStore, ReceivedPart
+from engine.store.blobs.base import BlobStore, ReceivedPart
+from engine.store.blobs.local import local_store
 from engine.store.records import ObjectRecord, Upload, UploadPart
 
 log = structlog.get_logger(__name__)

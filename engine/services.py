@@ -28,8 +28,8 @@ from engine.pipeline.runner import Pipeline
 from engine.review import Review
 from engine.signing import Signer
 from engine.store.base import Store
-from engine.store.blobs import LocalBlobStore
-from engine.store.blobstore import BlobStore
+from engine.store.blobs.base import BlobStore
+from engine.store.blobs.local import LocalBlobStore
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Services:
         """The services on the configured blob store, for the block. S3 needs
         ``trio_asyncio.open_loop()`` around it."""
         if cfg.blobs.backend == "s3":
-            from engine.store.s3blobs import S3BlobStore  # aiobotocore is loaded only where it is used
+            from engine.store.blobs.s3 import S3BlobStore  # aiobotocore is loaded only where it is used
 
             async with S3BlobStore.open(cfg.blobs, cfg.data_dir / "tmp", now, offload) as s3:
                 yield cls.build(cfg, store, secret, now, offload, blobs=s3)

@@ -125,7 +125,7 @@ def _migrate_template(server: Any) -> None:
 
     import asyncpg
 
-    from engine.store.postgres import migrate
+    from engine.store.postgres.store import migrate
     from tests.pgserver import TEMPLATE
 
     async def run() -> None:

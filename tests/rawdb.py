@@ -10,7 +10,7 @@ import subprocess
 from typing import Any
 
 from engine.config import Config
-from engine.store.pg_access import numbered
+from engine.store.postgres.access import numbered
 
 
 def _sqlite_path(cfg: Config) -> str:

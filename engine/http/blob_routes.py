@@ -25,7 +25,7 @@ from engine.http.errors import status_for
 from engine.http.respond import envelope, error_body
 from engine.ids import new_id
 from engine.services import Services
-from engine.store.blobs import LocalBlobStore, PartWriter
+from engine.store.blobs.local import LocalBlobStore, PartWriter
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -49,7 +49,7 @@ class RequestBody:
     one message is not copied at all): the loop's time goes to receiving, not to copying.
 
     On a connection that can hand bodies over (:mod:`engine.http.direct_body`), it is also
-    a :class:`~engine.store.blobs.DirectBody`: while :meth:`direct_to` offers a writer, the
+    a :class:`~engine.store.blobs.local.DirectBody`: while :meth:`direct_to` offers a writer, the
     connection's reader may have the writer read the rest of the body from the socket
     itself. Then every message goes on as it comes (never held back to fill a batch), so
     the writer has taken everything h11 parsed when the reader looks."""

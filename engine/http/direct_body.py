@@ -48,7 +48,7 @@ WRAPPED_HYPERCORN = "0.18."  # the release whose TCPServer._read_data this copie
 
 
 class Sink(Protocol):
-    """What takes a body's bytes straight from the socket (:class:`engine.store.blobs.PartWriter`)."""
+    """What takes a body's bytes straight from the socket (:class:`engine.store.blobs.local.PartWriter`)."""
 
     @property
     def size(self) -> int:

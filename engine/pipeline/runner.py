@@ -33,7 +33,7 @@ from engine.offload import cpu_bound
 from engine.pipeline import stages
 from engine.pipeline.embeddings import Embedder, load_embedder
 from engine.store.base import Store
-from engine.store.blobstore import BlobStore
+from engine.store.blobs.base import BlobStore
 from engine.store.records import Artifacts, Job, ObjectRecord
 
 log = structlog.get_logger(__name__)

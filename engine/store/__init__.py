@@ -19,12 +19,12 @@ async def open_store(cfg: Config) -> AsyncIterator[Store]:
     PostgreSQL needs the asyncio loop of ``trio_asyncio.open_loop()`` around this."""
     url = cfg.store_url
     if url.startswith("sqlite:///"):
-        from engine.store.sqlite import SqliteStore
+        from engine.store.sqlite.store import SqliteStore
 
         async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers) as store:
             yield store
     elif url.startswith(("postgresql://", "postgres://")):
-        from engine.store.postgres import PgStore
+        from engine.store.postgres.store import PgStore
 
         async with PgStore.open(url, pool_size=cfg.store.pool_size, command_timeout=cfg.store.command_timeout_seconds) as store:
             yield store

@@ -28,7 +28,7 @@ from engine.offload import inline
 from engine.services import Services
 from engine.store import Store, open_store
 from engine.store.records import Membership, ObjectRecord, Tenant, User
-from engine.store.sqlite import SqliteStore
+from engine.store.sqlite.store import SqliteStore
 from tests.conftest import NETWORK_STORE, backend_overrides
 
 START = datetime(2026, 4, 5, 10, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ import trio
 from hypercorn.trio import tcp_server
 
 from engine.http import direct_body
-from engine.store import blobs as blobs_module
-from engine.store.blobs import PartWriter
+from engine.store.blobs import local as blobs_module
+from engine.store.blobs.local import PartWriter
 from tests.conftest import create_dataset, error_of
 from tests.http.uploads_helpers import MiB, initiate, sha
 

@@ -7,7 +7,7 @@ import trio
 import trio_asyncio
 
 from engine.actors.leases import Leases
-from engine.store.postgres import PgStore
+from engine.store.postgres.store import PgStore
 from tests.conftest import backend_overrides
 
 

@@ -24,10 +24,10 @@ import trio_asyncio
 from engine.config import BlobsConfig
 from engine.errors import Conflict
 from engine.signing import Signer
-from engine.store.blobs import LocalBlobStore
-from engine.store.blobstore import BlobStore, ReceivedPart
+from engine.store.blobs.base import BlobStore, ReceivedPart
+from engine.store.blobs.local import LocalBlobStore
+from engine.store.blobs.s3 import S3BlobStore
 from engine.store.records import ObjectRecord, Upload, UploadPart
-from engine.store.s3blobs import S3BlobStore
 from tests.s3server import S3Server
 
 MiB = 1024 * 1024

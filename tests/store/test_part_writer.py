@@ -10,8 +10,8 @@ import threading
 import pytest
 import trio
 
-from engine.store import blobs as blobs_module
-from engine.store.blobs import PartWriter, start_writeback
+from engine.store.blobs import local as blobs_module
+from engine.store.blobs.local import PartWriter, start_writeback
 
 MiB = 1024 * 1024
 

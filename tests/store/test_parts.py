@@ -8,7 +8,7 @@ from datetime import timedelta
 from engine.ids import new_id
 from engine.objects import MiB
 from engine.store.records import ObjectRecord, Upload, UploadPart
-from engine.store.sqlite_objects import QUICK_PARTS
+from engine.store.sqlite.objects import QUICK_PARTS
 from tests.actors.conftest import open_engine, tenant
 
 

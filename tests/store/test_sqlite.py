@@ -11,8 +11,8 @@ import trio
 
 from engine.errors import UniqueViolation
 from engine.store.records import Membership, Tenant, User
-from engine.store.sqlite import SqliteStore, _migrations
-from engine.store.sqlite_pipeline import DUE_DATASETS_SQL, DUE_OBJECTS_SQL, NEXT_DEADLINE_SQL
+from engine.store.sqlite.pipeline import DUE_DATASETS_SQL, DUE_OBJECTS_SQL, NEXT_DEADLINE_SQL
+from engine.store.sqlite.store import SqliteStore, _migrations
 
 
 async def test_migrations_apply_once_and_record_their_numbers(tmp_path):
@@ -152,7 +152,7 @@ async def test_quick_writes_return_only_once_an_fsync_after_their_commit_ended(t
 
 
 async def test_quick_writes_checkpoint_the_wal_off_the_trio_thread(tmp_path, monkeypatch):
-    import engine.store.sqlite as module
+    import engine.store.sqlite.store as module
 
     monkeypatch.setattr(module, "CHECKPOINT_COMMITS", 5)
     async with SqliteStore.open(tmp_path / "s.db") as store:
@@ -257,7 +257,7 @@ async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp
 
 
 def test_the_store_clocks_tell_waiting_from_working():
-    import engine.store.sqlite as module
+    import engine.store.sqlite.store as module
 
     wall0, cpu0 = module._clocks()
     time.sleep(0.02)
@@ -277,7 +277,7 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
     while CPU-bound threads run (pipeline stages), it would queue for the GIL: threads too."""
     import threading
 
-    import engine.store.sqlite as module
+    import engine.store.sqlite.store as module
     from engine.offload import cpu_bound
 
     monkeypatch.setattr(module, "INLINE_BACKOFF_SECONDS", 0.2)

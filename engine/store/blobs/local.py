@@ -11,7 +11,7 @@ are fsynced, then renamed. Each PUT gets a fresh staging name, so a late or repe
 can never change bytes that a confirmation already verified. All file work runs on worker
 threads; hashing there is parallel too (hashlib releases the GIL for large updates).
 
-Confirmation follows :class:`engine.store.blobstore.BlobStore`, so nothing is promoted
+Confirmation follows :class:`engine.store.blobs.base.BlobStore`, so nothing is promoted
 unverified: :meth:`prepare` yields a :class:`Staged` (size and SHA-256 of the object as
 it would be), the caller checks them, then :meth:`promote` or :meth:`discard` it.
 """
@@ -42,7 +42,7 @@ import trio
 from engine.errors import NotFound, Unprocessable
 from engine.offload import Offload, to_thread
 from engine.signing import Signer
-from engine.store.blobstore import (
+from engine.store.blobs.base import (
     COPY_CHUNK,
     BlobStore,
     ImportFile,

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.records import ObjectRecord, Upload, UploadPart
-from engine.store.sqlite_access import SqliteAccess
-from engine.store.sqltime import dt, ts
+from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.records import Artifacts, Job, ObjectRecord
-from engine.store.sqlite_access import SqliteAccess
-from engine.store.sqlite_objects import _adjust_dataset, _get_object, _object
-from engine.store.sqltime import dt, ts
+from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.objects import _adjust_dataset, _get_object, _object
+from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
 

@@ -22,8 +22,8 @@ import asyncpg
 import orjson
 
 from engine.errors import InvalidRequest
-from engine.store.pg_access import PgAccess, PgConn
-from engine.store.pg_objects import _adjust_dataset, _get_object, _object
+from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.objects import _adjust_dataset, _get_object, _object
 from engine.store.records import Artifacts, Job, ObjectRecord
 
 # Far above any real search, far below PostgreSQL's limit on a tsquery's total lexeme

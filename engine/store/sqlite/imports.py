@@ -18,8 +18,8 @@ import orjson
 
 from engine.store.packing import unpack
 from engine.store.records import Datapoint, ImportJob
-from engine.store.sqlite_access import SqliteAccess
-from engine.store.sqltime import dt, ts
+from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
 ERRORS_KEPT = 1000

@@ -76,11 +76,11 @@ from engine.store.records import (
     Tenant,
     User,
 )
-from engine.store.sqlite_access import SqliteAccess
-from engine.store.sqlite_imports import ImportsMixin
-from engine.store.sqlite_objects import ObjectsMixin
-from engine.store.sqlite_pipeline import PipelineMixin
-from engine.store.sqltime import dt, ts
+from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.imports import ImportsMixin
+from engine.store.sqlite.objects import ObjectsMixin
+from engine.store.sqlite.pipeline import PipelineMixin
+from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -148,7 +148,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _migrations() -> list[tuple[int, str, str]]:
-    folder = resources.files("engine.store") / "migrations" / "sqlite"
+    folder = resources.files("engine.store.sqlite") / "migrations"
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

@@ -2,9 +2,9 @@
 
 Two backends implement :class:`BlobStore`:
 
-* ``local`` (:class:`engine.store.blobs.LocalBlobStore`): files in the data dir. Presigned
+* ``local`` (:class:`engine.store.blobs.local.LocalBlobStore`): files in the data dir. Presigned
   URLs point at the engine's own ``/blobs/`` routes, which receive the bytes.
-* ``s3`` (:class:`engine.store.s3blobs.S3BlobStore`): a bucket. Presigned URLs point at S3
+* ``s3`` (:class:`engine.store.blobs.s3.S3BlobStore`): a bucket. Presigned URLs point at S3
   and the bytes never pass through the engine (``direct_uploads``): the engine learns of
   them by asking S3.
 

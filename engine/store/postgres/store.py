@@ -1,7 +1,7 @@
 """PostgreSQL implementation of :class:`engine.store.base.Store` (production).
 
 asyncpg through trio-asyncio: every operation is one asyncio coroutine run in one
-transaction (see :mod:`engine.store.pg_access` for isolation, retries, cancellation and
+transaction (see :mod:`engine.store.postgres.access` for isolation, retries, cancellation and
 error translation). Several engine processes may share the database: migrations take a
 transaction-level advisory lock, so only one process applies them.
 """
@@ -19,10 +19,10 @@ import orjson
 import trio
 import trio_asyncio
 
-from engine.store.pg_access import PgAccess, PgConn, translate
-from engine.store.pg_imports import ImportsMixin
-from engine.store.pg_objects import ObjectsMixin
-from engine.store.pg_pipeline import PipelineMixin, _job
+from engine.store.postgres.access import PgAccess, PgConn, translate
+from engine.store.postgres.imports import ImportsMixin
+from engine.store.postgres.objects import ObjectsMixin
+from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
@@ -43,7 +43,7 @@ _MIGRATION_LOCK = 0x1970_0001
 
 
 def _migrations() -> list[tuple[int, str, str]]:
-    folder = resources.files("engine.store") / "migrations" / "postgresql"
+    folder = resources.files("engine.store.postgres") / "migrations"
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

@@ -5,7 +5,7 @@ its upload is confirmed (``uploaded_at`` set) until it is deleted; every change 
 counters happens in the same transaction as the object change that causes it.
 
 Several engine processes may write at once. Write transactions are SERIALIZABLE and
-retried (:mod:`engine.store.pg_access`), so a read-then-write below keeps the meaning it
+retried (:mod:`engine.store.postgres.access`), so a read-then-write below keeps the meaning it
 has under SQLite's single writer: when a concurrent transaction changes what one read,
 one of the two fails and runs again from the start. As in SQLite, state changes are also
 conditional on the state they start from.
@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from engine.store.pg_access import PgAccess, PgConn
+from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.records import ObjectRecord, Upload, UploadPart
 
 _OBJECT_COLUMNS = (

@@ -57,7 +57,7 @@ from engine.config import BlobsConfig
 from engine.errors import Conflict, StoreError, Unprocessable
 from engine.ids import utcnow
 from engine.offload import Offload, to_thread
-from engine.store.blobstore import (
+from engine.store.blobs.base import (
     COPY_CHUNK,
     ImportFile,
     ReceivedPart,

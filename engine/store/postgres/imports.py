@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from engine.store.packing import unpack_text
-from engine.store.pg_access import PgAccess, PgConn
+from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.records import Datapoint, ImportJob
 
 ERRORS_KEPT = 1000
