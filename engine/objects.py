@@ -54,7 +54,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MiB = 1024 * 1024
 OBJECT_STATUSES = ("pending_upload", "uploaded", "normalizing", "extracting", "enriching", "indexing", "active", "failed", "deleted")
 REVIEW_STATES = ("staged", "under_review", "approved", "rejected", "expired")
-UPLOADABLE_DATASET_STATUSES = ("draft", "ingesting", "active")
 
 _TEXT = ("text/plain", "text/markdown", "text/html", "text/csv", "application/json", "application/x-ndjson")
 _OFFICE = (
@@ -225,9 +224,7 @@ class Objects:
 
     # -- initiate -------------------------------------------------------------------
     async def initiate(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Initiated:
-        ds = await self.datasets.get(principal, dataset_id)
-        if ds.status not in UPLOADABLE_DATASET_STATUSES:
-            raise Conflict(f"a {ds.status} dataset does not accept uploads", {"current_status": ds.status})
+        ds = await self.datasets.get_accepting(principal, dataset_id, "uploads")
         filename = clean_filename(fields["filename"])
         mime = fields["content_type"].split(";")[0].strip().lower()
         if mime not in ALLOWED_TYPES[ds.source_modality]:

@@ -215,8 +215,16 @@ class AsyncClient:
         return await self.call("GET", f"/v1/datasets/{_q(dataset_id)}")
 
     async def update_dataset(self, dataset_id: str, **fields: Any) -> m.Dataset:
-        """PATCH any of the create fields, or ``status`` (``paused`` / ``active``)."""
+        """PATCH any of the create fields, or ``status`` (``paused`` / ``archived`` / ``active``)."""
         return await self.call("PATCH", f"/v1/datasets/{_q(dataset_id)}", json=fields)
+
+    async def suspend_dataset(self, dataset_id: str) -> m.Dataset:
+        """Platform admins: suspend any tenant's dataset."""
+        return await self.call("POST", f"/v1/admin/datasets/{_q(dataset_id)}/suspend")
+
+    async def unsuspend_dataset(self, dataset_id: str) -> m.Dataset:
+        """Platform admins: lift a suspension (the dataset lands on the state its content warrants)."""
+        return await self.call("POST", f"/v1/admin/datasets/{_q(dataset_id)}/unsuspend")
 
     async def delete_dataset(self, dataset_id: str) -> None:
         await self.call("DELETE", f"/v1/datasets/{_q(dataset_id)}")

@@ -114,6 +114,9 @@ class Store(Protocol):
     async def get_dataset(self, tenant_id: str, dataset_id: str) -> Dataset | None:
         """A live (not deleted) dataset of this tenant, else None."""
 
+    async def get_dataset_any(self, dataset_id: str) -> Dataset | None:
+        """A live (not deleted) dataset of any tenant (platform admins), else None."""
+
     async def list_datasets(
         self,
         tenant_id: str,

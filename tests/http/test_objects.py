@@ -182,4 +182,6 @@ async def test_deleting_a_dataset_purges_its_objects(client, alice, dataset, cfg
     assert await blob_stored(service, cfg, up["blob_id"])
     assert (await client.delete(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).status_code == 200
     assert not await blob_stored(service, cfg, up["blob_id"])
-    assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]["status"] == "deleted"
+    assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).status_code == 404  # gone with its dataset
+    row = (await service.services.store.get_object_by_blob(up["blob_id"]))  # the tombstone stays in the store
+    assert row is not None and row.status == "deleted"

@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 
 from engine.store.postgres.access import PgAccess, PgConn
-from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 
 _OBJECT_COLUMNS = (
     "id", "tenant_id", "dataset_id", "blob_id", "upload_id", "original_filename", "mime_type", "size_bytes",
@@ -29,6 +29,7 @@ _OBJECT_COLUMNS = (
     "plain_text", "ocr_blocks", "chunk_embeddings", "review_deadline", "created_at", "uploaded_at",
     "updated_at", "deleted_at",
 )
+
 
 
 def _object(r: asyncpg.Record) -> ObjectRecord:
@@ -92,7 +93,9 @@ class ObjectsMixin(PgAccess):
         await self.write(op)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
-        return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
+        return await self.one(
+            _object, "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), (object_id, tenant_id)
+        )
 
     async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
         return await self.one(_object, "SELECT * FROM objects WHERE blob_id = ?", (blob_id,))

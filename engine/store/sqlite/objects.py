@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
 
@@ -28,6 +28,7 @@ _OBJECT_COLUMNS = (
     "plain_text", "ocr_blocks", "chunk_embeddings", "review_deadline", "created_at", "uploaded_at",
     "updated_at", "deleted_at",
 )
+
 
 
 def _object(r: sqlite3.Row) -> ObjectRecord:
@@ -95,7 +96,9 @@ class ObjectsMixin(SqliteAccess):
         await self.write(op, quick=True)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
-        return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
+        return await self.one(
+            _object, "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), (object_id, tenant_id)
+        )
 
     async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
         return await self.one(_object, "SELECT * FROM objects WHERE blob_id = ?", (blob_id,))
