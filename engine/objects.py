@@ -211,12 +211,14 @@ class Objects:
         return obj
 
     async def list_for_dataset(
-        self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int
+        self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int,
+        checksum_sha256: str | None = None,
     ) -> Page[ObjectRecord]:
         ds = await self.datasets.get(principal, dataset_id)
         return await page_of(
             lambda after, n: self.store.list_objects(
-                principal.tenant_id, ds.id, status=status, review_state=review_state, after=after, limit=n
+                principal.tenant_id, ds.id, status=status, review_state=review_state, after=after, limit=n,
+                checksum_sha256=checksum_sha256,
             ),
             cursor,
             limit,

@@ -294,15 +294,18 @@ class AsyncClient:
 
     async def list_objects(
         self, dataset_id: str, status: str | None = None, review_state: str | None = None,
-        limit: int | None = None, cursor: str | None = None,
+        limit: int | None = None, cursor: str | None = None, checksum_sha256: str | None = None,
     ) -> m.Page[m.Object]:
-        params = {"status": status, "review_state": review_state, "limit": limit, "cursor": cursor}
+        """A page of the dataset's objects; ``checksum_sha256`` keeps those whose verified bytes have it."""
+        params = {"status": status, "review_state": review_state, "limit": limit, "cursor": cursor, "checksum_sha256": checksum_sha256}
         return await self.page(f"/v1/datasets/{_q(dataset_id)}/objects", params)
 
     def iter_objects(
-        self, dataset_id: str, status: str | None = None, review_state: str | None = None, page_size: int = 100
+        self, dataset_id: str, status: str | None = None, review_state: str | None = None, page_size: int = 100,
+        checksum_sha256: str | None = None,
     ) -> AsyncIterator[m.Object]:
-        return self.iterate(f"/v1/datasets/{_q(dataset_id)}/objects", {"status": status, "review_state": review_state}, page_size)
+        params = {"status": status, "review_state": review_state, "checksum_sha256": checksum_sha256}
+        return self.iterate(f"/v1/datasets/{_q(dataset_id)}/objects", params, page_size)
 
     async def delete_object(self, object_id: str) -> m.Object:
         return await self.call("DELETE", f"/v1/objects/{_q(object_id)}")

@@ -185,8 +185,11 @@ class Store(Protocol):
     async def renew_upload(self, upload_id: str, expires_at: datetime, now: datetime) -> Upload | None: ...
 
     async def list_objects(
-        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
-    ) -> list[ObjectRecord]: ...
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int,
+        checksum_sha256: str | None = None,
+    ) -> list[ObjectRecord]:
+        """Newest first; not deleted unless ``status`` asks; ``checksum_sha256`` (lower-case hex):
+        only objects whose bytes were verified to have it."""
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None: ...
 

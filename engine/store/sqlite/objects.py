@@ -181,7 +181,8 @@ class ObjectsMixin(SqliteAccess):
         return None if row is None else _upload(row)
 
     async def list_objects(
-        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int,
+        checksum_sha256: str | None = None,
     ) -> list[ObjectRecord]:
         where = ["tenant_id = ?", "dataset_id = ?"]
         params: list[Any] = [tenant_id, dataset_id]
@@ -193,6 +194,9 @@ class ObjectsMixin(SqliteAccess):
         if review_state is not None:
             where.append("review_state = ?")
             params.append(review_state)
+        if checksum_sha256 is not None:
+            where.append("checksum_sha256 = ?")
+            params.append(checksum_sha256)
         return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None:
