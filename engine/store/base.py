@@ -228,9 +228,12 @@ class Store(Protocol):
 
     async def unfinished_jobs(self, job_type: str) -> list[Job]: ...
 
-    async def start_stage(self, job_id: str, stage: str, now: datetime) -> tuple[Job, ObjectRecord] | None: ...
+    async def start_stage(self, job_id: str, stage: str, now: datetime) -> tuple[Job, ObjectRecord] | None:
+        """Record that a try of ``stage`` starts (``attempts`` counts the tries of the current
+        stage, this one included: 1 after a clean run); None if the job is over."""
 
-    async def stage_attempt_failed(self, job_id: str, error: str) -> Job: ...
+    async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
+        """Record why the current try failed (it was counted when it started)."""
 
     async def record_normalized(self, object_id: str, mime: str) -> None: ...
 

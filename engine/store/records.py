@@ -194,7 +194,7 @@ class Job:
     object_id: str | None = None
     import_id: str | None = None
     stage: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # tries of the current stage, the running one included (1 after a clean run)
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

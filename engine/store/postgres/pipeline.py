@@ -188,7 +188,7 @@ class PipelineMixin(PgAccess):
             if job.status not in ("queued", "running") or obj.status == "deleted" or obj.review_state != "approved":
                 return None
             await c.execute(
-                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts ELSE 0 END,"
+                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts + 1 ELSE 1 END,"
                 " started_at = coalesce(started_at, ?) WHERE id = ?",
                 stage, stage, now, job_id,
             )
@@ -199,7 +199,7 @@ class PipelineMixin(PgAccess):
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
         async def op(c: PgConn) -> Job:
-            await c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", error, job_id)
+            await c.execute("UPDATE jobs SET error = ? WHERE id = ?", error, job_id)  # the try was counted when it started
             return await _get_job(c, job_id)
 
         return await self.write(op)

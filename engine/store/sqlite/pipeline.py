@@ -168,7 +168,7 @@ class PipelineMixin(SqliteAccess):
             if job.status not in ("queued", "running") or obj.status == "deleted" or obj.review_state != "approved":
                 return None
             c.execute(
-                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts ELSE 0 END,"
+                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts + 1 ELSE 1 END,"
                 " started_at = coalesce(started_at, ?) WHERE id = ?",
                 (stage, stage, ts(now), job_id),
             )
@@ -179,7 +179,7 @@ class PipelineMixin(SqliteAccess):
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
         def op(c: sqlite3.Connection) -> Job:
-            c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", (error, job_id))
+            c.execute("UPDATE jobs SET error = ? WHERE id = ?", (error, job_id))  # the try was counted when it started
             return _get_job(c, job_id)
 
         return await self.write(op, quick=True)
