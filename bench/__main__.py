@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
 
 from bench import harness, report  # noqa: E402
 
-COMMANDS = ("upload", "scale", "control", "imports", "pipeline")  # ``all`` runs them in this order
+COMMANDS = ("upload", "scale", "control", "imports", "pipeline", "ocr")  # ``all`` runs them in this order
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -105,6 +105,13 @@ class PipelineConfig:
     retry_backoff_seconds: float = 2.0
     chunk_chars: int = 1000
     chunk_overlap: int = 100
+    ocr_engine: str = "rapidocr"
+    ocr_threads: int = 1
+    ocr_dpi: int = 300
+    ocr_max_page_pixels: int = 25_000_000
+    ocr_max_pages: int = 50
+    ocr_tesseract_lang: str = "eng"
+    ocr_timeout_seconds: float = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +168,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "blobs.backend": ("local", "s3"),
     "log.level": ("debug", "info", "warning", "error"),
     "log.format": ("auto", "json", "console"),
+    "pipeline.ocr_engine": ("rapidocr", "tesseract"),
 }
 _POSITIVE = {
     "http.max_json_bytes", "store.readers", "store.pool_size", "store.command_timeout_seconds", "auth.session_ttl_seconds",
@@ -169,6 +177,7 @@ _POSITIVE = {
     "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
     "http.graceful_timeout_seconds", "http.backlog", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
+    "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
 }
 

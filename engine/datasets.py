@@ -1,18 +1,24 @@
 """Datasets (seed 002): fields, defaults, enums and the lifecycle (seed 003).
 
-Lifecycle, checked in one table (:data:`TRANSITIONS`)::
+Lifecycle, checked in one table (:data:`TRANSITIONS`; README "Dataset lifecycle" lists
+every move)::
 
     draft ──(first object/import accepted)──▶ ingesting ──(first content active)──▶ active
       │                                          │                                   │
-      └──────────── owner: PATCH status=paused ──┴───────────────────────────────────┘
+      ├──────────── owner: PATCH status=paused ──┴───────────────────────────────────┤
+      │                            ▼                                                 │
+      │                          paused ──(owner: PATCH status=active)──▶ draft | ingesting | active
+      └──────────── owner: PATCH status=archived (also from paused) ─────────────────┘
                                    ▼
-                                 paused ──(owner: PATCH status=active)──▶ draft | ingesting | active
-    any live state ──(platform admin)──▶ suspended ──(platform admin)──▶ draft | ingesting | active
-    any live state ──(DELETE)──▶ pending_deletion ──(objects and index purged)──▶ deleted
+                                archived ──(owner: PATCH status=active)──▶ draft | ingesting | active
+    any live state ──(platform admin: suspend)──▶ suspended ──(unsuspend)──▶ draft | ingesting | active
+    any live state ──(owner: DELETE)──▶ pending_deletion ──(objects and index purged)──▶ deleted
 
-"Resuming" (from paused or suspended) lands in the state the content warrants: ``active``
-when something is searchable, ``ingesting`` when objects exist, else ``draft``. A deleted
-dataset answers 404 everywhere.
+"Resuming" (from paused, archived or suspended) lands in the state the content warrants:
+``active`` when something is searchable, ``ingesting`` when objects exist, else
+``draft``. Paused, archived and suspended datasets accept no uploads or imports and are
+not in the catalog; a suspended one cannot be changed by its owner (only deleted). A
+deleted dataset, and every object of it, answers 404.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ SOURCE_MODALITIES = ("document", "text", "image", "audio", "video", "tabular", "
 MONETIZATION_MODES = ("open", "premium", "restricted")
 PRICING_MODELS = ("demand_curve", "flat_rate", "per_retrieval", "free")
 VISIBILITIES = ("private", "restricted", "listed")
-STATUSES = ("draft", "ingesting", "active", "paused", "suspended", "pending_deletion", "deleted")
-OWNER_SETTABLE_STATUSES = ("active", "paused")
+STATUSES = ("draft", "ingesting", "active", "paused", "archived", "suspended", "pending_deletion", "deleted")
+OWNER_SETTABLE_STATUSES = ("active", "paused", "archived")
+RESUMABLE = ("paused", "archived")
+ACCEPTS_CONTENT = ("draft", "ingesting", "active")  # statuses in which uploads and imports are taken  # PATCH status=active from these lands on resumed_status()
 
 DEFAULTS: Mapping[str, Any] = {
     "description": None,
@@ -57,9 +65,11 @@ TRANSITIONS: Mapping[tuple[str, str], frozenset[str]] = {
     ("ingesting", "active"): frozenset({"system"}),
     **{(s, "paused"): frozenset({"owner"}) for s in ("draft", "ingesting", "active")},
     **{("paused", s): frozenset({"owner"}) for s in ("draft", "ingesting", "active")},
-    **{(s, "suspended"): frozenset({"admin"}) for s in ("draft", "ingesting", "active", "paused")},
+    **{(s, "archived"): frozenset({"owner"}) for s in ("draft", "ingesting", "active", "paused")},
+    **{("archived", s): frozenset({"owner"}) for s in ("draft", "ingesting", "active")},
+    **{(s, "suspended"): frozenset({"admin"}) for s in ("draft", "ingesting", "active", "paused", "archived")},
     **{("suspended", s): frozenset({"admin"}) for s in ("draft", "ingesting", "active")},
-    **{(s, "pending_deletion"): frozenset({"owner"}) for s in ("draft", "ingesting", "active", "paused", "suspended")},
+    **{(s, "pending_deletion"): frozenset({"owner"}) for s in ("draft", "ingesting", "active", "paused", "archived", "suspended")},
     ("pending_deletion", "deleted"): frozenset({"system"}),
 }
 
@@ -93,6 +103,15 @@ class UpdateDataset(Message):
 
 
 @dataclass(frozen=True)
+class ModerateDataset(Message):
+    dataset_id: str
+    suspend: bool
+
+    async def apply(self, ctx: Any) -> Dataset:
+        return await ctx.datasets.apply_moderation(self.dataset_id, self.suspend)
+
+
+@dataclass(frozen=True)
 class DeleteDataset(Message):
     principal: Principal
     dataset_id: str
@@ -115,6 +134,13 @@ class Datasets:
         if ds is None:
             raise NotFound("dataset not found")
         principal.require_dataset(ds.id)
+        return ds
+
+    async def get_accepting(self, principal: Principal, dataset_id: str, what: str) -> Dataset:
+        """The caller's dataset, if it takes new content now (409 naming its status if not)."""
+        ds = await self.get(principal, dataset_id)
+        if ds.status not in ACCEPTS_CONTENT:
+            raise Conflict(f"a {ds.status} dataset does not accept {what}", {"current_status": ds.status})
         return ds
 
     async def create(self, principal: Principal, fields: Mapping[str, Any]) -> Dataset:
@@ -149,11 +175,14 @@ class Datasets:
         """In the dataset's actor."""
         ds = await self.get(principal, dataset_id)
         changes = dict(fields)
+        if ds.status == "suspended" and changes:
+            raise Conflict("a suspended dataset cannot be changed by its owner: a platform admin lifts the suspension",
+                           {"current_status": ds.status})
         if "status" in changes:
             target = changes["status"]
             if target == ds.status:
                 del changes["status"]
-            elif target == "active" and ds.status == "paused":
+            elif target == "active" and ds.status in RESUMABLE:
                 changes["status"] = resumed_status(ds)
             else:
                 check_transition(ds.status, target, "owner")
@@ -166,6 +195,32 @@ class Datasets:
         if updated is None:
             raise NotFound("dataset not found")
         log.info("dataset_updated", dataset_id=dataset_id, fields=sorted(fields))
+        return updated
+
+    async def moderate(self, dataset_id: str, *, suspend: bool) -> Dataset:
+        """A platform admin suspends (or lifts the suspension of) any tenant's dataset."""
+        ds = await self.store.get_dataset_any(dataset_id)
+        if ds is None:
+            raise NotFound("dataset not found")
+        moderated: Dataset = await self.actors.ask(ds.id, ModerateDataset(ds.id, suspend))
+        return moderated
+
+    async def apply_moderation(self, dataset_id: str, suspend: bool) -> Dataset:
+        """In the dataset's actor. Suspending a suspended dataset changes nothing; lifting
+        a suspension lands on the state the content warrants."""
+        ds = await self.store.get_dataset_any(dataset_id)
+        if ds is None:
+            raise NotFound("dataset not found")
+        if suspend and ds.status == "suspended":
+            return ds
+        if not suspend and ds.status != "suspended":
+            raise Conflict("the dataset is not suspended", {"current_status": ds.status})
+        target = "suspended" if suspend else resumed_status(ds)
+        check_transition(ds.status, target, "admin")
+        updated = await self.store.update_dataset(ds.tenant_id, ds.id, {"status": target, "updated_at": self.now()})
+        if updated is None:
+            raise NotFound("dataset not found")
+        log.info("dataset_suspended" if suspend else "dataset_unsuspended", dataset_id=ds.id, tenant_id=ds.tenant_id, status=target)
         return updated
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:

@@ -144,7 +144,7 @@ class Imports:
     # -- API ---------------------------------------------------------------------------------
     async def create(self, principal: Principal, dataset_id: str, filename: str) -> tuple[ImportJob, str, str]:
         """A new ``uninitialised`` import and its presigned PUT URL and content type."""
-        ds = await self.datasets.get(principal, dataset_id)
+        ds = await self.datasets.get_accepting(principal, dataset_id, "imports")
         ext = os.path.splitext(filename)[1].lower()
         if ext not in FORMATS or "/" in filename or "\\" in filename:
             raise InvalidRequest("the file must be .jsonl or .csv", {"fields": {"filename": "must end in .jsonl or .csv"}})

@@ -54,7 +54,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MiB = 1024 * 1024
 OBJECT_STATUSES = ("pending_upload", "uploaded", "normalizing", "extracting", "enriching", "indexing", "active", "failed", "deleted")
 REVIEW_STATES = ("staged", "under_review", "approved", "rejected", "expired")
-UPLOADABLE_DATASET_STATUSES = ("draft", "ingesting", "active")
 
 _TEXT = ("text/plain", "text/markdown", "text/html", "text/csv", "application/json", "application/x-ndjson")
 _OFFICE = (
@@ -212,12 +211,14 @@ class Objects:
         return obj
 
     async def list_for_dataset(
-        self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int
+        self, principal: Principal, dataset_id: str, status: str | None, review_state: str | None, cursor: str | None, limit: int,
+        checksum_sha256: str | None = None,
     ) -> Page[ObjectRecord]:
         ds = await self.datasets.get(principal, dataset_id)
         return await page_of(
             lambda after, n: self.store.list_objects(
-                principal.tenant_id, ds.id, status=status, review_state=review_state, after=after, limit=n
+                principal.tenant_id, ds.id, status=status, review_state=review_state, after=after, limit=n,
+                checksum_sha256=checksum_sha256,
             ),
             cursor,
             limit,
@@ -225,9 +226,7 @@ class Objects:
 
     # -- initiate -------------------------------------------------------------------
     async def initiate(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Initiated:
-        ds = await self.datasets.get(principal, dataset_id)
-        if ds.status not in UPLOADABLE_DATASET_STATUSES:
-            raise Conflict(f"a {ds.status} dataset does not accept uploads", {"current_status": ds.status})
+        ds = await self.datasets.get_accepting(principal, dataset_id, "uploads")
         filename = clean_filename(fields["filename"])
         mime = fields["content_type"].split(";")[0].strip().lower()
         if mime not in ALLOWED_TYPES[ds.source_modality]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -11,6 +12,19 @@ from engine.cli.output import emit, print_record
 
 if TYPE_CHECKING:
     from engine.client import AsyncClient
+
+
+def ask(what: str, *, secret: bool = False, confirm: bool = False) -> str:
+    """A value not given as an option: prompted on a terminal (hidden if ``secret``), else
+    read as one line of standard input, with no prompt and no echo control to attempt
+    (``getpass`` would warn that it cannot hide a pipe), so ``echo "$PW" | ipto login`` works.
+    Prompts go to stderr: stdout stays for the command's output (``--json``)."""
+    if sys.stdin.isatty():
+        return str(click.prompt(what, hide_input=secret, confirmation_prompt=confirm, err=True))
+    line = sys.stdin.readline()
+    if not line:
+        raise click.UsageError(f"no {what.lower()}: give --{what.lower()}, or one line on standard input")
+    return line.rstrip("\r\n")
 
 
 def _remember_session(url: str, grant: dict[str, Any]) -> str:
@@ -25,14 +39,16 @@ def _grant_view(url: str, grant: dict[str, Any], stored: str) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--email", prompt=True, help="Account email (prompted when missing).")
-@click.option("--password", prompt=True, hide_input=True, help="Password (prompted, hidden, when missing).")
+@click.option("--email", help="Account email (asked when missing).")
+@click.option("--password", help="Password (asked, hidden, when missing; read from standard input when it is not a terminal).")
 @common_options
 @json_option
 @click.pass_context
-def login(ctx: click.Context, email: str, password: str, as_json: bool) -> None:
+def login(ctx: click.Context, email: str | None, password: str | None, as_json: bool) -> None:
     """Log in and keep the session token (file readable by you only) for this server."""
     s = settings(ctx)
+    email = email or ask("Email")
+    password = password or ask("Password", secret=True)
 
     async def go(api: AsyncClient) -> Any:
         return await api.login(email, password)
@@ -43,16 +59,19 @@ def login(ctx: click.Context, email: str, password: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--email", prompt=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--email", help="Account email (asked when missing).")
+@click.option("--password", help="Password (asked twice, hidden, when missing; one line of standard input when it is not a terminal).")
 @click.option("--name", default=None, help="Your name.")
 @click.option("--tenant-name", default=None, help="Name of the organisation (tenant) created with the account.")
 @common_options
 @json_option
 @click.pass_context
-def signup(ctx: click.Context, email: str, password: str, name: str | None, tenant_name: str | None, as_json: bool) -> None:
+def signup(ctx: click.Context, email: str | None, password: str | None, name: str | None, tenant_name: str | None,
+           as_json: bool) -> None:
     """Create an account (and its tenant) and log in to it."""
     s = settings(ctx)
+    email = email or ask("Email")
+    password = password or ask("Password", secret=True, confirm=True)
 
     async def go(api: AsyncClient) -> Any:
         return await api.signup(email, password, name, tenant_name)

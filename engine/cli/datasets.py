@@ -19,7 +19,7 @@ MODALITIES = ("document", "text", "image", "audio", "video", "tabular", "mixed")
 MONETIZATION = ("open", "premium", "restricted")
 PRICING = ("demand_curve", "flat_rate", "per_retrieval", "free")
 VISIBILITY = ("private", "restricted", "listed")
-STATUSES = ("draft", "ingesting", "active", "paused", "suspended", "pending_deletion", "deleted")
+STATUSES = ("draft", "ingesting", "active", "paused", "archived", "suspended", "pending_deletion", "deleted")
 COLUMNS = ("dataset_id", "name", "status", "visibility", "source_modality", "object_count", "total_bytes", "total_datapoint_count")
 
 
@@ -117,12 +117,13 @@ def get(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
 @click.argument("dataset_id")
 @click.option("--name")
 @_dataset_fields
-@click.option("--status", type=click.Choice(("paused", "active")), help="Pause the dataset, or resume it.")
+@click.option("--status", type=click.Choice(("paused", "archived", "active")),
+              help="Pause or archive the dataset, or resume it (active: back to the state its content warrants).")
 @common_options
 @json_option
 @click.pass_context
 def update(ctx: click.Context, dataset_id: str, as_json: bool, **options: Any) -> None:
-    """Change fields of a dataset, or pause/resume it."""
+    """Change fields of a dataset, or pause/archive/resume it."""
     fields = _fields(options)
     if not fields:
         raise click.UsageError("nothing to change: give at least one option (see --help)")
@@ -150,6 +151,34 @@ def delete(ctx: click.Context, dataset_id: str, yes: bool, as_json: bool) -> Non
 
     run(ctx, go)
     emit(as_json, {"dataset_id": dataset_id, "deleted": True}, lambda: click.echo(f"deleted {dataset_id}"))
+
+
+def _moderate(ctx: click.Context, dataset_id: str, as_json: bool, suspend: bool) -> None:
+    async def go(api: AsyncClient) -> Any:
+        return await (api.suspend_dataset(dataset_id) if suspend else api.unsuspend_dataset(dataset_id))
+
+    ds = run(ctx, go)
+    emit(as_json, ds, lambda: print_record(ds))
+
+
+@datasets.command()
+@click.argument("dataset_id")
+@common_options
+@json_option
+@click.pass_context
+def suspend(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
+    """Platform admins: suspend any tenant's dataset (no uploads, imports, changes or catalog)."""
+    _moderate(ctx, dataset_id, as_json, suspend=True)
+
+
+@datasets.command()
+@click.argument("dataset_id")
+@common_options
+@json_option
+@click.pass_context
+def unsuspend(ctx: click.Context, dataset_id: str, as_json: bool) -> None:
+    """Platform admins: lift a dataset's suspension."""
+    _moderate(ctx, dataset_id, as_json, suspend=False)
 
 
 @datasets.command("set-schema")

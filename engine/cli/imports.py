@@ -2,7 +2,8 @@
 
 With ``--wait`` the import is polled until it is ``complete``, ``partial``, ``failed`` or
 ``pending_schema``, its status shown live on stderr. Exit code: 0 for complete (and for
-partial with ``--allow-partial``), 1 otherwise.
+partial with ``--allow-partial``), 1 otherwise, with one line on stderr saying why (the
+status, its reason, and for ``partial`` that ``--allow-partial`` accepts it).
 """
 
 from __future__ import annotations
@@ -78,7 +79,18 @@ def import_(ctx: click.Context, file: Path, dataset_id: str, wait: bool, poll_in
         ctx.exit(1)
     emit(as_json, imp, lambda: _show(imp))
     if wait and not (imp["status"] == "complete" or (imp["status"] == "partial" and allow_partial)):
+        click.echo(why_not_complete(imp), err=True)
         ctx.exit(1)
+
+
+def why_not_complete(imp: Any) -> str:
+    """The one stderr line that explains exit code 1 after ``--wait``."""
+    status, reason = imp.get("status"), imp.get("reason")
+    line = f"ipto: import {imp.get('import_id')} ended {status}" + (f": {reason}" if reason else "")
+    if status == "partial":
+        line += (f" ({imp.get('accepted_count')} accepted; errors lists the rejected ones)."
+                 " Exit 1 because not every record was accepted; --allow-partial accepts that")
+    return line
 
 
 @click.group()

@@ -6,7 +6,9 @@ parallel (``--parallel`` PUTs in flight across all files). Progress bars (rich) 
 file and the whole batch on stderr; a summary table (or ``--json``) goes to stdout. An
 interrupted run is resumed by running the same command again: the parts the server already
 accepted are not sent twice (state in the user's state dir, see engine.client.transfer).
-Exit code 1 when any file failed.
+Files the dataset already holds under the same name with the same SHA-256 are skipped and
+reported as such (like ``aws s3 sync``), so running the command twice uploads nothing
+twice; ``--force`` uploads them anyway. Exit code 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -97,15 +99,18 @@ class RichEvents:
         task = self.tasks.pop(path, None)
         if task is not None:
             self.progress.remove_task(task)
-        if not result.ok:  # its bytes will not arrive: take them off the overall bar
+        if not result.ok or result.skipped:  # its bytes will not be sent: take them off the overall bar
             self.total_bytes -= result.size_bytes
             self.progress.update(self.overall, total=self.total_bytes)
+        if result.skipped:
+            self.progress.console.print(f"[dim]= {path.name} — already in the dataset ({result.object_id}), skipped[/]")
+            return
         mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
         self.progress.console.print(f"{mark} {path.name}" + ("" if result.error is None else f" — {result.error['message']}"))
 
 
 async def _upload_all(api: Any, dataset_id: str, files: list[Path], content_type: str | None, parallel: int,
-                      resume: bool, events: Any) -> list[UploadResult]:
+                      resume: bool, events: Any, force: bool) -> list[UploadResult]:
     from engine.client.transfer import ResumeStore, upload_file
 
     store = ResumeStore(state_dir() / "uploads") if resume else None
@@ -116,7 +121,7 @@ async def _upload_all(api: Any, dataset_id: str, files: list[Path], content_type
     async def one(i: int, path: Path) -> None:
         async with files_at_once:
             results[i] = await upload_file(api, dataset_id, path, content_type=content_type or guess_type(path),
-                                           resume=store, parallel=parts, events=events)
+                                           resume=store, parallel=parts, events=events, skip_existing=not force)
 
     async with trio.open_nursery() as nursery:
         for i, path in enumerate(files):
@@ -133,13 +138,17 @@ def _summary(results: list[UploadResult], base: dict[Path, str]) -> None:
     for r in results:
         error = r.error or {}
         rid = f" (request_id {error['request_id']})" if error.get("request_id") else ""
-        status = f"[green]{r.status}[/]" if r.ok else f"[red]failed: {error.get('message')}{rid}[/]"
+        if r.skipped:
+            status = "[dim]skipped: already in the dataset[/]"
+        else:
+            status = f"[green]{r.status}[/]" if r.ok else f"[red]failed: {error.get('message')}{rid}[/]"
         table.add_row(base.get(Path(r.path), r.path), f"{r.size_bytes:,}", r.object_id or "-", r.strategy or "-",
                       f"{r.parts_sent}/{r.parts_total}" + (" (resumed)" if r.resumed else ""), status)
     console = stdout_console()
     console.print(table)
-    failed = sum(not r.ok for r in results)
-    console.print(f"{len(results) - failed} uploaded, {failed} failed")
+    failed, skipped = sum(not r.ok for r in results), sum(r.skipped for r in results)
+    console.print(f"{len(results) - failed - skipped} uploaded, {skipped} skipped, {failed} failed"
+                  + (" (skipped: already in the dataset with the same name and SHA-256; --force uploads them)" if skipped else ""))
 
 
 @click.command()
@@ -149,14 +158,16 @@ def _summary(results: list[UploadResult], base: dict[Path, str]) -> None:
 @click.option("--content-type", help="Send this content type for every file instead of guessing from extensions.")
 @click.option("--include-hidden", is_flag=True, help="Also upload dotfiles and files in dot-folders.")
 @click.option("--no-resume", is_flag=True, help="Neither use nor keep resume state: start every file afresh.")
+@click.option("--force", is_flag=True, help="Upload files the dataset already holds (same name and SHA-256) again.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: when stderr is a terminal).")
 @common_options
 @json_option
 @click.pass_context
 def upload(ctx: click.Context, paths: tuple[Path, ...], dataset_id: str, parallel: int, content_type: str | None,
-           include_hidden: bool, no_resume: bool, progress: bool | None, as_json: bool) -> None:
+           include_hidden: bool, no_resume: bool, force: bool, progress: bool | None, as_json: bool) -> None:
     """Upload files and folders (recursively) to a dataset: initiate, upload, confirm.
 
+    Files the dataset already holds (same name, same SHA-256) are skipped unless --force.
     Run the same command again after an interruption: parts already accepted are skipped."""
     files = collect_files(paths, include_hidden)
     if not files:
@@ -168,20 +179,20 @@ def upload(ctx: click.Context, paths: tuple[Path, ...], dataset_id: str, paralle
     async def main() -> list[UploadResult]:
         async with api:
             if not show:
-                return await _upload_all(api, dataset_id, files, content_type, parallel, not no_resume, None)
+                return await _upload_all(api, dataset_id, files, content_type, parallel, not no_resume, None, force)
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
             sizes = sum(f.stat().st_size for f in files)
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                           TimeRemainingColumn(), console=stderr_console(), transient=False) as bars:
                 return await _upload_all(api, dataset_id, files, content_type, parallel, not no_resume,
-                                         RichEvents(bars, sizes, len(files)))
+                                         RichEvents(bars, sizes, len(files)), force)
 
     results = trio.run(main)
-    failed = sum(not r.ok for r in results)
+    failed, skipped = sum(not r.ok for r in results), sum(r.skipped for r in results)
     if as_json:
-        print_json({"dataset_id": dataset_id, "uploaded": len(results) - failed, "failed": failed,
-                    "files": [r.as_dict() for r in results]})
+        print_json({"dataset_id": dataset_id, "uploaded": len(results) - failed - skipped, "skipped": skipped,
+                    "failed": failed, "files": [r.as_dict() for r in results]})
     else:
         _summary(results, base)
     if failed:

@@ -215,8 +215,16 @@ class AsyncClient:
         return await self.call("GET", f"/v1/datasets/{_q(dataset_id)}")
 
     async def update_dataset(self, dataset_id: str, **fields: Any) -> m.Dataset:
-        """PATCH any of the create fields, or ``status`` (``paused`` / ``active``)."""
+        """PATCH any of the create fields, or ``status`` (``paused`` / ``archived`` / ``active``)."""
         return await self.call("PATCH", f"/v1/datasets/{_q(dataset_id)}", json=fields)
+
+    async def suspend_dataset(self, dataset_id: str) -> m.Dataset:
+        """Platform admins: suspend any tenant's dataset."""
+        return await self.call("POST", f"/v1/admin/datasets/{_q(dataset_id)}/suspend")
+
+    async def unsuspend_dataset(self, dataset_id: str) -> m.Dataset:
+        """Platform admins: lift a suspension (the dataset lands on the state its content warrants)."""
+        return await self.call("POST", f"/v1/admin/datasets/{_q(dataset_id)}/unsuspend")
 
     async def delete_dataset(self, dataset_id: str) -> None:
         await self.call("DELETE", f"/v1/datasets/{_q(dataset_id)}")
@@ -286,15 +294,18 @@ class AsyncClient:
 
     async def list_objects(
         self, dataset_id: str, status: str | None = None, review_state: str | None = None,
-        limit: int | None = None, cursor: str | None = None,
+        limit: int | None = None, cursor: str | None = None, checksum_sha256: str | None = None,
     ) -> m.Page[m.Object]:
-        params = {"status": status, "review_state": review_state, "limit": limit, "cursor": cursor}
+        """A page of the dataset's objects; ``checksum_sha256`` keeps those whose verified bytes have it."""
+        params = {"status": status, "review_state": review_state, "limit": limit, "cursor": cursor, "checksum_sha256": checksum_sha256}
         return await self.page(f"/v1/datasets/{_q(dataset_id)}/objects", params)
 
     def iter_objects(
-        self, dataset_id: str, status: str | None = None, review_state: str | None = None, page_size: int = 100
+        self, dataset_id: str, status: str | None = None, review_state: str | None = None, page_size: int = 100,
+        checksum_sha256: str | None = None,
     ) -> AsyncIterator[m.Object]:
-        return self.iterate(f"/v1/datasets/{_q(dataset_id)}/objects", {"status": status, "review_state": review_state}, page_size)
+        params = {"status": status, "review_state": review_state, "checksum_sha256": checksum_sha256}
+        return self.iterate(f"/v1/datasets/{_q(dataset_id)}/objects", params, page_size)
 
     async def delete_object(self, object_id: str) -> m.Object:
         return await self.call("DELETE", f"/v1/objects/{_q(object_id)}")

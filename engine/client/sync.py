@@ -117,6 +117,8 @@ class Client:
     get_dataset = _sync(AsyncClient.get_dataset)
     update_dataset = _sync(AsyncClient.update_dataset)
     delete_dataset = _sync(AsyncClient.delete_dataset)
+    suspend_dataset = _sync(AsyncClient.suspend_dataset)
+    unsuspend_dataset = _sync(AsyncClient.unsuspend_dataset)
     set_schema = _sync(AsyncClient.set_schema)
     catalog = _sync(AsyncClient.catalog)
     iter_catalog = _sync_iter(AsyncClient.iter_catalog)

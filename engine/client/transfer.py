@@ -5,7 +5,13 @@ dataset, absolute path, size and mtime. It is written before the initiation and 
 accepted part, and holds the ``Idempotency-Key`` of the initiation and the ETags of the
 parts the server accepted. Running the same upload again re-initiates with the same key —
 the server answers the same object and upload, with fresh URLs if the old ones expired —
-and sends only the parts missing from the state. The state is removed once confirmed.
+and sends only the parts missing from the state. The state is removed once confirmed, and
+when the server refuses the upload outright (a 4xx on the initiation: the dataset does not
+take the type, is paused, …), so nothing is left to resume.
+
+With ``skip_existing`` a file whose name and SHA-256 the dataset already holds (an object
+whose bytes were verified and are still kept: not failed, deleted, rejected or expired) is
+not uploaded again; its result says ``skipped`` and names that object.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import trio
 
-from engine.client.errors import ApiError, ConnectionFailed, Forbidden, IptoError, Unprocessable, error_from_response
+from engine.client.errors import (
+    ApiError,
+    ConnectionFailed,
+    Forbidden,
+    IdempotencyInProgress,
+    IptoError,
+    Unprocessable,
+    error_from_response,
+)
 from engine.client.models import UploadTarget
 
 if TYPE_CHECKING:
@@ -58,7 +72,7 @@ class _NoEvents:
 class UploadResult:
     path: str
     size_bytes: int
-    status: str = "failed"  # the object's status once confirmed ("uploaded"), else "failed"
+    status: str = "failed"  # the object's status once confirmed ("uploaded"), "skipped" (already there), else "failed"
     object_id: str | None = None
     upload_id: str | None = None
     checksum_sha256: str | None = None
@@ -72,6 +86,10 @@ class UploadResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +165,25 @@ async def file_stream(path: Path, offset: int, length: int, on_chunk: Any = None
             yield chunk
 
 
+def refused(exc: ApiError) -> bool:
+    """The server turned the request down for good (a 4xx), not "later" (408, 429, a request
+    with the same Idempotency-Key still running)."""
+    return 400 <= exc.status < 500 and exc.status not in (408, 429) and not isinstance(exc, IdempotencyInProgress)
+
+
+# What an object must be to count as "already in the dataset": its bytes verified and kept.
+_GONE_STATUSES, _GONE_REVIEW_STATES = ("failed", "deleted"), ("rejected", "expired")
+
+
+async def find_existing(client: AsyncClient, dataset_id: str, filename: str, sha256: str) -> dict[str, Any] | None:
+    """An object of the dataset named ``filename`` whose verified bytes have ``sha256``, if any."""
+    async for obj in client.iter_objects(dataset_id, checksum_sha256=sha256):
+        if (obj["original_filename"] == filename and obj["status"] not in _GONE_STATUSES
+                and obj["review_state"] not in _GONE_REVIEW_STATES):
+            return dict(obj)
+    return None
+
+
 def _error_dict(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ApiError):
         return {"code": exc.code, "message": exc.message, "status": exc.status, "request_id": exc.request_id, "details": exc.details}
@@ -175,11 +212,13 @@ async def upload_file(
     resume: ResumeStore | None = None,
     parallel: int | trio.CapacityLimiter = 4,
     events: UploadEvents | None = None,
+    skip_existing: bool = False,
 ) -> UploadResult:
     """Upload one file; never raises for a failed upload (the result carries the error).
 
     ``parallel`` bounds the part PUTs in flight (pass one shared limiter to bound several
-    files together)."""
+    files together); ``skip_existing`` skips a file the dataset already holds (same name,
+    same SHA-256)."""
     path = path.resolve()
     ev: UploadEvents = events or _NoEvents()
     limiter = parallel if isinstance(parallel, trio.CapacityLimiter) else trio.CapacityLimiter(parallel)
@@ -190,7 +229,8 @@ async def upload_file(
         if st.st_size == 0:
             raise IptoError("empty files cannot be uploaded (size_bytes must be at least 1)")
         for fresh_start in (False, True):
-            if await _upload(client, dataset_id, path, st, filename or path.name, content_type, resume, limiter, ev, result, fresh_start):
+            if await _upload(client, dataset_id, path, st, filename or path.name, content_type, resume, limiter, ev, result,
+                             fresh_start, skip_existing):
                 break
     except (IptoError, OSError) as exc:
         result.error = _error_dict(exc)
@@ -202,6 +242,7 @@ async def upload_file(
 async def _upload(
     client: AsyncClient, dataset_id: str, path: Path, st: os.stat_result, filename: str, content_type: str,
     resume: ResumeStore | None, limiter: trio.CapacityLimiter, ev: UploadEvents, result: UploadResult, fresh_start: bool,
+    skip_existing: bool,
 ) -> bool:
     """One try; False when the remembered upload is unusable and a fresh one should start."""
     state_file, state = resume.load(client.url, dataset_id, path, st) if resume else (None, None)
@@ -210,6 +251,9 @@ async def _upload(
     if state is None:
         ev.hashing(path, st.st_size)
         sha = await trio.to_thread.run_sync(sha256_file, path, abandon_on_cancel=True)
+        if skip_existing and (existing := await find_existing(client, dataset_id, filename, sha)) is not None:
+            result.status, result.object_id, result.checksum_sha256 = "skipped", existing["object_id"], sha
+            return True
         state = ResumeState(str(path), dataset_id, st.st_size, st.st_mtime_ns, sha, content_type, str(uuid.uuid4()))
         if state_file is not None:
             ResumeStore.save(state_file, state)
@@ -225,7 +269,12 @@ async def _upload(
             dataset_id, filename, state.content_type, state.size, state.sha256, idempotency_key=state.idempotency_key
         )
 
-    target = await initiate()
+    try:
+        target = await initiate()
+    except ApiError as exc:
+        if state_file is not None and refused(exc):
+            ResumeStore.drop(state_file)  # nothing was created: nothing to resume
+        raise
     result.checksum_sha256, result.content_type = state.sha256, state.content_type
     result.object_id, result.upload_id, result.strategy = target["object_id"], target["upload_id"], target["upload_strategy"]
     if state.upload_id != target["upload_id"]:  # a new upload (the server forgot the key after 24 h)

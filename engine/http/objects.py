@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from engine.auth import Principal
+from engine.errors import InvalidRequest
 from engine.http.api import endpoint, services
 from engine.http.respond import ok
 from engine.http.validate import Field, json_body, page_args, query_choice
@@ -135,7 +137,12 @@ async def get_object(principal: Principal, object_id: str) -> Response:
 async def list_objects(principal: Principal, dataset_id: str) -> Response:
     status = query_choice("status", OBJECT_STATUSES)
     review_state = query_choice("review_state", REVIEW_STATES)
-    page = await services().objects.list_for_dataset(principal, dataset_id, status, review_state, *page_args())
+    checksum = request.args.get("checksum_sha256") or None
+    if checksum is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", checksum):
+        raise InvalidRequest("checksum_sha256 must be 64 hex digits", {"fields": {"checksum_sha256": "64 hex digits (SHA-256)"}})
+    page = await services().objects.list_for_dataset(
+        principal, dataset_id, status, review_state, *page_args(), checksum_sha256=checksum and checksum.lower()
+    )
     return ok({"objects": [object_view(o) for o in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 

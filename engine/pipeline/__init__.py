@@ -1,7 +1,9 @@
 """The processing pipeline's synchronous stage work, run by its callers on worker threads.
 
 - :mod:`engine.pipeline.stages`: ``normalize`` (sniff and check the type), ``extract``
-  (text, or OCR blocks for images), ``chunk_text`` and ``keywords``.
+  (text, and OCR blocks for images and scanned PDF pages), ``chunk_text`` and ``keywords``.
+- :mod:`engine.pipeline.scanned`: images and PDF pages without a text layer (PDFium), read by OCR.
+- :mod:`engine.pipeline.ocr`: the OCR engines (RapidOCR, the default; Tesseract where installed).
 - :mod:`engine.pipeline.embeddings`: ``load_embedder`` and the optional MiniLM model.
 
 Nothing here is async and nothing heavy is imported until it is used.

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from engine.errors import ServiceUnavailable
 from engine.offload import cpu_bound
 from engine.pipeline import stages
 from engine.pipeline.embeddings import Embedder, load_embedder
+from engine.pipeline.ocr import OcrOptions
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore
 from engine.store.records import Artifacts, Job, ObjectRecord
@@ -108,6 +110,14 @@ class FailJob(Message):
         return await ctx.store.fail_job(self.job_id, self.error, ctx.pipeline.now())
 
 
+def ocr_options(cfg: PipelineConfig) -> OcrOptions:
+    return OcrOptions(
+        engine=cfg.ocr_engine, threads=cfg.ocr_threads, tesseract_lang=cfg.ocr_tesseract_lang,
+        timeout_seconds=cfg.ocr_timeout_seconds, dpi=cfg.ocr_dpi, max_page_pixels=cfg.ocr_max_page_pixels,
+        max_pages=cfg.ocr_max_pages,
+    )
+
+
 class Pipeline:
     def __init__(
         self, store: Store, blobs: BlobStore, actors: Supervisor, cfg: PipelineConfig, now: Callable[[], datetime],
@@ -120,6 +130,7 @@ class Pipeline:
         self.cfg = cfg
         self.now = now
         self._limiter = trio.CapacityLimiter(cfg.workers)
+        self._ocr = ocr_options(cfg)
         self._running: set[str] = set()
         self._embedder: Embedder | None = None
         self._embedder_lock = trio.Lock()
@@ -224,7 +235,7 @@ class Pipeline:
     async def _extracting(self, obj: ObjectRecord) -> None:
         mime = obj.normalized_mime_type or obj.mime_type
         async with self.blobs.object_file(obj.blob_id) as path:
-            extracted = await cpu_bound(stages.extract, path, mime)
+            extracted = await cpu_bound(partial(stages.extract, path, mime, ocr=self._ocr))
         await self.blobs.write_artifact(obj.id, "text.txt", extracted.text.encode())
         if extracted.blocks:
             await self.blobs.write_artifact(obj.id, "ocr.json", orjson.dumps(extracted.blocks))

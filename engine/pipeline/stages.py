@@ -7,20 +7,17 @@ type sniffing reads a fixed prefix, text extraction streams and stops at
 
 Errors: :class:`StageRejected` means the input itself is unacceptable (a retry cannot
 help); ``OSError`` (disk) and ``TimeoutError`` (a stuck OCR run) propagate unchanged so
-the caller may retry them. Heavy parsers (pypdf, python-docx, Pillow) are imported
-lazily, so importing this module costs nothing.
+the caller may retry them. Heavy parsers (pypdf, python-docx, Pillow, PDFium, the OCR
+engines) are imported lazily, so importing this module costs nothing. Images and scanned
+PDF pages are handled in :mod:`engine.pipeline.scanned`.
 """
 
 from __future__ import annotations
 
 import codecs
-import io
 import json
-import os
 import re
-import shutil
 import struct
-import subprocess
 import zipfile
 import zlib
 from collections import Counter
@@ -30,11 +27,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from engine.pipeline.ocr import OcrOptions
+
 MAX_TEXT_CHARS = 20_000_000
 SNIFF_BYTES = 1 << 20
 DOCX_MAX_XML_BYTES = 256 << 20
-OCR_TIMEOUT_S = 120.0
-OCR_MAX_FRAMES = 50
 _READ_CHUNK = 1 << 16
 
 PDF, DOCX = "application/pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -82,8 +79,9 @@ class StageRejected(Exception):
 class Extracted:
     """What :func:`extract` got out of a file.
 
-    ``blocks`` are OCR lines for images: ``{"text", "confidence" (0..1), "bbox"
-    ([left, top, right, bottom] in pixels), "page" (frame index)}``.
+    ``blocks`` are OCR lines: ``{"text", "confidence" (0..1), "bbox" ([left, top, right,
+    bottom] in pixels), "page" (frame or PDF page index, from 0)}``; lines of a PDF page
+    also carry ``"dpi"``, the resolution the page was rendered at for OCR.
     """
 
     text: str
@@ -206,20 +204,18 @@ def _errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     return (*extra, *_PARSE_ERRORS)
 
 
-def extract(
-    path: Path,
-    mime: str,
-    *,
-    max_text_chars: int = MAX_TEXT_CHARS,
-    ocr_lang: str = "eng",
-    ocr_timeout: float = OCR_TIMEOUT_S,
-) -> Extracted:
-    """Get the plain text (and OCR blocks for images) out of a file of a normalized type.
+def extract(path: Path, mime: str, *, max_text_chars: int = MAX_TEXT_CHARS, ocr: OcrOptions | None = None) -> Extracted:
+    """Get the plain text (and OCR blocks for images and scanned PDF pages) out of a file
+    of a normalized type.
 
-    Text is capped at ``max_text_chars`` (``Extracted.truncated`` says so). Images are
-    read by Tesseract; when it is not installed the result says why instead of faking
-    text. Raise StageRejected for a corrupt file, TimeoutError when OCR overruns.
+    Text is capped at ``max_text_chars`` (``Extracted.truncated`` says so). Images and PDF
+    pages without a text layer are read by OCR (:mod:`engine.pipeline.scanned`); when the
+    OCR engine cannot run here the result says why instead of faking text. Raise
+    StageRejected for a corrupt file, TimeoutError when OCR overruns.
     """
+    from engine.pipeline import scanned  # it builds on this module
+
+    ocr = ocr or OcrOptions()
     mime = _canonical(mime)
     if mime in ("text/plain", "text/csv", JSON, NDJSON):
         text, truncated = _read_text(path, max_text_chars)
@@ -231,11 +227,11 @@ def extract(
         text, truncated = _html_text(path, max_text_chars)
         return Extracted(text, False, None, [], truncated)
     if mime == PDF:
-        return _pdf_text(path, max_text_chars)
+        return scanned.read_pdf(path, max_text_chars, ocr)
     if mime == DOCX:
         return _docx_text(path, max_text_chars)
     if mime in IMAGE_TYPES:
-        return _ocr_image(path, max_text_chars, ocr_lang, ocr_timeout)
+        return scanned.read_image(path, max_text_chars, ocr)
     raise StageRejected(f"unsupported type {mime!r}")
 
 
@@ -344,25 +340,6 @@ def _html_text(path: Path, limit: int) -> tuple[str, bool]:
     return "\n".join(line for line in lines if line), out.truncated
 
 
-def _pdf_text(path: Path, limit: int) -> Extracted:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    out = _Capped(limit)
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise StageRejected("PDF is encrypted with a password")
-        for page in reader.pages:  # pages are parsed one at a time
-            if not out.add((page.extract_text() or "").strip() + "\n\n"):
-                break
-    except _errors(PyPdfError) as exc:
-        raise StageRejected(f"corrupt PDF: {exc}") from None
-    text = out.text().strip()
-    reason = None if text else "PDF has no text layer; PDF pages are not OCRed"
-    return Extracted(text, False, reason, [], out.truncated)
-
-
 def _docx_text(path: Path, limit: int) -> Extracted:
     import docx
     from docx.opc.exceptions import OpcError
@@ -383,90 +360,6 @@ def _docx_text(path: Path, limit: int) -> Extracted:
         raise StageRejected(f"corrupt DOCX: {exc}") from None
     text = re.sub(r"\n{3,}", "\n\n", out.text()).strip()
     return Extracted(text, False, None, [], out.truncated)
-
-
-def _ocr_image(path: Path, limit: int, lang: str, timeout: float) -> Extracted:
-    exe = shutil.which("tesseract")
-    if exe is None:
-        # Still make sure the image decodes, so a corrupt file is rejected either way.
-        _decode_frames(path, max_frames=1)
-        return Extracted("", False, "tesseract not installed", [], False)
-    blocks: list[dict[str, Any]] = []
-    frames = _decode_frames(path, max_frames=OCR_MAX_FRAMES)
-    for page, frame in enumerate(frames):
-        blocks.extend(_tesseract_lines(exe, frame, page, lang, timeout))
-    out = _Capped(limit)
-    for block in blocks:
-        if not out.add(block["text"] + "\n"):
-            break
-    text = out.text().strip()
-    return Extracted(text, bool(blocks), None if blocks else "OCR found no text", blocks, out.truncated)
-
-
-def _decode_frames(path: Path, *, max_frames: int) -> list[Any]:
-    """Decode an image (every TIFF page, else the first frame) to RGB on white."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    frames = []
-    try:
-        with open(path, "rb") as f, Image.open(f) as img:
-            multi_page = img.format == "TIFF"
-            for index, frame in enumerate(ImageSequence.Iterator(img)):
-                if index >= (max_frames if multi_page else 1):
-                    break
-                rgba = frame.convert("RGBA")
-                # Transparent pixels are black underneath: flatten on white or dark text vanishes.
-                flat = Image.new("RGB", rgba.size, "white")
-                flat.paste(rgba, mask=rgba.getchannel("A"))
-                frames.append(flat)
-    except FileNotFoundError:
-        raise
-    except _errors(UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise StageRejected(f"corrupt or unreadable image: {exc}") from None
-    return frames
-
-
-def _tesseract_lines(exe: str, image: Any, page: int, lang: str, timeout: float) -> list[dict[str, Any]]:
-    png = io.BytesIO()
-    image.save(png, format="PNG")
-    # One OpenMP thread per run: several OCR jobs run side by side on worker threads.
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    try:
-        proc = subprocess.run(
-            [exe, "stdin", "stdout", "-l", lang, "tsv"],
-            input=png.getvalue(), capture_output=True, timeout=timeout, env=env, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"tesseract took longer than {timeout}s") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"tesseract failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-500:]}")
-    return _tsv_lines(proc.stdout.decode("utf-8", errors="replace"), page)
-
-
-def _tsv_lines(tsv: str, page: int) -> list[dict[str, Any]]:
-    """Group Tesseract's word rows into lines with mean confidence and a bounding box."""
-    lines: dict[tuple[str, str, str], list[list[str]]] = {}
-    rows = tsv.splitlines()
-    for row in rows[1:]:
-        cols = row.split("\t")
-        if len(cols) == 12 and cols[11].strip() and float(cols[10]) >= 0:
-            lines.setdefault((cols[2], cols[3], cols[4]), []).append(cols)
-    blocks = []
-    for words in lines.values():
-        left = min(int(w[6]) for w in words)
-        top = min(int(w[7]) for w in words)
-        right = max(int(w[6]) + int(w[8]) for w in words)
-        bottom = max(int(w[7]) + int(w[9]) for w in words)
-        confidence = sum(float(w[10]) for w in words) / len(words) / 100
-        blocks.append(
-            {
-                "text": " ".join(w[11].strip() for w in words),
-                "confidence": round(confidence, 4),
-                "bbox": [left, top, right, bottom],
-                "page": page,
-            }
-        )
-    return blocks
 
 
 # --------------------------------------------------------------------------- chunk

@@ -114,6 +114,9 @@ class Store(Protocol):
     async def get_dataset(self, tenant_id: str, dataset_id: str) -> Dataset | None:
         """A live (not deleted) dataset of this tenant, else None."""
 
+    async def get_dataset_any(self, dataset_id: str) -> Dataset | None:
+        """A live (not deleted) dataset of any tenant (platform admins), else None."""
+
     async def list_datasets(
         self,
         tenant_id: str,
@@ -186,8 +189,11 @@ class Store(Protocol):
     async def renew_upload(self, upload_id: str, expires_at: datetime, now: datetime) -> Upload | None: ...
 
     async def list_objects(
-        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
-    ) -> list[ObjectRecord]: ...
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int,
+        checksum_sha256: str | None = None,
+    ) -> list[ObjectRecord]:
+        """Newest first; not deleted unless ``status`` asks; ``checksum_sha256`` (lower-case hex):
+        only objects whose bytes were verified to have it."""
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None: ...
 
@@ -226,9 +232,12 @@ class Store(Protocol):
 
     async def unfinished_jobs(self, job_type: str) -> list[Job]: ...
 
-    async def start_stage(self, job_id: str, stage: str, now: datetime) -> tuple[Job, ObjectRecord] | None: ...
+    async def start_stage(self, job_id: str, stage: str, now: datetime) -> tuple[Job, ObjectRecord] | None:
+        """Record that a try of ``stage`` starts (``attempts`` counts the tries of the current
+        stage, this one included: 1 after a clean run); None if the job is over."""
 
-    async def stage_attempt_failed(self, job_id: str, error: str) -> Job: ...
+    async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
+        """Record why the current try failed (it was counted when it started)."""
 
     async def record_normalized(self, object_id: str, mime: str) -> None: ...
 

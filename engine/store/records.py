@@ -194,7 +194,7 @@ class Job:
     object_id: str | None = None
     import_id: str | None = None
     stage: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # tries of the current stage, the running one included (1 after a clean run)
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -245,12 +245,17 @@ class Datapoint:
     seq: int = 0
 
 
-# The datasets table's columns, those an update may change, and the statuses a buyer's
-# catalog never shows whatever the visibility (both stores use these).
+# The datasets table's columns, those an update may change, and which datasets a buyer's
+# catalog shows: listed, active, and holding something a buyer can search or retrieve (a
+# draft or an emptied dataset is nothing to buy; paused, archived and suspended ones are
+# withdrawn). Both stores use these.
 DATASET_COLUMNS = (
     "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
     "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
     "last_ingest_at", "record_schema", "created_at", "updated_at",
 )
 DATASET_MUTABLE = frozenset(DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
-HIDDEN_FROM_CATALOG = ("paused", "suspended", "pending_deletion", "deleted")
+# A row (alias ``{t}``) of a dataset that is not deleted: what a deleted dataset held
+# (objects, jobs, imports) answers 404 with it.
+IN_LIVE_DATASET = " AND NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = {t}.dataset_id AND d.status = 'deleted')"
+IN_CATALOG = "d.visibility = 'listed' AND d.status = 'active' AND (d.active_object_count > 0 OR d.total_datapoint_count > 0)"

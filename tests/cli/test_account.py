@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
 
 from tests.cli.conftest import PASSWORD, json_out, one_error_line
 from tests.conftest import create_key, signup
@@ -33,6 +39,26 @@ async def test_login_prompts_for_the_password_without_echoing_it(client, ipto):
     assert r.exit_code == 0, r.output
     assert PASSWORD not in r.output
     assert f"logged in to {ipto.env['IPTO_URL']} as {account.email}" in r.stdout
+
+
+async def test_login_reads_a_piped_password_without_a_getpass_warning(client, ipto, tmp_path):
+    """A real process with a pipe on stdin (no CliRunner): ``echo "$PW" | ipto login --email …``."""
+    account = await signup(client, password=PASSWORD)
+    env = {**os.environ, "IPTO_URL": ipto.env["IPTO_URL"], "IPTO_CONFIG_DIR": str(tmp_path / "cfg"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    async def ipto_process(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        return await trio.run_process([sys.executable, "-m", "engine", *args], stdin=stdin, capture_stdout=True,
+                                      capture_stderr=True, check=False, env=env)
+
+    done = await ipto_process("login", "--email", account.email, "--json", stdin=f"{PASSWORD}\n".encode())
+    assert done.returncode == 0, done.stderr
+    assert b"Warning" not in done.stderr and PASSWORD.encode() not in done.stdout + done.stderr
+    assert json.loads(done.stdout)["user"]["email"] == account.email  # stdout holds the JSON and nothing else
+    both = await ipto_process("login", stdin=f"{account.email}\n{PASSWORD}\n".encode())
+    assert both.returncode == 0 and b"Warning" not in both.stderr and b"logged in" in both.stdout
+    empty = await ipto_process("login", "--email", account.email, stdin=b"")
+    assert empty.returncode == 2 and b"no password" in empty.stderr
 
 
 async def test_wrong_password_is_one_line_with_the_request_id(client, ipto):

@@ -52,6 +52,9 @@ async def test_partial_import_exits_1_unless_allowed(ipto, provider, tmp_path):
     imp = json.loads(r.stdout)
     assert imp["status"] == "partial" and imp["accepted_count"] == 2 and imp["rejected_count"] == 1
     assert imp["errors"][0]["line"] == 2 and imp["errors"][0]["field"]
+    why = r.stderr.strip().splitlines()[-1]  # stdout holds the JSON; stderr says why the exit code is 1
+    assert why == (f"ipto: import {imp['import_id']} ended partial: 1 of 3 records were rejected (2 accepted; errors lists"
+                   " the rejected ones). Exit 1 because not every record was accepted; --allow-partial accepts that")
 
     again = await ipto("import", path, "--dataset", dsid, "--wait", "--poll-interval", "0.1", "--allow-partial")
     assert again.exit_code == 0, again.output
@@ -63,6 +66,7 @@ async def test_no_schema_means_pending_schema_then_set_schema_and_import_csv(ipt
     dsid = await _dataset(ipto, tmp_path, schema=False)
     r = await ipto("import", _jsonl(tmp_path / "p.jsonl", PEOPLE), "--dataset", dsid, "--wait", "--poll-interval", "0.1", "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "pending_schema"
+    assert "ended pending_schema: the dataset has no schema" in r.stderr
 
     (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
     assert (await ipto("datasets", "set-schema", dsid, str(tmp_path / "schema.json"))).exit_code == 0

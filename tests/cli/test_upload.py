@@ -198,7 +198,7 @@ async def test_progress_bars_and_summary_table(ipto, provider, tmp_path):
     dsid = await _dataset(ipto)
     r = await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--progress")
     assert r.exit_code == 0, r.output
-    assert "upload summary" in r.stdout and "3 uploaded, 0 failed" in r.stdout and "3/3" in r.stdout
+    assert "upload summary" in r.stdout and "3 uploaded, 0 skipped, 0 failed" in r.stdout and "3/3" in r.stdout
     for name in files:
         assert Path(name).name in r.stderr  # a line per finished file under the bars
 
@@ -309,7 +309,7 @@ async def test_upload_failures_exit_1_with_the_request_id(ipto, provider, tmp_pa
     _write(tmp_path / "a.txt", b"hello")
     r = await ipto("upload", str(tmp_path / "a.txt"), "--dataset", "dset_missing")
     assert r.exit_code == 1
-    assert "0 uploaded, 1 failed" in r.stdout and "dataset not found" in r.stdout and "request_id req_" in r.stdout
+    assert "0 uploaded, 0 skipped, 1 failed" in r.stdout and "dataset not found" in r.stdout and "request_id req_" in r.stdout
     assert "Traceback" not in r.output
 
 
@@ -323,6 +323,57 @@ async def test_a_type_the_dataset_refuses_fails_that_file_only(ipto, provider, t
     assert report["uploaded"] == 1 and report["failed"] == 1
     bad = next(f for f in report["files"] if f["path"].endswith("tune.mp3"))
     assert bad["content_type"] == "audio/mpeg" and bad["error"]["code"] == "invalid_request"
+
+
+async def test_a_second_run_uploads_nothing_twice(ipto, provider, client, tmp_path):
+    files = _folder(tmp_path / "batch")
+    dsid = await _dataset(ipto)
+    first = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))
+    ids = {Path(f["path"]).name: f["object_id"] for f in first["files"]}
+
+    r = await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid)
+    assert r.exit_code == 0, r.output
+    assert "0 uploaded, 3 skipped, 0 failed" in r.stdout and "already in the dataset" in r.stdout
+    again = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))
+    assert (again["uploaded"], again["skipped"], again["failed"]) == (0, 3, 0)
+    assert all(f["status"] == "skipped" and f["parts_sent"] == 0 and f["error"] is None for f in again["files"])
+    assert {Path(f["path"]).name: f["object_id"] for f in again["files"]} == ids  # it names the object already there
+    assert {Path(f["path"]).name: f["checksum_sha256"] for f in again["files"]} == {Path(n).name: sha(d) for n, d in files.items()}
+
+    # same name, other bytes, and same bytes under another name: both are new files
+    _write(tmp_path / "batch" / "notes.txt", b"Invoice 0426 from Globex.\n")
+    _write(tmp_path / "batch" / "copy-of-readme.md", files["sub/readme.md"])
+    changed = json_out(await ipto("upload", str(tmp_path / "batch"), "--dataset", dsid, "--json"))
+    uploaded = sorted(Path(f["path"]).name for f in changed["files"] if f["status"] == "uploaded")
+    assert uploaded == ["copy-of-readme.md", "notes.txt"] and changed["skipped"] == 2
+
+    forced = json_out(await ipto("upload", str(tmp_path / "batch" / "big.txt"), "--dataset", dsid, "--force", "--json"))
+    assert (forced["uploaded"], forced["skipped"]) == (1, 0) and forced["files"][0]["object_id"] != ids["big.txt"]
+    ds = (await client.get(f"/v1/datasets/{dsid}", headers=provider.headers)).json()["data"]
+    assert ds["object_count"] == 3 + 2 + 1
+
+
+async def test_a_deleted_or_rejected_object_does_not_count_as_already_there(ipto, provider, client, tmp_path):
+    _write(tmp_path / "a.txt", b"first version\n")
+    dsid = await _dataset(ipto)
+    first = json_out(await ipto("upload", str(tmp_path / "a.txt"), "--dataset", dsid, "--json"))
+    await client.delete(f"/v1/objects/{first['files'][0]['object_id']}", headers=provider.headers)
+    again = json_out(await ipto("upload", str(tmp_path / "a.txt"), "--dataset", dsid, "--json"))
+    assert (again["uploaded"], again["skipped"]) == (1, 0)
+
+
+async def test_a_refused_file_leaves_no_resume_state(ipto, provider, tmp_path):
+    _write(tmp_path / "tune.mp3", b"ID3 not really")
+    dsid = await _dataset(ipto)
+    r = await ipto("upload", str(tmp_path / "tune.mp3"), "--dataset", dsid, "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["files"][0]["error"]["code"] == "invalid_request"
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
+    paused = await _dataset(ipto, "Paused")
+    await ipto("datasets", "update", paused, "--status", "paused")
+    _write(tmp_path / "a.txt", b"text")
+    r = await ipto("upload", str(tmp_path / "a.txt"), "--dataset", paused, "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["files"][0]["error"]["status"] == 409
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
 
 
 async def test_missing_path_is_a_usage_error(ipto, provider, tmp_path):

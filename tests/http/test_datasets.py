@@ -97,7 +97,7 @@ async def test_patch_changes_only_given_fields(client, alice):
     assert r.json()["data"]["description"] is None
 
 
-@pytest.mark.parametrize("body", [{"visibility": "public"}, {"status": "archived"}, {"tenant_id": "tnt_x"}, {"object_count": 5}])
+@pytest.mark.parametrize("body", [{"visibility": "public"}, {"status": "suspended"}, {"status": "deleted"}, {"tenant_id": "tnt_x"}, {"object_count": 5}])
 async def test_patch_rejects_bad_fields(client, alice, body):
     ds = await create_dataset(client, alice.headers)
     r = await client.patch(f"/v1/datasets/{ds['dataset_id']}", headers=alice.headers, json=body)
@@ -153,11 +153,15 @@ async def test_another_tenants_dataset_is_404_everywhere(client, alice, bob):
     assert (await client.get(url, headers=alice.headers)).json()["data"]["name"] == "Test set"
 
 
-async def test_catalog_lists_listed_datasets_of_every_tenant_with_buyer_fields(client, alice, bob):
-    listed = await create_dataset(client, alice.headers, name="public one", visibility="listed", description="d")
-    await create_dataset(client, alice.headers, name="private one")
-    await create_dataset(client, alice.headers, name="restricted one", visibility="restricted")
-    paused = await create_dataset(client, alice.headers, name="paused one", visibility="listed")
+async def test_catalog_lists_listed_datasets_of_every_tenant_with_buyer_fields(client, alice, bob, service):
+    from tests.http.test_imports import SCHEMA, jsonl, run_import
+
+    listed = await create_dataset(client, alice.headers, name="public one", visibility="listed", description="d", schema=SCHEMA)
+    private = await create_dataset(client, alice.headers, name="private one", schema=SCHEMA)
+    restricted = await create_dataset(client, alice.headers, name="restricted one", visibility="restricted", schema=SCHEMA)
+    paused = await create_dataset(client, alice.headers, name="paused one", visibility="listed", schema=SCHEMA)
+    for ds in (listed, private, restricted, paused):  # each holds a record: something a buyer could use
+        await run_import(client, service, alice.headers, ds["dataset_id"], jsonl({"name": "Ann", "age": 31}))
     await client.patch(f"/v1/datasets/{paused['dataset_id']}", headers=alice.headers, json={"status": "paused"})
     r = await client.get("/v1/catalog/datasets", headers=bob.headers)
     assert r.status_code == 200

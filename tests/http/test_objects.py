@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 
 from tests.conftest import S3, create_dataset, error_of, make_config
-from tests.http.uploads_helpers import MULTIPART, MiB, initiate, put_parts, upload
+from tests.http.uploads_helpers import MULTIPART, MiB, initiate, put_parts, sha, upload
 
 
 @pytest.fixture(name="cfg")
@@ -182,4 +182,24 @@ async def test_deleting_a_dataset_purges_its_objects(client, alice, dataset, cfg
     assert await blob_stored(service, cfg, up["blob_id"])
     assert (await client.delete(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).status_code == 200
     assert not await blob_stored(service, cfg, up["blob_id"])
-    assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]["status"] == "deleted"
+    assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).status_code == 404  # gone with its dataset
+    row = (await service.services.store.get_object_by_blob(up["blob_id"]))  # the tombstone stays in the store
+    assert row is not None and row.status == "deleted"
+
+
+async def test_objects_can_be_looked_up_by_their_verified_checksum(client, alice, bob, dataset):
+    one = await upload(client, alice.headers, dataset["dataset_id"], b"same bytes", filename="a.txt")
+    two = await upload(client, alice.headers, dataset["dataset_id"], b"same bytes", filename="b.txt")
+    await upload(client, alice.headers, dataset["dataset_id"], b"other bytes", filename="c.txt")
+    pending = (await initiate(client, alice.headers, dataset["dataset_id"], b"same bytes", checksum_sha256=sha(b"same bytes"))).json()["data"]
+    url = f"/v1/datasets/{dataset['dataset_id']}/objects"
+    for digest in (sha(b"same bytes"), sha(b"same bytes").upper()):
+        r = await client.get(url, headers=alice.headers, params={"checksum_sha256": digest})
+        ids = [o["object_id"] for o in r.json()["data"]["objects"]]
+        assert ids == [two["object_id"], one["object_id"]]  # verified ones only: not the unconfirmed upload
+    assert pending["object_id"] not in ids
+    assert (await client.get(url, headers=alice.headers, params={"checksum_sha256": sha(b"nothing")})).json()["data"]["objects"] == []
+    for bad in ("abc", "g" * 64, sha(b"x") + "0"):
+        r = await client.get(url, headers=alice.headers, params={"checksum_sha256": bad})
+        assert r.status_code == 400 and "checksum_sha256" in error_of(r)["details"]["fields"]
+    assert (await client.get(url, headers=bob.headers, params={"checksum_sha256": sha(b"same bytes")})).status_code == 404

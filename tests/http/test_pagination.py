@@ -45,10 +45,14 @@ async def test_inserts_while_paging_neither_repeat_nor_skip(client, alice):
     assert [d["dataset_id"] for d in first["datasets"]] + rest == list(reversed(ids))
 
 
-async def test_api_keys_and_catalog_paginate(client, alice):
+async def test_api_keys_and_catalog_paginate(client, alice, service):
+    from tests.http.test_imports import SCHEMA, jsonl, run_import
+
     keys = [(await create_key(client, alice.headers, ["datasets:read"]))["api_key_id"] for _ in range(5)]
     assert await _walk(client, alice.headers, "/v1/api-keys", "api_key_id", 2) == list(reversed(keys))
-    listed = [(await create_dataset(client, alice.headers, visibility="listed"))["dataset_id"] for _ in range(3)]
+    listed = [(await create_dataset(client, alice.headers, visibility="listed", schema=SCHEMA))["dataset_id"] for _ in range(3)]
+    for dataset_id in listed:  # the catalog shows what holds something to use
+        await run_import(client, service, alice.headers, dataset_id, jsonl({"name": "Ann", "age": 31}))
     assert await _walk(client, alice.headers, "/v1/catalog/datasets", "dataset_id", 2) == list(reversed(listed))
 
 

@@ -1,4 +1,4 @@
-"""approve → active for every supported format, with the real extracted text checked in the index."""
+"""approve → active for every supported format (scans included), with the real extracted text checked in the index."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import pytest
 from tests.conftest import create_dataset, make_config
 from tests.http.test_review import ADMIN
 from tests.http.uploads_helpers import upload
-from tests.pipeline.conftest import make_pdf, text_image
+from tests.pipeline.conftest import make_pdf, make_scanned_pdf, text_image
 
 
 def _pdf(tmp_path) -> bytes:
     return make_pdf(tmp_path / "r.pdf", ("Quarterly revenue grew in the northern region.", "Harbour expansion on page two.")).read_bytes()
+
+
+def _scanned_pdf(tmp_path) -> bytes:
+    """An invoice scanned to PDF: one page holding only a picture of its text."""
+    return make_scanned_pdf(tmp_path / "scan.pdf").read_bytes()
 
 
 def _docx(tmp_path) -> bytes:
@@ -40,6 +45,7 @@ FORMATS = [
      lambda p: b"<html><head><style>.x{}</style><script>var secret=1;</script></head><body><p>Lighthouse keeper log</p></body></html>",
      "lighthouse", "Lighthouse keeper log", False),
     ("report.pdf", "application/pdf", _pdf, "harbour", "Harbour expansion", False),
+    ("invoice-scan.pdf", "application/pdf", _scanned_pdf, "facture", "Facture 2025-0425", True),
     ("manifest.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", _docx, "tuesday",
      "arrive at the harbour every Tuesday", False),
     ("scan.png", "image/png", _png, "invoice", "4711", True),

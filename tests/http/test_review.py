@@ -80,6 +80,7 @@ async def test_approve_runs_the_pipeline_to_active(client, admin, alice, dataset
     assert job["status"] == "succeeded" and job["type"] == "pipeline" and job["stage"] == "indexing"
     assert job["object_id"] == up["object_id"] and job["dataset_id"] == dataset["dataset_id"]
     assert job["started_at"] and job["finished_at"] and job["error"] is None
+    assert job["attempts"] == 1  # tries of its (last) stage: one, it went through
     ds = (await client.get(f"/v1/datasets/{dataset['dataset_id']}", headers=alice.headers)).json()["data"]
     assert ds["active_object_count"] == 1 and ds["status"] == "active" and ds["last_ingest_at"]
     hits = await service.services.store.search_chunks(alice.tenant_id, dataset["dataset_id"], "globex")
@@ -158,6 +159,7 @@ async def test_stage_failures_retry_with_backoff_then_fail_the_job(client, admin
     max_attempts = service.services.cfg.pipeline.max_attempts
     if failures < max_attempts:
         assert job["status"] == "succeeded" and obj["status"] == "active" and calls == failures + 1
+        assert job["attempts"] == 1  # the stages after the retried one went through at once
     else:
         assert calls == max_attempts
         assert job["status"] == "failed" and job["stage"] == "extracting" and job["attempts"] == max_attempts

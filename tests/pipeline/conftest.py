@@ -1,7 +1,9 @@
 """Real input files for the pipeline stages, generated per test in ``tmp_path``.
 
-PDFs come from fpdf2, DOCX from python-docx and images from Pillow with a DejaVu
-TrueType font, so extraction is checked against text we know was written.
+PDFs come from fpdf2, DOCX from python-docx and images from Pillow with the DejaVu Sans
+TrueType font that matplotlib ships (a dev dependency: no system fonts needed), so
+extraction is checked against text we know was written. Scanned PDFs are fpdf2 pages
+holding nothing but a picture of text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ PDF_PAGES = (
     "The second page mentions the harbour expansion.",
 )
 IMAGE_LINES = ("Harbour invoice 4711", "Paid in full today")
-_DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+SCAN_LINES = ("Facture 2025-0425 Café Müller", "Total dû 1234,50 EUR", "Échéance le 30 juin")
+
+
+def dejavu_sans() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
 
 
 def make_pdf(path: Path, pages: tuple[str, ...] = PDF_PAGES) -> Path:
@@ -35,13 +43,31 @@ def make_pdf(path: Path, pages: tuple[str, ...] = PDF_PAGES) -> Path:
 
 def text_image(lines: tuple[str, ...] = IMAGE_LINES, *, mode: str = "RGB") -> Image.Image:
     """Black text, 48 px, on white (RGB) or on a fully transparent background (RGBA)."""
-    font = ImageFont.truetype(str(_DEJAVU), 48) if _DEJAVU.exists() else ImageFont.load_default(size=48)
+    font = ImageFont.truetype(str(dejavu_sans()), 48)
     background = (0, 0, 0, 0) if mode == "RGBA" else "white"
     image = Image.new(mode, (1000, 120 + 100 * len(lines)), background)
     draw = ImageDraw.Draw(image)
     for index, line in enumerate(lines):
         draw.text((40, 40 + 100 * index), line, font=font, fill="black")
     return image
+
+
+def make_scanned_pdf(path: Path, pages: tuple[tuple[str, ...] | str, ...] = (SCAN_LINES,)) -> Path:
+    """A PDF whose pages are pictures of text (a tuple of lines: no text layer at all) or
+    real text (a string), in order: an image-only scan, or a mixed document."""
+    from fpdf import FPDF
+
+    pdf = FPDF()  # A4, mm
+    for page in pages:
+        pdf.add_page()
+        if isinstance(page, str):
+            pdf.set_font("Helvetica", size=14)
+            pdf.multi_cell(0, 10, page)
+        else:
+            # 1000 px wide over 180 mm: ~141 dpi, 48 px glyphs are ~24 pt, as a scanner at 150 dpi gives
+            pdf.image(text_image(page), x=15, y=20, w=180)
+    path.write_bytes(bytes(pdf.output()))
+    return path
 
 
 @pytest.fixture(name="pdf_file")

@@ -1,10 +1,11 @@
-"""Pipeline stage work on real files: type sniffing, extraction, OCR, chunking, keywords, embeddings."""
+"""Pipeline stage work on real files: type sniffing, extraction, OCR (images and scanned PDFs), chunking, keywords, embeddings."""
 
 from __future__ import annotations
 
 import os
 import re
 import sys
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.pipeline import embeddings
+from engine.pipeline import embeddings, ocr, scanned
 from engine.pipeline.embeddings import Embedder, load_embedder
+from engine.pipeline.ocr import OcrOptions, tsv_lines
 from engine.pipeline.stages import DOCX, StageRejected, chunk_text, extract, keywords, normalize
-from tests.pipeline.conftest import IMAGE_LINES, PDF_PAGES
+from tests.pipeline.conftest import IMAGE_LINES, PDF_PAGES, SCAN_LINES, make_scanned_pdf, text_image
 
 HTML = """<!doctype html>
 <html><head><title>Port notice</title>
@@ -227,11 +229,125 @@ def test_ocr_reports_an_image_without_text(write_image: Callable[..., Path]) -> 
     assert (result.text, result.ocr_blocks, result.ocr_reason, result.blocks) == ("", False, "OCR found no text", [])
 
 
-def test_missing_tesseract_is_reported_not_faked(write_image: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tesseract_engine_missing_is_reported_not_faked(write_image: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_image("PNG")
     monkeypatch.setenv("PATH", "")
-    result = extract(path, "image/png")
+    result = extract(path, "image/png", ocr=OcrOptions(engine="tesseract"))
     assert (result.text, result.ocr_blocks, result.ocr_reason, result.blocks) == ("", False, "tesseract not installed", [])
+    path.write_bytes(path.read_bytes()[:100])  # and a corrupt image is still refused
+    with pytest.raises(StageRejected, match="corrupt or unreadable image"):
+        extract(path, "image/png", ocr=OcrOptions(engine="tesseract"))
+
+
+def test_tesseract_tsv_words_are_grouped_into_lines() -> None:
+    header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
+    rows = [
+        "5\t1\t1\t1\t1\t1\t40\t50\t200\t40\t96.5\tHarbour",
+        "5\t1\t1\t1\t1\t2\t260\t48\t180\t44\t91.5\tinvoice",
+        "4\t1\t1\t1\t2\t0\t40\t150\t300\t40\t-1\t",  # a line row, no word
+        "5\t1\t1\t1\t2\t1\t40\t150\t120\t40\t88\tPaid",
+        "5\t1\t1\t1\t2\t2\t170\t150\t60\t40\t-1\tnoise",  # conf -1: not a recognised word
+    ]
+    assert tsv_lines("\n".join([header, *rows]), page=3) == [
+        {"text": "Harbour invoice", "confidence": 0.94, "bbox": [40, 48, 440, 92], "page": 3},
+        {"text": "Paid", "confidence": 0.88, "bbox": [40, 150, 160, 190], "page": 3},
+    ]
+
+
+def test_rapidocr_needs_no_network(write_image: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The models come from the installed wheel: building the engine and reading work with every connection refused."""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(ocr, "_engines", {})  # build afresh, offline
+    engine = ocr.load_ocr(OcrOptions())
+    assert engine.available and engine.name == "rapidocr"
+    assert [line["text"] for line in engine.read(text_image(), 0)] == list(IMAGE_LINES)
+
+
+def test_large_images_are_scaled_to_the_pixel_bound_before_ocr(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    text_image().resize((4000, 1280)).save(path)  # 5.1 MP
+    with scanned._frames(path, OcrOptions(max_page_pixels=1_000_000)) as (count, frames):
+        (frame,) = list(frames)
+    assert count == 1 and frame.width * frame.height <= 1_000_000 and abs(frame.width / frame.height - 4000 / 1280) < 0.01
+    result = extract(path, "image/png", ocr=OcrOptions(max_page_pixels=1_000_000))
+    assert _words(result.text) == _words(" ".join(IMAGE_LINES))
+
+
+def test_tiff_frames_are_read_up_to_the_page_bound(tmp_path: Path) -> None:
+    path = tmp_path / "pages.tiff"
+    first, *rest = [text_image((f"Page number {n}",)) for n in range(1, 4)]
+    first.save(path, save_all=True, append_images=rest)
+    result = extract(path, "image/tiff", ocr=OcrOptions(max_pages=2))
+    assert [(b["text"], b["page"]) for b in result.blocks] == [("Page number 1", 0), ("Page number 2", 1)]
+    assert result.ocr_reason == "1 more frames not read (pipeline.ocr_max_pages)"
+
+
+# ----------------------------------------------------------------------------- scanned PDFs
+
+
+def _folded(text: str) -> list[str]:
+    """Words without accents: PP-OCRv4 reads "Müller" as "Muller" (search folds accents too)."""
+    return _words(unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode())
+
+
+def test_image_only_pdf_is_rendered_and_read(tmp_path: Path) -> None:
+    result = extract(make_scanned_pdf(tmp_path / "scan.pdf"), "application/pdf")
+    assert result.ocr_blocks and result.ocr_reason is None
+    assert _folded(result.text) == _folded(" ".join(SCAN_LINES))
+    assert [_folded(b["text"]) for b in result.blocks] == [_folded(line) for line in SCAN_LINES]
+    assert all(b["page"] == 0 and b["dpi"] == 300 and b["confidence"] > 0.6 for b in result.blocks)
+    tops = [b["bbox"][1] for b in result.blocks]
+    assert tops == sorted(tops) and all(0 <= b["bbox"][0] < b["bbox"][2] <= 2481 for b in result.blocks)  # A4 at 300 dpi
+
+
+def test_mixed_pdf_gets_its_text_layer_and_ocr_in_page_order(tmp_path: Path) -> None:
+    path = make_scanned_pdf(tmp_path / "mixed.pdf", (PDF_PAGES[0], SCAN_LINES, PDF_PAGES[1]))
+    result = extract(path, "application/pdf")
+    assert _folded(result.text) == _folded(" ".join([PDF_PAGES[0], *SCAN_LINES, PDF_PAGES[1]]))
+    assert result.ocr_blocks and {b["page"] for b in result.blocks} == {1}
+
+
+def test_scanned_pages_are_bounded_per_object(tmp_path: Path) -> None:
+    pages = tuple((f"Scanned page number {n}",) for n in range(1, 4))
+    result = extract(make_scanned_pdf(tmp_path / "scans.pdf", pages), "application/pdf", ocr=OcrOptions(max_pages=1))
+    assert [b["text"] for b in result.blocks] == ["Scanned page number 1"]
+    assert result.ocr_reason == "2 more pages without a text layer not read (pipeline.ocr_max_pages)"
+
+
+def test_rendered_pages_are_bounded_in_pixels(tmp_path: Path) -> None:
+    """A 1 m² page at 300 dpi would be 139 million pixels; it is rendered within the bound instead."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format=(1000, 1000))
+    pdf.add_page()
+    path = tmp_path / "huge.pdf"
+    path.write_bytes(bytes(pdf.output()))
+    with scanned._Renderer(path) as renderer:
+        image, dpi = renderer.render(0, OcrOptions(max_page_pixels=2_000_000))
+    assert image.width * image.height <= 2_000_000 and image.mode == "RGB" and dpi == 36
+    result = extract(make_scanned_pdf(tmp_path / "scan.pdf"), "application/pdf", ocr=OcrOptions(max_page_pixels=2_000_000))
+    assert result.blocks and all(b["dpi"] < 300 for b in result.blocks)
+    assert _folded(result.text) == _folded(" ".join(SCAN_LINES))
+
+
+def test_scanned_pdf_without_an_ocr_engine_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    path = make_scanned_pdf(tmp_path / "mixed.pdf", (PDF_PAGES[0], SCAN_LINES))
+    result = extract(path, "application/pdf", ocr=OcrOptions(engine="tesseract"))
+    assert (result.text, result.ocr_blocks, result.blocks) == (PDF_PAGES[0], False, [])
+    assert result.ocr_reason == "pages without a text layer were not read: tesseract not installed"
+
+
+def test_blank_pdf_page_is_read_and_found_empty(tmp_path: Path) -> None:
+    result = extract(make_scanned_pdf(tmp_path / "blank.pdf", ((),)), "application/pdf")
+    assert (result.text, result.ocr_blocks, result.blocks) == ("", False, [])
+    assert result.ocr_reason == "OCR found no text on the pages without a text layer"
 
 
 def test_corrupt_image_is_rejected(write_image: Callable[..., Path]) -> None:

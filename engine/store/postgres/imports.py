@@ -21,7 +21,7 @@ import asyncpg
 
 from engine.store.packing import unpack_text
 from engine.store.postgres.access import PgAccess, PgConn
-from engine.store.records import Datapoint, ImportJob
+from engine.store.records import IN_LIVE_DATASET, Datapoint, ImportJob
 
 ERRORS_KEPT = 1000
 CHUNK_BITS = 16
@@ -80,7 +80,9 @@ class ImportsMixin(PgAccess):
         """The import with its first errors."""
 
         async def op(c: PgConn) -> ImportJob | None:
-            row = await c.fetchrow("SELECT * FROM imports WHERE id = ? AND tenant_id = ?", import_id, tenant_id)
+            row = await c.fetchrow(
+                "SELECT * FROM imports i WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="i"), import_id, tenant_id
+            )
             return None if row is None else (await _with_errors(c, [_import(row)]))[0]
 
         return await self.read(op)

@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 
 from engine.store.postgres.access import PgAccess, PgConn
-from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 
 _OBJECT_COLUMNS = (
     "id", "tenant_id", "dataset_id", "blob_id", "upload_id", "original_filename", "mime_type", "size_bytes",
@@ -29,6 +29,7 @@ _OBJECT_COLUMNS = (
     "plain_text", "ocr_blocks", "chunk_embeddings", "review_deadline", "created_at", "uploaded_at",
     "updated_at", "deleted_at",
 )
+
 
 
 def _object(r: asyncpg.Record) -> ObjectRecord:
@@ -92,7 +93,9 @@ class ObjectsMixin(PgAccess):
         await self.write(op)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
-        return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
+        return await self.one(
+            _object, "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), (object_id, tenant_id)
+        )
 
     async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
         return await self.one(_object, "SELECT * FROM objects WHERE blob_id = ?", (blob_id,))
@@ -187,7 +190,8 @@ class ObjectsMixin(PgAccess):
         return None if row is None else _upload(row)
 
     async def list_objects(
-        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int,
+        checksum_sha256: str | None = None,
     ) -> list[ObjectRecord]:
         where = ["tenant_id = ?", "dataset_id = ?"]
         params: list[Any] = [tenant_id, dataset_id]
@@ -199,6 +203,9 @@ class ObjectsMixin(PgAccess):
         if review_state is not None:
             where.append("review_state = ?")
             params.append(review_state)
+        if checksum_sha256 is not None:
+            where.append("checksum_sha256 = ?")
+            params.append(checksum_sha256)
         return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None:

@@ -24,7 +24,7 @@ import orjson
 from engine.errors import InvalidRequest
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.objects import _adjust_dataset, _get_object, _object
-from engine.store.records import Artifacts, Job, ObjectRecord
+from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
 
 # Far above any real search, far below PostgreSQL's limit on a tsquery's total lexeme
 # size (1 MiB), past which the query would fail inside the database.
@@ -32,6 +32,7 @@ MAX_QUERY_CHARS = 10_000
 
 _JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
                 "created_at", "started_at", "finished_at")
+
 
 
 def _job(r: asyncpg.Record) -> Job:
@@ -164,7 +165,9 @@ class PipelineMixin(PgAccess):
 
     # -- jobs -----------------------------------------------------------------------------
     async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
-        return await self.one(_job, "SELECT * FROM jobs WHERE id = ? AND tenant_id = ?", (job_id, tenant_id))
+        return await self.one(
+            _job, "SELECT * FROM jobs j WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="j"), (job_id, tenant_id)
+        )
 
     async def get_job_any(self, job_id: str) -> Job | None:
         return await self.one(_job, "SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -185,7 +188,7 @@ class PipelineMixin(PgAccess):
             if job.status not in ("queued", "running") or obj.status == "deleted" or obj.review_state != "approved":
                 return None
             await c.execute(
-                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts ELSE 0 END,"
+                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts + 1 ELSE 1 END,"
                 " started_at = coalesce(started_at, ?) WHERE id = ?",
                 stage, stage, now, job_id,
             )
@@ -196,7 +199,7 @@ class PipelineMixin(PgAccess):
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
         async def op(c: PgConn) -> Job:
-            await c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", error, job_id)
+            await c.execute("UPDATE jobs SET error = ? WHERE id = ?", error, job_id)  # the try was counted when it started
             return await _get_job(c, job_id)
 
         return await self.write(op)

@@ -26,7 +26,7 @@ from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
-    HIDDEN_FROM_CATALOG,
+    IN_CATALOG,
     ApiKey,
     CatalogEntry,
     Dataset,
@@ -436,6 +436,9 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
             _dataset, "SELECT * FROM datasets WHERE id = ? AND tenant_id = ? AND status != 'deleted'", (dataset_id, tenant_id)
         )
 
+    async def get_dataset_any(self, dataset_id: str) -> Dataset | None:
+        return await self.one(_dataset, "SELECT * FROM datasets WHERE id = ? AND status != 'deleted'", (dataset_id,))
+
     async def list_datasets(
         self,
         tenant_id: str,
@@ -503,9 +506,9 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
         async def op(c: PgConn) -> list[asyncpg.Record]:
             return await c.fetch(
                 "SELECT d.*, t.name AS provider_name FROM datasets d JOIN tenants t ON t.id = d.tenant_id"
-                f" WHERE d.visibility = 'listed' AND d.status != ALL(?::text[]) {clause.replace('seq', 'd.seq')}"
+                f" WHERE {IN_CATALOG} {clause.replace('seq', 'd.seq')}"
                 " ORDER BY d.seq DESC LIMIT ?",
-                list(HIDDEN_FROM_CATALOG), *params, limit,
+                *params, limit,
             )
 
         return [CatalogEntry(_dataset(r), r["provider_name"]) for r in await self.read(op)]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.store.packing import unpack
-from engine.store.records import Datapoint, ImportJob
+from engine.store.records import IN_LIVE_DATASET, Datapoint, ImportJob
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
 
@@ -64,7 +64,9 @@ class ImportsMixin(SqliteAccess):
         """The import with its first errors."""
 
         def op(c: sqlite3.Connection) -> ImportJob | None:
-            row = c.execute("SELECT * FROM imports WHERE id = ? AND tenant_id = ?", (import_id, tenant_id)).fetchone()
+            row = c.execute(
+                "SELECT * FROM imports i WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="i"), (import_id, tenant_id)
+            ).fetchone()
             return None if row is None else _with_errors(c, _import(row))
 
         return await self.read(op)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
 
@@ -28,6 +28,7 @@ _OBJECT_COLUMNS = (
     "plain_text", "ocr_blocks", "chunk_embeddings", "review_deadline", "created_at", "uploaded_at",
     "updated_at", "deleted_at",
 )
+
 
 
 def _object(r: sqlite3.Row) -> ObjectRecord:
@@ -95,7 +96,9 @@ class ObjectsMixin(SqliteAccess):
         await self.write(op, quick=True)
 
     async def get_object(self, tenant_id: str, object_id: str) -> ObjectRecord | None:
-        return await self.one(_object, "SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id))
+        return await self.one(
+            _object, "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), (object_id, tenant_id)
+        )
 
     async def get_object_by_blob(self, blob_id: str) -> ObjectRecord | None:
         return await self.one(_object, "SELECT * FROM objects WHERE blob_id = ?", (blob_id,))
@@ -197,7 +200,8 @@ class ObjectsMixin(SqliteAccess):
         return None if row is None else _upload(row)
 
     async def list_objects(
-        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int
+        self, tenant_id: str, dataset_id: str, *, status: str | None, review_state: str | None, after: int | None, limit: int,
+        checksum_sha256: str | None = None,
     ) -> list[ObjectRecord]:
         where = ["tenant_id = ?", "dataset_id = ?"]
         params: list[Any] = [tenant_id, dataset_id]
@@ -209,6 +213,9 @@ class ObjectsMixin(SqliteAccess):
         if review_state is not None:
             where.append("review_state = ?")
             params.append(review_state)
+        if checksum_sha256 is not None:
+            where.append("checksum_sha256 = ?")
+            params.append(checksum_sha256)
         return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def delete_object(self, tenant_id: str, object_id: str, now: datetime) -> tuple[ObjectRecord, list[UploadPart]] | None:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from engine.store.records import Artifacts, Job, ObjectRecord
+from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.objects import _adjust_dataset, _get_object, _object
 from engine.store.sqlite.sqltime import dt, ts
@@ -30,6 +30,7 @@ DUE_OBJECTS_SQL = f"SELECT * FROM objects WHERE dataset_id = ? AND {_DUE} AND re
 
 _JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
                 "created_at", "started_at", "finished_at")
+
 
 
 def _job(r: sqlite3.Row) -> Job:
@@ -142,7 +143,9 @@ class PipelineMixin(SqliteAccess):
 
     # -- jobs -----------------------------------------------------------------------------
     async def get_job(self, tenant_id: str, job_id: str) -> Job | None:
-        return await self.one(_job, "SELECT * FROM jobs WHERE id = ? AND tenant_id = ?", (job_id, tenant_id))
+        return await self.one(
+            _job, "SELECT * FROM jobs j WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="j"), (job_id, tenant_id)
+        )
 
     async def get_job_any(self, job_id: str) -> Job | None:
         return await self.one(_job, "SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -165,7 +168,7 @@ class PipelineMixin(SqliteAccess):
             if job.status not in ("queued", "running") or obj.status == "deleted" or obj.review_state != "approved":
                 return None
             c.execute(
-                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts ELSE 0 END,"
+                "UPDATE jobs SET status = 'running', stage = ?, attempts = CASE WHEN stage = ? THEN attempts + 1 ELSE 1 END,"
                 " started_at = coalesce(started_at, ?) WHERE id = ?",
                 (stage, stage, ts(now), job_id),
             )
@@ -176,7 +179,7 @@ class PipelineMixin(SqliteAccess):
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
         def op(c: sqlite3.Connection) -> Job:
-            c.execute("UPDATE jobs SET attempts = attempts + 1, error = ? WHERE id = ?", (error, job_id))
+            c.execute("UPDATE jobs SET error = ? WHERE id = ?", (error, job_id))  # the try was counted when it started
             return _get_job(c, job_id)
 
         return await self.write(op, quick=True)

@@ -67,7 +67,7 @@ from engine.store.base import is_flush_deferred
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
-    HIDDEN_FROM_CATALOG,
+    IN_CATALOG,
     ApiKey,
     CatalogEntry,
     Dataset,
@@ -585,6 +585,9 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
         )
         return None if row is None else _dataset(row)
 
+    async def get_dataset_any(self, dataset_id: str) -> Dataset | None:
+        return await self.one(_dataset, "SELECT * FROM datasets WHERE id = ? AND status != 'deleted'", (dataset_id,))
+
     async def list_datasets(
         self,
         tenant_id: str,
@@ -650,13 +653,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, ImportsMixin, SqliteAccess):
 
     async def list_catalog(self, after: int | None, limit: int) -> list[CatalogEntry]:
         clause, params = _page_clause(after)
-        hidden = ", ".join("?" * len(HIDDEN_FROM_CATALOG))
         rows = await self.read(
             lambda c: c.execute(
                 f"SELECT d.*, t.name AS provider_name FROM datasets d JOIN tenants t ON t.id = d.tenant_id"
-                f" WHERE d.visibility = 'listed' AND d.status NOT IN ({hidden}) {clause.replace('seq', 'd.seq')}"
+                f" WHERE {IN_CATALOG} {clause.replace('seq', 'd.seq')}"
                 f" ORDER BY d.seq DESC LIMIT ?",
-                (*HIDDEN_FROM_CATALOG, *params, limit),
+                (*params, limit),
             ).fetchall()
         )
         return [CatalogEntry(_dataset(r), r["provider_name"]) for r in rows]
