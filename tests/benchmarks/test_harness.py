@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,17 +41,24 @@ def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
     return False
 
 
-def _servers() -> set[int]:
-    """Processes that look like servers the harness starts."""
+def _servers(tag: str) -> set[int]:
+    """Processes that look like servers the harness starts, started under ``tag`` (an
+    environment variable every child inherits): servers of other test runs or sessions on
+    the same machine are not ours to count."""
+    marker = f"IPTO_BENCH_TEST_TAG={tag}".encode()
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if not (b"engine serve" in cmd or b"bench.ceiling" in cmd or b"tus_server" in cmd):
+                continue
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
-        if (b"engine serve" in cmd or b"bench.ceiling" in cmd or b"tus_server" in cmd) and _alive(int(entry.name)):
+        if _alive(int(entry.name)):
             found.add(int(entry.name))
     return found
 
@@ -137,11 +145,11 @@ def test_servers_die_with_a_harness_killed_outright(tmp_path):
 # -- end to end ---------------------------------------------------------------------------
 
 def _bench(tmp_path: Path, *argv: str, timeout: float = 300) -> tuple[str, dict]:
-    before = _servers()
+    tag = uuid.uuid4().hex
     done = subprocess.run([sys.executable, "-m", "bench", *argv, "--out", str(tmp_path / "results")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "IPTO_BENCH_TEST_TAG": tag})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    left = _servers() - before
+    left = _servers(tag)
     assert not left, f"left running: {left}"
     assert "work dir" in done.stdout
     name = argv[0]
