@@ -106,6 +106,12 @@ function bytes(n) {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
+function age(instant) {
+  if (!instant) return "—";
+  const ms = serverNow() - Date.parse(instant);
+  return ms < 60000 ? "just now" : `${duration(ms)} ago`;
+}
+
 function timeLeft(obj) {
   if (obj.review_state === "under_review") return {text: "claimed: waits", cls: "muted"};
   if (!obj.review_expires_at) return {text: "—", cls: "muted"};
@@ -148,7 +154,7 @@ function renderRow(obj) {
     el("td", {}, tenant, el("span", {class: "sep"}, " · "), dataset),
     el("td", {}, obj.modality || "other", el("small", {}, obj.mime_type)),
     el("td", {class: "num"}, bytes(obj.size_bytes)),
-    el("td", {title: obj.uploaded_at || ""}, obj.uploaded_at ? `${duration(serverNow() - Date.parse(obj.uploaded_at))} ago` : "—"),
+    el("td", {title: obj.uploaded_at || ""}, age(obj.uploaded_at)),
     el("td", {class: `left ${left.cls}`}, left.text),
     el("td", {class: "state"}, stateBadge(obj)),
   );
