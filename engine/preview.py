@@ -28,7 +28,7 @@ from engine.pipeline import stages
 TEXT_CHARS = 100_000
 TEXT_BYTES = 4 * TEXT_CHARS  # UTF-8 takes at most 4 bytes a character
 IMAGE_EDGE = 1600
-IMAGE_PIXELS = 80_000_000  # ~9000 × 9000: beyond it decoding alone would take hundreds of MB
+IMAGE_PIXELS = 50_000_000  # an A4 page scanned at 600 dpi is 35 M; decoding 50 M RGB pixels takes ~150 MB
 RASTER_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/tiff"})
 
 
@@ -135,10 +135,12 @@ def render_image(path: Path) -> tuple[bytes, str]:
             if img.size[0] * img.size[1] > IMAGE_PIXELS:
                 raise ValueError("the image is too large to preview")
             img.draft("RGB", (IMAGE_EDGE, IMAGE_EDGE))  # JPEG: decode at a reduced scale
-            frame = img.convert("RGBA")
+            # Shrink in the image's own mode (RGB is 3 bytes a pixel), then convert the small copy.
+            source = img if img.mode in ("RGB", "RGBA", "L", "LA") else img.convert("RGBA")
+            source.thumbnail((IMAGE_EDGE, IMAGE_EDGE))
+            frame = source.convert("RGBA")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"corrupt or unreadable image: {exc}") from None
-    frame.thumbnail((IMAGE_EDGE, IMAGE_EDGE))
     out = io.BytesIO()
     lowest_alpha, _ = frame.getchannel("A").getextrema()
     if isinstance(lowest_alpha, int) and lowest_alpha < 255:  # some transparency: keep it

@@ -20,6 +20,7 @@ from tests.http.review_helpers import (
     XSS_HTML,
     XSS_NAME,
     XSS_SVG,
+    admin_login,
     image_bytes,
     mixed_dataset,
     pdf_bytes,
@@ -147,6 +148,12 @@ async def test_bulk_approval_and_new_arrivals(client, alice, browse, service):
     ids = [await stage(client, alice.headers, ds["dataset_id"], f"note {i}\n".encode(), f"note-{i}.txt", "text/plain") for i in range(3)]
     arrived: list[str] = []
 
+    admin = await admin_login(client)
+
+    async def reject_elsewhere(object_id: str) -> None:
+        r = await client.post(f"/v1/admin/staged-objects/{object_id}/reject", headers=admin, json={"reason": "seen elsewhere"})
+        assert r.status_code == 200
+
     async def upload_one() -> None:
         arrived.append(await stage(client, alice.headers, ds["dataset_id"], b"arrived later\n", "late.txt", "text/plain"))
 
@@ -163,6 +170,15 @@ async def test_bulk_approval_and_new_arrivals(client, alice, browse, service):
         expect(page.locator("#decision")).to_contain_text("Approved 2 of 2")
         for oid, state in ((ids[0], "approved"), (ids[1], "staged"), (ids[2], "approved")):
             expect(_row(page, oid).locator(".badge")).to_have_text(state)
+        # Another admin rejects the second one meanwhile: approving it here shows why it failed.
+        trio.from_thread.run(reject_elsewhere, ids[1])
+        page.keyboard.press("k")
+        expect(_current(page)).to_have_attribute("data-object-id", ids[1])
+        page.keyboard.press("a")
+        expect(page.locator("#decision")).to_have_text(
+            "Could not approve note-1.txt: an object that is rejected cannot become approved (conflict)")
+        expect(page.locator("#decision")).to_have_class(re.compile("error"))
+
         # An object uploaded while the console is open shows up at the end of the list.
         trio.from_thread.run(upload_one)
         expect(page.locator("#rows tr")).to_have_count(4, timeout=20_000)
@@ -173,7 +189,7 @@ async def test_bulk_approval_and_new_arrivals(client, alice, browse, service):
     await browse(service.url, scenario)
     await service.services.pipeline.wait_idle()
     states = [(await client.get(f"/v1/objects/{oid}", headers=alice.headers)).json()["data"]["review_state"] for oid in ids]
-    assert states == ["approved", "staged", "approved"]
+    assert states == ["approved", "rejected", "approved"]
 
 
 async def test_an_object_that_tries_to_run_script_is_shown_as_text(client, alice, browse, service):

@@ -1,11 +1,9 @@
-"""The admin review queue in PostgreSQL (mixed into :class:`PgStore`), newest or oldest first.
+"""The admin review queue in PostgreSQL (mixed into :class:`PgStore`).
 
-Newest first is the API's usual order (``seq`` descending). Oldest first walks
-``(uploaded_at, seq)`` upwards: objects join the queue when their upload is confirmed, so
-a new arrival always sorts after every object already there, and a client paging forward
-(or polling with the position after its last object) sees it. Each review state is read
-as its own range of ``objects_review_age`` (migration 0070) and the ranges are merged,
-so a page costs a few index steps per state whatever the queue's length.
+The same two orders as the SQLite store (``engine/store/sqlite/review_queue.py`` says why
+oldest first walks ``(uploaded_at, seq)``): each review state is one range of
+``objects_review_age`` (migration 0070), ``UNION ALL`` merges them, and the position
+after a cursor is a row comparison the index answers directly.
 """
 
 from __future__ import annotations
