@@ -1,9 +1,12 @@
 """``GET /console``: the platform admins' review console, and its cookie session.
 
 The console is static files in this package (``console_static/``: HTML, CSS and
-framework-free JavaScript; no build step, nothing from a CDN). The page is a client of the
-JSON API, the same routes ``ipto review`` calls; this blueprint only serves the files and
-turns a platform admin's email and password into a session cookie:
+framework-free JavaScript; no build step, nothing from a CDN). Plain JavaScript rather
+than htmx: htmx swaps in HTML the server renders, which would make the console a second
+rendering of the queue beside the JSON API; this page reads the very JSON ``ipto review``
+reads and decides through the same routes, so the two cannot drift apart, and ~600 lines
+of script need no library. This blueprint only serves the files and turns a platform
+admin's email and password into a session cookie:
 
 * ``POST /console/login`` opens a session for a platform admin (anyone else: 403 and no
   session) and sets it as the ``ipto_console`` cookie: ``HttpOnly`` (no script reads it),
@@ -98,6 +101,11 @@ def _secure_cookie() -> bool:
 async def page() -> Response:
     name = "console.html" if await _console_admin() is not None else "login.html"
     return _static(name, "text/html; charset=utf-8", "no-store")
+
+
+@bp.get("/console/")
+async def page_with_slash() -> Response:
+    return Response(b"", status=308, headers={"Location": "/console"})
 
 
 @bp.get("/console/static/<name>")

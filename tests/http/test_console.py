@@ -170,3 +170,8 @@ async def test_the_cookie_is_secure_when_the_console_is_reached_over_tls(tmp_pat
     finally:
         handle.stop()
         await trio.sleep(0)
+
+
+async def test_console_with_a_trailing_slash_redirects(client):
+    r = await client.get("/console/")
+    assert r.status_code == 308 and r.headers["location"] == "/console"
