@@ -85,6 +85,7 @@ class UploadsConfig:
 @dataclasses.dataclass(frozen=True)
 class ReviewConfig:
     window_seconds: int = 259200
+    preview_max_bytes: int = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,7 @@ _POSITIVE = {
     "http.max_json_bytes", "store.readers", "store.pool_size", "store.command_timeout_seconds", "auth.session_ttl_seconds",
     "idempotency.retention_seconds", "idempotency.in_progress_timeout_seconds",
     "uploads.url_ttl_seconds", "uploads.multipart_threshold_bytes",
-    "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds",
+    "uploads.part_size_bytes", "uploads.max_size_bytes", "review.window_seconds", "review.preview_max_bytes",
     "http.graceful_timeout_seconds", "http.backlog", "actors.inbox_size", "actors.idle_seconds", "actors.ask_timeout_seconds",
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",

@@ -10,7 +10,8 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
     ├── InvalidRequest            400 invalid_request   (details name the fields)
     ├── Unauthenticated           401 unauthenticated
     ├── Forbidden                 403 forbidden         (missing scope, dataset not allowed)
-    │   └── InvalidSignature      403 forbidden         (presigned URL altered/expired)
+    │   ├── InvalidSignature      403 forbidden         (presigned URL altered/expired)
+    │   └── CsrfRejected          403 csrf_failed       (a cookie-borne change without its CSRF token)
     ├── NotFound                  404 not_found         (also: another tenant's resource)
     ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict          (illegal state transition, duplicate)
@@ -56,6 +57,12 @@ class Forbidden(EngineError):
 
 class InvalidSignature(Forbidden):
     """A presigned URL whose signature does not verify or that has expired."""
+
+
+class CsrfRejected(Forbidden):
+    """A state change authenticated by the console's session cookie without a valid CSRF token."""
+
+    code = "csrf_failed"
 
 
 class NotFound(EngineError):

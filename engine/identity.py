@@ -50,6 +50,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def token_hash(token: str) -> str:
+    """What the store keeps of a session token (and what its CSRF token is derived from)."""
+    return _sha256(token)
+
+
 def _random(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
@@ -132,7 +137,9 @@ class Identity:
         user, tenant = await self.create_account(email, password, name, tenant_name)
         return await self._open_session(user, tenant)
 
-    async def login(self, email: str, password: str) -> SessionGrant:
+    async def login(self, email: str, password: str, *, platform_admin_only: bool = False) -> SessionGrant:
+        """Open a session for the right email and password (``platform_admin_only``: the
+        review console's login, which opens none for anyone else)."""
         try:
             email = normalize_email(email)
         except InvalidRequest:
@@ -146,6 +153,8 @@ class Identity:
             user = None
         if user is None:
             raise Unauthenticated("invalid email or password")
+        if platform_admin_only and not user.is_platform_admin:
+            raise Forbidden("only platform admins may sign in to the review console", {"required_scope": ADMIN_SCOPE})
         membership = await self.store.first_membership(user.id)
         tenant = await self.store.get_tenant(membership.tenant_id) if membership else None
         if tenant is None:

@@ -82,6 +82,22 @@ ALLOWED_TYPES: Mapping[str, frozenset[str]] = {
     "tabular": frozenset(_TABULAR),
     "mixed": frozenset(_OFFICE + _TEXT + _IMAGES + _AUDIO + _VIDEO + _TABULAR),
 }
+# An object's own modality, from its MIME type (the review queue filters on it). Each type
+# has exactly one: CSV and JSON are tabular here, though text datasets accept them too.
+OBJECT_MODALITIES: Mapping[str, tuple[str, ...]] = {
+    "document": _OFFICE,
+    "text": tuple(t for t in _TEXT if t not in _TABULAR),
+    "image": _IMAGES,
+    "audio": _AUDIO,
+    "video": _VIDEO,
+    "tabular": _TABULAR,
+}
+
+
+def modality_of(mime_type: str) -> str | None:
+    return next((m for m, types in OBJECT_MODALITIES.items() if mime_type in types), None)
+
+
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 

@@ -17,6 +17,7 @@ from engine.actors.leases import Leases
 from engine.actors.review_clock import ReviewClock
 from engine.actors.supervisor import Supervisor
 from engine.config import Config, ConfigError
+from engine.csrf import CsrfTokens
 from engine.datasets import Datasets
 from engine.idempotency import Idempotency
 from engine.identity import Identity
@@ -49,6 +50,7 @@ class Services:
     imports: Imports
     now: Callable[[], datetime]
     leases: Leases
+    csrf: CsrfTokens
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -82,7 +84,7 @@ class Services:
         datasets = Datasets(store, actors, now)
         objects = Objects(store, blobs, datasets, cfg.uploads, cfg.review.window_seconds, actors, now)
         pipeline = Pipeline(store, blobs, actors, cfg.pipeline, now, leases)
-        review = Review(store, objects, actors, pipeline.start, now)
+        review = Review(store, objects, actors, pipeline.start, now, cfg.review.preview_max_bytes)
         clock = ReviewClock(store, actors, now, shared, cfg.actors.scan_seconds if shared else math.inf)
         objects.on_staged = clock.wake
         identity = Identity(store, cfg.auth)
@@ -92,7 +94,7 @@ class Services:
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
             imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,
-            leases=leases,
+            leases=leases, csrf=CsrfTokens(secret),
         )
         actors.context = svc
         return svc

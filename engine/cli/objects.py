@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,21 +101,72 @@ def review() -> None:
     """The review queue of staged objects (platform admins)."""
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MODALITIES = ("document", "text", "image", "audio", "video", "tabular")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _ago(value: str | None) -> str | None:
+    """``48h`` (or 90m, 2d, 30s) as the ISO instant that long before now."""
+    if value is None:
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a duration such as 30m, 48h or 2d")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+
+
 @review.command("list")
-@click.option("--review-state", type=click.Choice(REVIEW_STATES), help="Only objects in this state.")
+@click.option("--review-state", type=click.Choice(REVIEW_STATES), help="Only objects in this state (default: staged and under_review).")
 @click.option("--tenant-id", help="Only this tenant's objects.")
+@click.option("--dataset-id", help="Only this dataset's objects.")
+@click.option("--modality", type=click.Choice(MODALITIES), help="Only objects of this kind (from their MIME type).")
+@click.option("--older-than", help="Only objects uploaded longer ago than this (30m, 48h, 2d).")
+@click.option("--newer-than", help="Only objects uploaded within this (30m, 48h, 2d).")
+@click.option("--oldest-first", is_flag=True, help="Oldest upload first (closest to expiry) instead of newest first.")
 @list_options
 @common_options
 @json_option
 @click.pass_context
-def review_list(ctx: click.Context, review_state: str | None, tenant_id: str | None, limit: int, all_: bool, as_json: bool) -> None:
+def review_list(
+    ctx: click.Context, review_state: str | None, tenant_id: str | None, dataset_id: str | None, modality: str | None,
+    older_than: str | None, newer_than: str | None, oldest_first: bool, limit: int, all_: bool, as_json: bool,
+) -> None:
     """Objects waiting for review, of every tenant."""
+    filters = {"dataset_id": dataset_id, "modality": modality, "uploaded_to": _ago(older_than), "uploaded_from": _ago(newer_than),
+               "order": "oldest" if oldest_first else None}
 
     async def go(api: AsyncClient) -> list[Any]:
-        return await take(api.iter_staged(review_state, tenant_id, page_size=min(limit, 100)), None if all_ else limit)
+        return await take(api.iter_staged(review_state, tenant_id, page_size=min(limit, 100), **filters), None if all_ else limit)
 
     rows = run(ctx, go)
     emit(as_json, rows, lambda: print_rows(rows, QUEUE_COLUMNS, empty="the queue is empty"))
+
+
+@review.command("preview")
+@click.argument("object_id")
+@common_options
+@json_option
+@click.pass_context
+def review_preview(ctx: click.Context, object_id: str, as_json: bool) -> None:
+    """What a staged object holds (its text, PDF pages, image size), without claiming it."""
+
+    async def go(api: AsyncClient) -> Any:
+        return await api.preview_staged(object_id)
+
+    shown = run(ctx, go)
+
+    def human() -> None:
+        print_record({k: v for k, v in shown.items() if k != "text" and v is not None})
+        if shown.get("text"):
+            click.echo("")
+            # An uploaded file's text may hold terminal escape sequences: shown, never obeyed.
+            text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", shown["text"])
+            click.echo(text + ("\n[… cut]" if shown.get("truncated") else ""))
+
+    emit(as_json, shown, human)
 
 
 @review.command("get")

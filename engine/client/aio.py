@@ -12,7 +12,7 @@ follows ``next_cursor`` until ``has_more`` is false.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -328,13 +328,33 @@ class AsyncClient:
 
     # -- review (admin:*) and jobs ------------------------------------------------------------
     async def list_staged(
-        self, review_state: str | None = None, tenant_id: str | None = None, limit: int | None = None, cursor: str | None = None
+        self, review_state: str | None = None, tenant_id: str | None = None, limit: int | None = None, cursor: str | None = None,
+        *, dataset_id: str | None = None, modality: str | None = None, uploaded_from: str | None = None,
+        uploaded_to: str | None = None, order: str | None = None,
     ) -> m.Page[m.Object]:
-        params = {"review_state": review_state, "tenant_id": tenant_id, "limit": limit, "cursor": cursor}
+        """A page of the review queue. ``order="oldest"`` pages oldest upload first and puts a
+        ``poll_cursor`` in ``Page.raw``: ask with it later to get what arrived since."""
+        params = {"review_state": review_state, "tenant_id": tenant_id, "dataset_id": dataset_id, "modality": modality,
+                  "uploaded_from": uploaded_from, "uploaded_to": uploaded_to, "order": order, "limit": limit, "cursor": cursor}
         return await self.page("/v1/admin/staged-objects", params)
 
-    def iter_staged(self, review_state: str | None = None, tenant_id: str | None = None, page_size: int = 100) -> AsyncIterator[m.Object]:
-        return self.iterate("/v1/admin/staged-objects", {"review_state": review_state, "tenant_id": tenant_id}, page_size)
+    def iter_staged(
+        self, review_state: str | None = None, tenant_id: str | None = None, page_size: int = 100,
+        *, dataset_id: str | None = None, modality: str | None = None, uploaded_from: str | None = None,
+        uploaded_to: str | None = None, order: str | None = None,
+    ) -> AsyncIterator[m.Object]:
+        params = {"review_state": review_state, "tenant_id": tenant_id, "dataset_id": dataset_id, "modality": modality,
+                  "uploaded_from": uploaded_from, "uploaded_to": uploaded_to, "order": order}
+        return self.iterate("/v1/admin/staged-objects", params, page_size)
+
+    async def preview_staged(self, object_id: str) -> dict[str, Any]:
+        """What a staged object's bytes show (text, PDF pages, image size); changes nothing."""
+        return await self.call("GET", f"/v1/admin/staged-objects/{_q(object_id)}/preview")
+
+    async def approve_many(self, object_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Approve up to 100 objects in one call: ``[{index, object_id, ok, data | error}]``."""
+        body = await self.call("POST", "/v1/admin/staged-objects/approve/batch", json={"object_ids": list(object_ids)})
+        return list(body["results"])
 
     async def get_staged(self, object_id: str) -> m.Object:
         """Open a staged object for review (it moves to ``under_review``)."""

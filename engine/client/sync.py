@@ -137,6 +137,8 @@ class Client:
     list_staged = _sync(AsyncClient.list_staged)
     iter_staged = _sync_iter(AsyncClient.iter_staged)
     get_staged = _sync(AsyncClient.get_staged)
+    preview_staged = _sync(AsyncClient.preview_staged)
+    approve_many = _sync(AsyncClient.approve_many)
     claim = _sync(AsyncClient.claim)
     approve = _sync(AsyncClient.approve)
     reject = _sync(AsyncClient.reject)

@@ -3,6 +3,12 @@
 ``@endpoint("datasets:write")`` authenticates the caller (session or API key), checks the
 scope, and, on POST with an ``Idempotency-Key``, replays or records the answer. The handler
 receives the :class:`~engine.auth.Principal` as its first argument.
+
+Credentials: ``Authorization: Bearer`` or ``X-API-Key``; only when neither is sent, the
+review console's session cookie (:data:`SESSION_COOKIE`). A cookie-borne request that
+changes state (any method but GET/HEAD/OPTIONS, and the GET routes marked
+``changes_state``) must also carry the session's CSRF token (``engine.csrf``), so a
+cookie alone never authorizes a change.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from engine.http.validate import raw_body
 from engine.idempotency import Idempotency, fingerprint
 from engine.services import Services
 
+SESSION_COOKIE = "ipto_console"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 Handler = Callable[..., Awaitable[Response]]
 # Given a stored (status, body), answer afresh instead of replaying it, or return None.
 Refresh = Callable[[int, bytes], Awaitable[Response | None]]
@@ -39,6 +49,26 @@ def _bearer() -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+def credentials() -> tuple[str | None, str | None, bool]:
+    """``(session token, API key, whether the token came from the console's cookie)``."""
+    bearer, api_key = _bearer(), request.headers.get("X-API-Key")
+    if bearer is None and not api_key:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return cookie, None, True
+    return bearer, api_key, False
+
+
+async def authenticate(*, changes_state: bool) -> Principal:
+    """The caller of this request; a cookie-borne state change must bring its CSRF token."""
+    svc = services()
+    token, api_key, via_cookie = credentials()
+    principal = await svc.identity.authenticate(token, api_key)
+    if via_cookie and (changes_state or request.method not in SAFE_METHODS):
+        svc.csrf.require(principal.session_hash, request.headers.get(CSRF_HEADER))
+    return principal
 
 
 async def _run_idempotent(
@@ -73,12 +103,14 @@ async def _run_idempotent(
 
 
 def endpoint(
-    scope: str | None = None, *, public: bool = False, refresh: Callable[..., Awaitable[Response | None]] | None = None
+    scope: str | None = None, *, public: bool = False, refresh: Callable[..., Awaitable[Response | None]] | None = None,
+    changes_state: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Wrap a handler; ``public`` ones take no principal (signup, login, health).
 
     ``refresh(principal, status, body)`` may replace a replay with a fresh answer (an
-    upload initiation replayed after its URLs expired gets new URLs for the same object)."""
+    upload initiation replayed after its URLs expired gets new URLs for the same object).
+    ``changes_state`` marks a GET that changes something (opening a staged object claims it)."""
 
     def decorate(fn: Handler) -> Handler:
         @functools.wraps(fn)
@@ -86,7 +118,7 @@ def endpoint(
             svc = services()
             principal: Principal | None = None
             if not public:
-                principal = await svc.identity.authenticate(_bearer(), request.headers.get("X-API-Key"))
+                principal = await authenticate(changes_state=changes_state)
                 g.principal = principal
                 structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
                 if scope is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -143,6 +144,32 @@ def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     if value not in choices:
         raise InvalidRequest(f"{name} must be one of {', '.join(choices)}", {"fields": {name: f"must be one of {', '.join(choices)}"}})
     return value
+
+
+def query_text(name: str, max_len: int = 64) -> str | None:
+    """A short string parameter (an id); empty means absent."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > max_len:
+        raise InvalidRequest(f"{name} is too long", {"fields": {name: f"must be at most {max_len} characters"}})
+    return value
+
+
+def query_instant(name: str) -> datetime | None:
+    """An ISO 8601 instant with its offset (``2026-11-02T08:00:00Z``); a bad one is a 400."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 instant with a time zone", {"fields": {name: "expected e.g. 2026-11-02T08:00:00Z"}}
+        )
+    return parsed.astimezone(UTC)
 
 
 def query_int(name: str, default: int) -> int:

@@ -145,6 +145,14 @@ def _sniff_binary(path: Path, head: bytes) -> str | None:
     return kind
 
 
+def sniff_type(path: Path) -> str | None:
+    """The binary type the file's first bytes announce (PDF, DOCX, an image, a ZIP …), or
+    None: text, or nothing recognised. Reads a few KiB (a ZIP's central directory too)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return _sniff_binary(path, head)
+
+
 def _sniff_zip(path: Path) -> str:
     # ZipFile reads only the central directory at the end: cheap even for huge files.
     try:
@@ -202,6 +210,9 @@ _PARSE_ERRORS: tuple[type[BaseException], ...] = (
 
 def _errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     return (*extra, *_PARSE_ERRORS)
+
+
+parse_errors = _errors  # for other readers of untrusted files (the review preview)
 
 
 def extract(path: Path, mime: str, *, max_text_chars: int = MAX_TEXT_CHARS, ocr: OcrOptions | None = None) -> Extracted:

@@ -27,6 +27,7 @@ from engine.store.records import (
     Job,
     Membership,
     ObjectRecord,
+    QueueFilter,
     Session,
     Tenant,
     Upload,
@@ -209,9 +210,10 @@ class Store(Protocol):
     async def get_object_any(self, object_id: str) -> ObjectRecord | None:
         """An object of any tenant (platform admins only)."""
 
-    async def list_review_queue(
-        self, review_states: Sequence[str], tenant_id: str | None, after: int | None, limit: int
-    ) -> list[ObjectRecord]: ...
+    async def list_review_queue(self, f: QueueFilter, after: int | None, limit: int, *, oldest_first: bool = False) -> list[ObjectRecord]:
+        """The queue objects ``f`` selects after the object at ``seq = after``: newest first,
+        or oldest upload first (``(uploaded_at, seq)`` ascending, where arrivals sort last)."""
+        ...
 
     async def claim_for_review(self, object_id: str, admin_id: str, now: datetime) -> ObjectRecord: ...
 

@@ -149,6 +149,18 @@ class ObjectRecord:
 
 
 @dataclass(frozen=True)
+class QueueFilter:
+    """Which objects of the admin review queue a page shows (every field narrows it)."""
+
+    review_states: tuple[str, ...]
+    tenant_id: str | None = None
+    dataset_id: str | None = None
+    mime_types: tuple[str, ...] | None = None  # an object modality, as the MIME types it covers
+    uploaded_from: datetime | None = None  # inclusive
+    uploaded_to: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True)
 class Upload:
     id: str
     object_id: str

@@ -67,3 +67,28 @@ async def test_review_is_refused_to_providers(ipto, provider):
 async def test_jobs_get_unknown_job(ipto, provider):
     r = await ipto("jobs", "get", "job_missing")
     assert r.exit_code == 1 and "not_found" in one_error_line(r)
+
+
+async def test_queue_filters_order_and_preview(ipto, admin_cli, provider, tmp_path):
+    _, ids = await _uploaded(ipto, tmp_path, "a.txt", "b.txt")
+    (tmp_path / "evil.txt").write_text("Globex\x1b[2J\x1b]0;owned\x07 total\n")
+    other = json_out(await ipto("datasets", "create", "Other", "--json"))["dataset_id"]
+    evil = json_out(await ipto("upload", str(tmp_path / "evil.txt"), "--dataset", other, "--json"))["files"][0]["object_id"]
+
+    oldest = json_out(await admin_cli("review", "list", "--oldest-first", "--json"))
+    assert [o["object_id"] for o in oldest][-1] == evil and len(oldest) == 3
+    newest = json_out(await admin_cli("review", "list", "--json"))  # by creation (a folder's files upload side by side)
+    assert newest[0]["object_id"] == evil and {o["object_id"] for o in newest} == {o["object_id"] for o in oldest}
+    assert [o["object_id"] for o in json_out(await admin_cli("review", "list", "--dataset-id", other, "--json"))] == [evil]
+    assert json_out(await admin_cli("review", "list", "--modality", "image", "--json")) == []
+    assert len(json_out(await admin_cli("review", "list", "--modality", "text", "--newer-than", "1h", "--json"))) == 3
+    assert json_out(await admin_cli("review", "list", "--older-than", "1h", "--json")) == []
+    r = await admin_cli("review", "list", "--older-than", "soon")
+    assert r.exit_code == 2 and "not a duration" in r.stderr
+
+    shown = json_out(await admin_cli("review", "preview", ids["a.txt"], "--json"))
+    assert shown["kind"] == "text" and shown["text"].startswith("Invoice a.txt from Globex")
+    human = await admin_cli("review", "preview", evil)
+    assert human.exit_code == 0 and "Globex\\x1b[2J\\x1b]0;owned\\x07 total" in human.stdout and "\x1b" not in human.stdout
+    staged = json_out(await admin_cli("review", "list", "--review-state", "staged", "--json"))
+    assert len(staged) == 3  # previews claim nothing

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
@@ -71,16 +70,6 @@ class PipelineMixin(PgAccess):
     async def get_object_any(self, object_id: str) -> ObjectRecord | None:
         """An object of any tenant (platform admins only)."""
         return await self.one(_object, "SELECT * FROM objects WHERE id = ?", (object_id,))
-
-    async def list_review_queue(
-        self, review_states: Sequence[str], tenant_id: str | None, after: int | None, limit: int
-    ) -> list[ObjectRecord]:
-        where = ["review_state = ANY(?)", "uploaded_at IS NOT NULL", "status != 'deleted'"]
-        params: list[Any] = [list(review_states)]
-        if tenant_id is not None:
-            where.append("tenant_id = ?")
-            params.append(tenant_id)
-        return await self.newest_page(_object, "objects", where, params, after, limit)
 
     async def claim_for_review(self, object_id: str, admin_id: str, now: datetime) -> ObjectRecord:
         async def op(c: PgConn) -> ObjectRecord:

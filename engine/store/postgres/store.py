@@ -23,6 +23,7 @@ from engine.store.postgres.access import PgAccess, PgConn, translate
 from engine.store.postgres.imports import ImportsMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
+from engine.store.postgres.review_queue import ReviewQueueMixin
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
@@ -136,7 +137,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, ImportsMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.
