@@ -21,8 +21,10 @@ import trio_asyncio
 
 from engine.store.postgres.access import PgAccess, PgConn, translate
 from engine.store.postgres.imports import ImportsMixin
+from engine.store.postgres.market import MarketMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
+from engine.store.postgres.search import SearchMixin, upgrade_legacy_index
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
@@ -113,6 +115,7 @@ def _dataset(r: asyncpg.Record) -> Dataset:
         total_bytes=r["total_bytes"], total_datapoint_count=r["total_datapoint_count"],
         last_ingest_at=r["last_ingest_at"],
         record_schema=None if schema is None else orjson.loads(schema), seq=r["seq"],
+        price_micros=r["price_micros"], currency=r["currency"],
     )
 
 
@@ -136,7 +139,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
+class PgStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.
@@ -159,6 +162,7 @@ class PgStore(ObjectsMixin, PipelineMixin, ImportsMixin, PgAccess):
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)
+                    await upgrade_legacy_index(conn)
             except BaseException:
                 await pool.close()
                 raise
