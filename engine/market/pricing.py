@@ -53,14 +53,16 @@ def ledger_entries(access: Access) -> list[LedgerEntry]:
     """The charge and fee entries of a charged access (none for a free one)."""
     if access.amount_micros == 0:
         return []
-    common = {
-        "access_id": access.id, "currency": access.currency, "buyer_tenant_id": access.buyer_tenant_id,
-        "provider_tenant_id": access.provider_tenant_id, "dataset_id": access.dataset_id, "api_key_id": access.api_key_id,
-        "period": access.period, "created_at": access.created_at,
-    }
-    entries = [LedgerEntry(id=new_id("led"), kind="charge", amount_micros=access.amount_micros, **common)]
+    def entry(kind: str, amount: int) -> LedgerEntry:
+        return LedgerEntry(
+            id=new_id("led"), access_id=access.id, kind=kind, amount_micros=amount, currency=access.currency,
+            buyer_tenant_id=access.buyer_tenant_id, provider_tenant_id=access.provider_tenant_id, dataset_id=access.dataset_id,
+            api_key_id=access.api_key_id, period=access.period, created_at=access.created_at,
+        )
+
+    entries = [entry("charge", access.amount_micros)]
     if access.fee_micros:
-        entries.append(LedgerEntry(id=new_id("led"), kind="fee", amount_micros=access.fee_micros, **common))
+        entries.append(entry("fee", access.fee_micros))
     return entries
 
 

@@ -74,8 +74,13 @@ async def remove_index(c: PgConn, object_id: str) -> None:
         await c.execute("INSERT INTO search_log (object_id) VALUES (?)", object_id)
 
 
-def _rows(obj: ObjectRecord, chunks: Sequence[str]) -> tuple[list[tuple[object, ...]], Counter[str], int]:
-    rows, holding, tokens = [], Counter[str](), 0
+_Row = tuple[int, str, int, str, str, str, str, str, int]
+
+
+def _rows(obj: ObjectRecord, chunks: Sequence[str]) -> tuple[list[_Row], Counter[str], int]:
+    rows: list[_Row] = []
+    holding: Counter[str] = Counter()
+    tokens = 0
     for n, text in enumerate(chunks):
         clean = text.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
         indexed = index_chunk(clean)
@@ -86,7 +91,7 @@ def _rows(obj: ObjectRecord, chunks: Sequence[str]) -> tuple[list[tuple[object, 
     return rows, holding, tokens
 
 
-async def write_index(c: PgConn, obj: ObjectRecord, rows: list[tuple[object, ...]], holding: Counter[str], tokens: int,
+async def write_index(c: PgConn, obj: ObjectRecord, rows: list[_Row], holding: Counter[str], tokens: int,
                       vectors: Sequence[bytes] | None) -> None:
     await remove_index(c, obj.id)
     dataset_seq = await c.fetchval("SELECT seq FROM datasets WHERE id = ?", obj.dataset_id)
@@ -178,6 +183,7 @@ class SearchMixin(PgAccess):
 
         async def op(c: PgConn) -> list[asyncpg.Record]:
             stats = await c.fetchrow("SELECT coalesce(sum(chunks), 0) AS n, coalesce(sum(tokens), 0) AS tokens FROM search_objects")
+            assert stats is not None
             n_rows, n_tokens = int(stats["n"]), int(stats["tokens"])
             if n_rows == 0:
                 return []
