@@ -2,7 +2,8 @@
 
 A term is a run of letters and digits, folded: case-folded (``str.casefold``), then
 decomposed (NFKD) with the combining marks dropped, so ``Café`` and ``CAFE`` are both
-``cafe`` and ``ﬁle`` is ``file``. A run that folding splits (``½`` → ``1⁄2``) gives several
+``cafe`` and ``ﬁle`` is ``file``; the Latin letters NFKD leaves whole are folded as
+Lucene's ASCII folding does (``Ørsted`` → ``orsted``, ``Æ`` → ``ae``). A run that folding splits (``½`` → ``1⁄2``) gives several
 terms at consecutive positions. Terms longer than :data:`MAX_TERM_CHARS` are cut there.
 
 The engine folds before it indexes and before it queries, so SQLite's FTS5 (whose
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 MAX_TERM_CHARS = 100
+# Latin letters NFKD does not decompose, folded as Lucene's ASCIIFoldingFilter does
+# (after case folding, so lower case only).
+_LATIN = str.maketrans({"ø": "o", "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "ŧ": "t", "ı": "i", "ŀ": "l", "ƀ": "b", "ɨ": "i",
+                        "æ": "ae", "œ": "oe", "þ": "th", "ĸ": "q"})
 # Runs of letters and digits (``\w`` less the underscore): the text tokenizer, not a
 # query parser (queries are parsed by luqum, see engine/market/query.py).
 _RUN = re.compile(r"[^\W_]+")
@@ -28,7 +33,7 @@ _RUN = re.compile(r"[^\W_]+")
 @lru_cache(maxsize=65536)
 def fold_run(run: str) -> tuple[str, ...]:
     """The terms of one run of letters and digits (usually one, sometimes none or more)."""
-    decomposed = unicodedata.normalize("NFKD", run.casefold())
+    decomposed = unicodedata.normalize("NFKD", run.casefold().translate(_LATIN))
     kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return tuple(part[:MAX_TERM_CHARS] for part in _RUN.findall(kept))
 
