@@ -35,5 +35,9 @@ async def access(principal: Principal, object_id: str) -> Response:
         "download_url": done.download_url,
         "expires_at": iso(done.expires_at),
         "charge": {"amount_micros": a.amount_micros, "currency": a.currency},
+        "original_filename": done.obj.original_filename,
+        "mime_type": done.obj.mime_type,
+        "size_bytes": done.obj.size_bytes,
+        "checksum_sha256": done.obj.checksum_sha256,
         "created_at": iso(a.created_at),
     }, 201)

@@ -27,13 +27,14 @@ from engine.market.pricing import DEMAND_WINDOW, period_of, pricer
 from engine.market.recorder import Recorder
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore
-from engine.store.records import Access, LedgerEntry
+from engine.store.records import Access, LedgerEntry, ObjectRecord
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Retrieval:
+    obj: ObjectRecord
     access: Access
     entries: list[LedgerEntry]
     download_url: str
@@ -80,7 +81,7 @@ class Accesses:
             log.info("access_created", access_id=access.id, object_id=obj.id, dataset_id=obj.dataset_id,
                      amount_micros=access.amount_micros, fee_micros=access.fee_micros)
         expires_at = self.now() + self.url_ttl
-        return Retrieval(access, entries, await self.blobs.download_url(obj, expires_at), expires_at, created)
+        return Retrieval(obj, access, entries, await self.blobs.download_url(obj, expires_at), expires_at, created)
 
     async def current_prices(self, principal: Principal | None, datasets: list[tuple[str, str, str, str, int]]) -> dict[str, int]:
         """``current_price_micros`` per dataset ``(id, owner tenant, monetization, model, price)``:
