@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.market.text import tokens
+from engine.market.text import _RUN, fold_run
 
 SNIPPET_CHARS = 240
 ELLIPSIS = "…"
@@ -25,9 +25,9 @@ class Snippet:
 
 def snippet(text: str, terms: set[str], width: int = SNIPPET_CHARS) -> Snippet:
     spans: list[tuple[int, int]] = []
-    for token in tokens(text):
-        if token.term in terms and (not spans or spans[-1] != (token.start, token.end)):
-            spans.append((token.start, token.end))
+    for match in _RUN.finditer(text):  # the index's tokenizer, without building a Token per word
+        if not terms.isdisjoint(fold_run(match.group())):
+            spans.append(match.span())
     if len(text) <= width:
         return Snippet(text, spans)
     start = 0

@@ -155,9 +155,11 @@ class SearchMixin(SqliteAccess):
                    " ORDER BY bm25(search_fts), rowid LIMIT ?")
             params: tuple[object, ...] = (expression, scope, limit)
         else:
+            # "+rowid": the filter's rowids are gathered once and tested per row; a plain
+            # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
             ranking = " OR ".join(f'"{t}"' for t in positive_terms(root))
             sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
-                   " AND rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
+                   " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
                    " ORDER BY bm25(search_fts), rowid LIMIT ?")
             params = (ranking, scope, expression, limit)
         rows = await self.read(lambda c: c.execute(sql, params).fetchall())
