@@ -1,6 +1,6 @@
 """Control-plane benchmark: small-object initiate/confirm and object reads against the stack's ceiling.
 
-    python -m bench control [--levels 1,16,128] [--seconds 3] [--runs 3] [--datasets 16]
+    python -m bench control [--levels 1,16,128] [--seconds 3] [--runs 3] [--datasets 1] [--spread 16]
 
 Starts the engine (``IPTO_LOG_LEVEL=warning``) and :mod:`bench.ceiling` (the same Hypercorn
 + Quart-Trio stack with trivial JSON routes and the engine's Hypercorn knobs), then per run
@@ -14,13 +14,17 @@ that many closed-loop clients, each with its own keep-alive connection (:class:`
   (confirm's own p50/p99 reported apart);
 * ``GET /v1/objects/{id}`` of objects confirmed above.
 
-Confirm goes through the dataset's actor, which handles one message at a time, so the
-clients are spread over ``--datasets`` datasets (client *i* uses dataset *i* mod N).
+Initiate and confirm go through the dataset's actor, so where the clients' uploads go
+matters: by default every client uses **one** dataset (``--datasets 1``, the shape of a
+provider loading a corpus), and initiate and the cycle are measured again with the clients
+spread over ``--spread`` datasets (client *i* uses dataset *i* mod N), with the ratio one
+dataset ÷ spread (``--spread 0`` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import os
 import time
@@ -44,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--seconds", type=float, default=2.0 if quick else 3.0, help="measured seconds per phase")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each phase")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--datasets", type=int, default=16, help="datasets the clients are spread over")
+    parser.add_argument("--datasets", type=int, default=1, help="datasets the clients use (1: all into one)")
+    parser.add_argument("--spread", type=int, default=16, help="datasets of the spread case (0: not measured)")
 
 
 def _initiate_body(i: int) -> dict[str, Any]:
@@ -60,6 +65,12 @@ class Ops:
         self.ceil = [Conn(ceiling.base) for _ in range(c)]
         self.eng = [Conn(engine.base) for _ in range(c)]
         self.token, self.datasets, self.confirmed = token, datasets, confirmed
+
+    def into(self, datasets: list[str]) -> Ops:
+        """The same clients and connections, their uploads going to ``datasets``."""
+        other = copy.copy(self)
+        other.datasets = datasets
+        return other
 
     def close(self) -> None:
         for conn in self.ceil + self.eng:
@@ -103,18 +114,22 @@ async def _measure(args: argparse.Namespace, engine: harness.Server, ceiling: ha
     async with Api(engine.base, connections=8) as setup:
         token = await setup.signup("control@bench.example")
         datasets = await setup.datasets(args.datasets, "control")
+        spread = await setup.datasets(args.spread, "spread")
     confirmed: list[str] = []
     for run in range(args.runs):
         for c in levels:
             ops = Ops(c, engine, ceiling, token, datasets, confirmed)
+            phases = [("ceil_get", ops.ceil_get, ceiling), ("ceil_post", ops.ceil_post, ceiling),
+                      ("initiate", ops.initiate, engine), ("cycle", ops.cycle, engine)]
+            if spread:
+                phases += [("initiate_spread", ops.into(spread).initiate, engine),
+                           ("cycle_spread", ops.into(spread).cycle, engine)]
             try:
-                for name, op, server in (("ceil_get", ops.ceil_get, ceiling), ("ceil_post", ops.ceil_post, ceiling),
-                                         ("initiate", ops.initiate, engine), ("cycle", ops.cycle, engine),
-                                         ("get", ops.get, engine)):
+                for name, op, server in [*phases, ("get", ops.get, engine)]:
                     phase = await drive(op, c, args.seconds, warmup=args.warmup, server_pid=server.pid)
                     results.setdefault(f"{name}_{c}", []).append(phase)
                     errs = f", errors {dict(phase.errors)}" if phase.errors else ""
-                    print(f"  run {run + 1} c={c:<4} {name:<9} {phase.rate:>8,.0f}/s  p50 {phase.pct_ms(0.5):7.2f} ms  "
+                    print(f"  run {run + 1} c={c:<4} {name:<15} {phase.rate:>8,.0f}/s  p50 {phase.pct_ms(0.5):7.2f} ms  "
                           f"p99 {phase.pct_ms(0.99):7.2f} ms  server CPU {phase.server_cpu:.2f}  client CPU "
                           f"{phase.client_cpu:.2f}{errs}", flush=True)
             finally:
@@ -134,9 +149,13 @@ def _row(key: str, label: str, unit: str, phases: list[Phase], *, baseline: str 
                       "ops": [p.ops for p in phases], "errors": dict(errors)})
 
 
+def _one(args: argparse.Namespace) -> str:
+    return "one dataset" if args.datasets == 1 else f"{args.datasets} datasets"
+
+
 def run(args: argparse.Namespace, work: Path) -> list[Section]:
     print(f"control plane: levels {args.levels}, {args.seconds:g} s per phase, {args.runs} runs, "
-          f"{args.datasets} datasets", flush=True)
+          f"{args.datasets} dataset(s), spread case {args.spread}", flush=True)
     results: dict[str, list[Phase]] = {}
     with harness.ceiling(work / "ceiling.log") as ceiling, harness.engine(work / "control-data") as engine:
         trio.run(_measure, args, engine, ceiling, results)
@@ -149,14 +168,22 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
                  short="ceiling GET"),
             _row(f"ceil_post_{c}", f"c={c}: ceiling POST /v1/echo (JSON body)", "req/s", r[f"ceil_post_{c}"], is_baseline=True,
                  short="ceiling POST"),
-            _row(f"initiate_{c}", f"c={c}: initiate 1 KiB object", "req/s", r[f"initiate_{c}"], baseline=f"ceil_post_{c}",
-                 note="target ≥ 0.40"),
-            _row(f"cycle_{c}", f"c={c}: initiate + PUT 1 KiB + confirm", "cycles/s", r[f"cycle_{c}"], baseline=f"ceil_post_{c}",
-                 note="3 requests per cycle"),
+            _row(f"initiate_{c}", f"c={c}: initiate 1 KiB object, {_one(args)}", "req/s", r[f"initiate_{c}"],
+                 baseline=f"ceil_post_{c}", note="target ≥ 0.40"),
+            _row(f"cycle_{c}", f"c={c}: initiate + PUT 1 KiB + confirm, {_one(args)}", "cycles/s", r[f"cycle_{c}"],
+                 baseline=f"ceil_post_{c}", note="3 requests per cycle"),
             _row(f"confirm_{c}", f"c={c}:   confirm step of that cycle", "req/s", r[f"cycle_{c}"], baseline=f"ceil_post_{c}",
                  step="confirm", chart=False, note="latency of the step alone"),
-            _row(f"get_{c}", f"c={c}: GET /v1/objects/{{id}}", "req/s", r[f"get_{c}"], baseline=f"ceil_get_{c}"),
         ]
+        if args.spread:
+            for name, label in (("initiate", "initiate"), ("cycle", "cycle")):
+                one, spread = r[f"{name}_{c}"], r[f"{name}_spread_{c}"]
+                rows.append(_row(f"{name}_spread_{c}", f"c={c}: {label}, spread over {args.spread} datasets",
+                                 "req/s" if name == "initiate" else "cycles/s", spread, baseline=f"ceil_post_{c}"))
+                rows.append(Row(f"{name}_one_vs_spread_{c}", f"c={c}: {label}, {_one(args)} ÷ spread over {args.spread}",
+                                "req/s" if name == "initiate" else "cycles/s", [p.rate for p in one],
+                                base_values=[p.rate for p in spread], chart=False, note="target ≥ 0.9"))
+        rows.append(_row(f"get_{c}", f"c={c}: GET /v1/objects/{{id}}", "req/s", r[f"get_{c}"], baseline=f"ceil_get_{c}"))
     section = Section("control", "Control plane: small objects and reads vs the same stack's trivial routes", rows)
     section.baselines = [
         "ceiling = bench/ceiling.py: the same Hypercorn (hypercorn.trio.serve, engine/service.py's knobs) + Quart-Trio "
@@ -167,13 +194,17 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
     init_vs_get = [median([p.rate for p in results[f"initiate_{c}"]]) / median([p.rate for p in results[f"ceil_get_{c}"]])
                    for c in levels]
     section.notes = [
-        f"clients spread over {args.datasets} datasets (client i -> dataset i mod {args.datasets}): confirm is "
-        "serialised per dataset by its actor.",
+        f"{_one(args)}: every client's uploads go there" + (f" (client i -> dataset i mod {args.datasets})"
+                                                            if args.datasets > 1 else "")
+        + "; initiate and confirm go through the dataset's actor."
+        + (f" The spread rows use {args.spread} other datasets (client i -> dataset i mod {args.spread})."
+           if args.spread else ""),
         "initiate as a share of the GET /v1/ping ceiling instead: "
         + ", ".join(f"c={c} {v:.2f}" for c, v in zip(levels, init_vs_get, strict=True)) + ".",
         f"engine peak RSS over the whole control run: {rss:.0f} MiB. Server/client CPU per phase are in the JSON "
         "(1.0 = one core busy).",
     ]
     section.meta = {"levels": args.levels, "seconds": args.seconds, "runs": args.runs, "datasets": args.datasets,
+                    "spread": args.spread,
                     "engine_peak_rss_mib": rss}
     return [section]

@@ -1,11 +1,15 @@
-"""Scale: the concurrency ladder of whole 1 MiB uploads across 100 datasets.
+"""Scale: the concurrency ladder of whole 1 MiB uploads into one dataset (and spread over 100).
 
-    python -m bench scale [--ladder 1,10,100,1000] [--datasets 100] [--per-client 2] [--min-uploads 200] [--runs 2]
+    python -m bench scale [--ladder 1,10,100,1000] [--datasets 1] [--spread 100] [--per-client 2] [--min-uploads 200]
+                          [--runs 2]
 
 For each rung, a fresh engine (own data dir, ``IPTO_LOG_LEVEL=warning``) gets a tenant and
-``--datasets`` datasets; then ``c`` concurrent clients, each on its own keep-alive
+``--datasets`` datasets (one by default: every upload into the same dataset, as a provider
+loading a corpus does); then ``c`` concurrent clients, each on its own keep-alive
 connection, upload ``max(--min-uploads, c x --per-client)`` objects of 1 MiB: initiate
 (upload *k* goes to dataset *k* mod N) + presigned PUT + confirm with the declared SHA-256.
+Each rung runs again on another fresh engine with the uploads spread over ``--spread``
+datasets (``0``: not measured), and the ratio one dataset ÷ spread is reported.
 All clients start at once: at 1,000 they open 1,000 connections in the same instant,
 against the engine's listen backlog (``http.backlog``, 1024 by default; Hypercorn's own
 is 100). Reported per rung: uploads/s and MiB/s, p50/p99 of a whole upload,
@@ -41,7 +45,8 @@ OP_TIMEOUT = 300.0
 
 def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--ladder", default="1,10,100,1000", help="concurrent uploads per rung, comma-separated")
-    parser.add_argument("--datasets", type=int, default=100)
+    parser.add_argument("--datasets", type=int, default=1, help="datasets the uploads go to (1: all into one)")
+    parser.add_argument("--spread", type=int, default=100, help="datasets of the spread case (0: not measured)")
     parser.add_argument("--per-client", type=int, default=1 if quick else 2, help="uploads per client (at least)")
     parser.add_argument("--min-uploads", type=int, default=100 if quick else 200, help="uploads per rung (at least)")
     parser.add_argument("--object-kib", type=int, default=1024)
@@ -103,59 +108,83 @@ def _backlog() -> int:
     return load_config(None, overrides={}).http.backlog
 
 
+def _cases(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """``(key suffix, datasets)`` of each case: the uploads into ``--datasets``, then spread over ``--spread``."""
+    return [("", args.datasets)] + ([("_spread", args.spread)] if args.spread else [])
+
+
+def _where(datasets: int) -> str:
+    return "one dataset" if datasets == 1 else f"{datasets} datasets"
+
+
 def run(args: argparse.Namespace, work: Path) -> list[Section]:
     ladder = [int(x) for x in args.ladder.split(",")]
     body = os.urandom(args.object_kib * 1024)
     sha = hashlib.sha256(body).hexdigest()
     mib = len(body) / MiB
-    print(f"scale: ladder {ladder}, {args.datasets} datasets, {args.object_kib} KiB objects, {args.runs} run(s), "
-          f"RLIMIT_NOFILE {harness.raise_nofile()}, listen backlog {_backlog()}", flush=True)
+    cases = _cases(args)
+    print(f"scale: ladder {ladder}, {' and '.join(_where(n) for _, n in cases)}, {args.object_kib} KiB objects, "
+          f"{args.runs} run(s), RLIMIT_NOFILE {harness.raise_nofile()}, listen backlog {_backlog()}", flush=True)
     base_rates: list[float] = []
-    phases: dict[int, list[Phase]] = {c: [] for c in ladder}
-    idle: dict[int, list[float]] = {c: [] for c in ladder}
-    peak: dict[int, list[float]] = {c: [] for c in ladder}
+    phases: dict[str, list[Phase]] = {f"{c}{case}": [] for c in ladder for case, _ in cases}
+    idle: dict[str, list[float]] = {k: [] for k in phases}
+    peak: dict[str, list[float]] = {k: [] for k in phases}
     for run in range(args.runs):
         base_rates.append(physical(work / "physical", body, min(200, args.min_uploads)))
         print(f"  run {run + 1} physical: {base_rates[-1]:,.0f} objects/s", flush=True)
         for c in ladder:
             uploads = max(args.min_uploads, c * args.per_client)
-            with harness.engine(work / f"data-{run}-{c}") as server:
-                token, datasets = trio.run(_setup, server.base, args.datasets)
-                idle[c].append(server.rss_mib())
-                os.sync()
-                phase = trio.run(_rung, server, token, datasets, body, sha, c, uploads)
-                peak[c].append(server.peak_rss_mib())
-            phases[c].append(phase)
-            errs = f", errors {dict(phase.errors)}" if phase.errors else ""
-            print(f"  run {run + 1} c={c:<5} {phase.ops:>5}/{uploads} uploads {phase.rate:>7,.1f}/s ({phase.rate * mib:,.0f} MiB/s)  "
-                  f"p50 {phase.pct_ms(0.5):8.1f} ms  p99 {phase.pct_ms(0.99):8.1f} ms  server CPU {phase.server_cpu:.2f}  "
-                  f"client CPU {phase.client_cpu:.2f}  RSS idle {idle[c][-1]:.0f} -> peak {peak[c][-1]:.0f} MiB{errs}", flush=True)
-            shutil.rmtree(work / f"data-{run}-{c}", ignore_errors=True)
+            order = cases if run % 2 == 0 else cases[::-1]  # which case goes first alternates
+            for case, count in order:
+                key = f"{c}{case}"
+                with harness.engine(work / f"data-{run}-{key}") as server:
+                    token, datasets = trio.run(_setup, server.base, count)
+                    idle[key].append(server.rss_mib())
+                    os.sync()
+                    phase = trio.run(_rung, server, token, datasets, body, sha, c, uploads)
+                    peak[key].append(server.peak_rss_mib())
+                phases[key].append(phase)
+                errs = f", errors {dict(phase.errors)}" if phase.errors else ""
+                print(f"  run {run + 1} c={c:<5} {_where(count):<12} {phase.ops:>5}/{uploads} uploads {phase.rate:>7,.1f}/s "
+                      f"({phase.rate * mib:,.0f} MiB/s)  p50 {phase.pct_ms(0.5):8.1f} ms  p99 {phase.pct_ms(0.99):8.1f} ms  "
+                      f"server CPU {phase.server_cpu:.2f}  client CPU {phase.client_cpu:.2f}  "
+                      f"RSS idle {idle[key][-1]:.0f} -> peak {peak[key][-1]:.0f} MiB{errs}", flush=True)
+                shutil.rmtree(work / f"data-{run}-{key}", ignore_errors=True)
 
     rows = [Row("physical", f"physical: SHA-256 + write + fsync of {args.object_kib} KiB files, one at a time", "objects/s",
                 base_rates, is_baseline=True, short="physical")]
     for c in ladder:
-        errors: Counter[str] = Counter()
-        for p in phases[c]:
-            errors.update(p.errors)
         uploads = max(args.min_uploads, c * args.per_client)
-        err_note = ("errors " + ", ".join(f"{k}×{v}" for k, v in sorted(errors.items()))) if errors else "0 errors"
-        rows.append(Row(f"c{c}", f"{c} concurrent: initiate + PUT + confirm ({uploads} uploads)", "objects/s",
-                        [p.rate for p in phases[c]], baseline="physical", p50=[p.pct_ms(0.5) for p in phases[c]],
-                        p99=[p.pct_ms(0.99) for p in phases[c]], note=f"{median([p.rate * mib for p in phases[c]]):,.0f} MiB/s; {err_note}",
-                        extra={"errors": dict(errors), "ops": [p.ops for p in phases[c]], "uploads": uploads,
-                               "server_cpu": [p.server_cpu for p in phases[c]], "client_cpu": [p.client_cpu for p in phases[c]]}))
+        for case, count in cases:
+            ps = phases[f"{c}{case}"]
+            errors: Counter[str] = Counter()
+            for p in ps:
+                errors.update(p.errors)
+            err_note = ("errors " + ", ".join(f"{k}×{v}" for k, v in sorted(errors.items()))) if errors else "0 errors"
+            rows.append(Row(f"c{c}{case}", f"{c} concurrent, {_where(count)}: initiate + PUT + confirm ({uploads} uploads)",
+                            "objects/s", [p.rate for p in ps], baseline="physical", p50=[p.pct_ms(0.5) for p in ps],
+                            p99=[p.pct_ms(0.99) for p in ps], note=f"{median([p.rate * mib for p in ps]):,.0f} MiB/s; {err_note}",
+                            extra={"errors": dict(errors), "ops": [p.ops for p in ps], "uploads": uploads,
+                                   "server_cpu": [p.server_cpu for p in ps], "client_cpu": [p.client_cpu for p in ps]}))
+        if args.spread:
+            rows.append(Row(f"c{c}_one_vs_spread", f"{c} concurrent: {_where(args.datasets)} ÷ spread over {args.spread}",
+                            "objects/s", [p.rate for p in phases[str(c)]], base_values=[p.rate for p in phases[f"{c}_spread"]],
+                            chart=False, note="target ≥ 0.9"))
     for c in ladder:
-        rows.append(Row(f"rss{c}", f"{c} concurrent: server peak RSS (VmHWM)", "MiB", peak[c], base_values=idle[c],
-                        lower_is_better=True, chart=False, note=f"÷ the same server idle: {median(idle[c]):.0f} MiB"))
-    section = Section("scale", f"Scale: 1 MiB uploads across {args.datasets} datasets, concurrency ladder", rows)
+        for case, count in cases:
+            key = f"{c}{case}"
+            rows.append(Row(f"rss{key}", f"{c} concurrent, {_where(count)}: server peak RSS (VmHWM)", "MiB", peak[key],
+                            base_values=idle[key], lower_is_better=True, chart=False,
+                            note=f"÷ the same server idle: {median(idle[key]):.0f} MiB" + ("; target ≤ 200 MiB" if c >= 1000 else "")))
+    section = Section("scale", f"Scale: {args.object_kib} KiB uploads into {_where(args.datasets)}"
+                      + (f" and spread over {args.spread}" if args.spread else "") + ", concurrency ladder", rows)
     section.baselines = [
         f"physical = SHA-256 + write + fsync of {args.object_kib} KiB files one at a time in the benchmark's process "
         "(same run): the per-object floor of a verifying store without HTTP.",
         "RSS rows: ÷ the same fresh server's RSS when idle, after sign-up and dataset creation.",
     ]
-    section.notes = [f"each rung runs on a fresh engine; clients start together; errors are counted, never retried "
-                     f"(the engine's listen backlog: {_backlog()})."]
-    section.meta = {"ladder": ladder, "datasets": args.datasets, "object_kib": args.object_kib, "runs": args.runs,
-                    "idle_rss_mib": idle, "peak_rss_mib": peak}
+    section.notes = [f"each rung runs on a fresh engine, once per case; clients start together; errors are counted, "
+                     f"never retried (the engine's listen backlog: {_backlog()})."]
+    section.meta = {"ladder": ladder, "datasets": args.datasets, "spread": args.spread, "object_kib": args.object_kib,
+                    "runs": args.runs, "idle_rss_mib": idle, "peak_rss_mib": peak}
     return [section]

@@ -324,7 +324,11 @@ class Objects:
         return await self.confirm(principal, upload.object_id, claimed)
 
     async def _confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
-        obj = await self.get(principal, object_id)  # again, under the lock
+        view = await self.store.upload_view(principal.tenant_id, object_id)  # again, under the lock: one snapshot
+        if view is None:
+            raise NotFound("object not found")
+        obj, upload, recorded = view
+        principal.require_dataset(obj.dataset_id)
         if obj.uploaded_at is not None and obj.status != "deleted":
             if obj.review_state in ("expired", "rejected"):
                 raise Conflict(
@@ -332,15 +336,13 @@ class Objects:
                     {"status": obj.status, "review_state": obj.review_state},
                 )
             return obj  # confirming twice is harmless
-        upload = await self.store.get_upload(obj.upload_id)
-        assert upload is not None
         if obj.status != "pending_upload" or upload.state != "pending":
             raise Conflict(
                 f"this upload cannot be confirmed: the object is {obj.status}"
                 + (f" ({obj.failure_reason})" if obj.failure_reason else ""),
                 {"status": obj.status, "upload_state": upload.state, "review_state": obj.review_state},
             )
-        received = await self.blobs.received_parts(upload, obj.blob_id, await self.store.list_parts(upload.id))
+        received = await self.blobs.received_parts(upload, obj.blob_id, recorded)
         # None: the parts were assembled before an interruption; the whole object is verified below.
         parts = [] if received is None else self._check_parts(obj, upload, received, claimed)
         staged = await self.blobs.prepare(upload, obj.blob_id, parts)

@@ -26,7 +26,6 @@ import math
 import os
 import socket
 from contextvars import ContextVar
-from importlib.metadata import version
 from typing import Any, Protocol
 
 import h11
@@ -38,13 +37,14 @@ from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
 
+from engine.http import pins
+
 log = structlog.get_logger(__name__)
 
 # Below this many body bytes left, a hand-over (a dup of the socket, a wait for the sink)
 # is not worth it: the rest comes Hypercorn's way.
 MIN_HANDOVER_BYTES = 64 * 1024
 
-WRAPPED_HYPERCORN = "0.18."  # the release whose TCPServer._read_data this copies
 
 
 class Sink(Protocol):
@@ -174,14 +174,14 @@ def install() -> bool:
         return True
     probe = ContentLengthReader(10)
     expected = (
-        version("hypercorn").startswith(WRAPPED_HYPERCORN)  # _read_data is a copy of that one's
+        not pins.mismatched()  # _read_data is a copy of that Hypercorn's, for that h11's reader
         and hasattr(tcp_server, "MAX_RECV")
         and isinstance(getattr(probe, "_remaining", None), int)
         and isinstance(getattr(probe, "_length", None), int)
     )
     if not expected:
         log.warning("direct_body_not_installed", reason="Hypercorn's reader or h11's body reader is not the one this wraps",
-                    hypercorn=version("hypercorn"))
+                    wrapped=pins.WRAPPED, installed_otherwise=pins.mismatched())
         return False
     tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign]
     return True

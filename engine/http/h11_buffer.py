@@ -12,7 +12,8 @@ h11 then gives Hypercorn that very object, and ``bytes()`` of a ``bytes`` is the
 itself. Anything else (headers, a chunk that ends one body and begins the next request,
 chunked framing) first appends the kept chunk to h11's bytearray and then runs h11's own
 code, unchanged. :func:`install` puts the class in place of h11's, only if h11's buffer
-still has exactly the methods this one wraps (as in h11 0.16); otherwise it leaves h11 as
+still has exactly the methods this one wraps and h11 is the pinned release
+(:mod:`engine.http.pins`); otherwise it leaves h11 as
 it is and says so.
 """
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import structlog
 from h11 import _connection as h11_connection
 from h11._receivebuffer import ReceiveBuffer
+
+from engine.http import pins
 
 log = structlog.get_logger(__name__)
 
@@ -99,9 +102,9 @@ def install() -> bool:
     if h11_connection.ReceiveBuffer is ZeroCopyReceiveBuffer:
         return True
     methods = {name for name, value in vars(ReceiveBuffer).items() if callable(value)}
-    if h11_connection.ReceiveBuffer is not ReceiveBuffer or methods != _WRAPPED:
+    if h11_connection.ReceiveBuffer is not ReceiveBuffer or methods != _WRAPPED or "h11" in pins.mismatched():
         log.warning("h11_buffer_not_installed", reason="h11's ReceiveBuffer is not the one this wraps",
-                    methods=sorted(methods ^ _WRAPPED))
+                    methods=sorted(methods ^ _WRAPPED), wrapped=pins.WRAPPED["h11"], installed_otherwise=pins.mismatched())
         return False
     h11_connection.ReceiveBuffer = ZeroCopyReceiveBuffer  # type: ignore[misc]
     return True

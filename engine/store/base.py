@@ -180,6 +180,10 @@ class Store(Protocol):
 
     async def list_parts(self, upload_id: str) -> list[UploadPart]: ...
 
+    async def upload_view(self, tenant_id: str, object_id: str) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
+        """The tenant's object, its upload and the parts received so far, in one snapshot;
+        None if there is no such object (or upload)."""
+
     async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:
         """Record a part if its upload is pending: ``(accepted, file the part replaced)``."""
 

@@ -157,7 +157,7 @@ def _rows(data: dict, section: str) -> dict[str, dict]:
 
 def test_the_control_benchmark_runs_the_engine_and_the_ceiling_and_prints_ratios(tmp_path):
     out, data = _bench(tmp_path, "control", "--levels", "1,4", "--seconds", "0.3", "--warmup", "0", "--runs", "1",
-                       "--datasets", "2")
+                       "--spread", "3")
     rows = _rows(data, "control")
     for c in (1, 4):
         initiate = rows[f"initiate_{c}"]
@@ -165,26 +165,41 @@ def test_the_control_benchmark_runs_the_engine_and_the_ceiling_and_prints_ratios
         assert initiate["ratio"] == pytest.approx(initiate["median"] / rows[f"ceil_post_{c}"]["median"])
         assert not initiate["extra"]["errors"] and not rows[f"cycle_{c}"]["extra"]["errors"]
         assert rows[f"get_{c}"]["baseline"] == f"ceil_get_{c}" and rows[f"get_{c}"]["values"][0] > 0
-    assert "c=4: initiate 1 KiB object" in out and "1.00 (base)" in out
+        for name in ("initiate", "cycle"):  # one dataset by default, and the same load spread over --spread
+            spread = rows[f"{name}_spread_{c}"]
+            assert spread["values"][0] > 0 and not spread["extra"]["errors"]
+            versus = rows[f"{name}_one_vs_spread_{c}"]
+            assert versus["ratio"] == pytest.approx(rows[f"{name}_{c}"]["median"] / spread["median"])
+    assert "c=4: initiate 1 KiB object, one dataset" in out and "spread over 3" in out and "1.00 (base)" in out
 
 
 def test_the_upload_benchmark_measures_ours_tus_and_the_machine_on_the_same_bytes(tmp_path):
     out, data = _bench(tmp_path, "upload", "--size-mib", "8", "--files", "4", "--file-mib", "1", "--concurrency", "2",
-                       "--runs", "1")
+                       "--small", "20x100KiB,30x3000", "--small-concurrency", "4", "--spread", "3", "--runs", "1")
     rows = _rows(data, "upload")
     assert rows["physical"]["is_baseline"]
     for ours, theirs in (("ours_single", "tus_single"), ("ours_multi", "tus_multi")):
         assert rows[ours]["baseline"] == theirs and rows[ours]["values"][0] > 0 and rows[theirs]["values"][0] > 0
         assert rows[ours]["ratio"] == pytest.approx(rows[ours]["median"] / rows[theirs]["median"])
     assert rows["engine_rss"]["values"][0] > 0 and rows["tus_rss"]["values"][0] > 0
-    assert "÷ tus" in out
+    small = _rows(data, "upload_small")
+    for shape in ("20x102400_c4", "30x3000_c4"):  # both sizes, into one dataset and spread, against tus on the same files
+        theirs, one, spread = (small[f"small_{shape}_{who}"] for who in ("tus", "one", "spread"))
+        assert theirs["is_baseline"] and theirs["values"][0] > 0
+        for ours in (one, spread):
+            assert ours["baseline"] == theirs["key"] and ours["values"][0] > 0 and not ours["extra"]["errors"]
+            assert ours["ratio"] == pytest.approx(ours["median"] / theirs["median"])
+        assert small[f"small_{shape}_one_vs_spread"]["ratio"] == pytest.approx(one["median"] / spread["median"])
+    assert "20 × 100 KiB, 4 at a time, one dataset" in out and "30 × 3000 B" in out and "÷ tus" in out
 
 
 def test_the_scale_benchmark_counts_errors_and_server_memory(tmp_path):
-    _, data = _bench(tmp_path, "scale", "--ladder", "1,8", "--datasets", "4", "--min-uploads", "8", "--object-kib", "64",
+    _, data = _bench(tmp_path, "scale", "--ladder", "1,8", "--spread", "4", "--min-uploads", "8", "--object-kib", "64",
                      "--runs", "1")
     (section,) = [s for s in data["sections"] if s["key"] == "scale"]
-    throughput = [r for r in section["rows"] if r["unit"] == "objects/s" and not r["is_baseline"]]
-    assert len(throughput) == 2 and all(r["values"][0] > 0 and r["ratio"] for r in throughput)
+    throughput = [r for r in section["rows"] if r["unit"] == "objects/s" and not r["is_baseline"] and r["baseline"]]
+    assert len(throughput) == 4 and all(r["values"][0] > 0 and r["ratio"] for r in throughput)  # one dataset, spread
+    rows = {r["key"]: r for r in section["rows"]}
+    assert rows["c8_one_vs_spread"]["ratio"] == pytest.approx(rows["c8"]["median"] / rows["c8_spread"]["median"])
     assert all("errors" in r["extra"] and not r["extra"]["errors"] for r in throughput)
     assert any(r["unit"] == "MiB" and r["values"][0] > 0 for r in section["rows"])

@@ -231,7 +231,7 @@ def test_install_takes_hypercorn_and_h11_as_they_are_and_refuses_others(monkeypa
     assert tcp_server.TCPServer._read_data is direct_body._ORIGINAL
     monkeypatch.undo()
     monkeypatch.setattr(tcp_server.TCPServer, "_read_data", direct_body._ORIGINAL)
-    monkeypatch.setattr(direct_body, "WRAPPED_HYPERCORN", "0.99.")  # another Hypercorn release
+    monkeypatch.setitem(direct_body.pins.WRAPPED, "hypercorn", "0.99.0")  # another Hypercorn release
     assert direct_body.install() is False
     assert tcp_server.TCPServer._read_data is direct_body._ORIGINAL
 

@@ -87,24 +87,31 @@ async def test_a_failed_write_rolls_back(tmp_path):
         await store.ping()
 
 
-async def test_only_writes_asked_to_be_lazy_skip_the_fsync(tmp_path):
-    """Import batches commit with synchronous=NORMAL (redone from their file after a power
-    loss); every other write keeps FULL, and a failed lazy write leaves FULL behind too."""
+async def test_writes_on_threads_wait_for_the_group_fsync_unless_asked_to_be_lazy(tmp_path, monkeypatch):
+    """No write fsyncs in its COMMIT (synchronous=NORMAL), so a write on a worker thread never
+    holds the writer, nor a dataset's actor, through an fsync of its own: a durable one then
+    waits for a group-committed fsync of the WAL that began after its commit, as a quick one
+    does; an import batch (durable=False, redone from its file after a power loss) does not."""
 
     def level(c: sqlite3.Connection) -> int:
         return int(c.execute("PRAGMA synchronous").fetchone()[0])
 
     async with SqliteStore.open(tmp_path / "s.db") as store:
-        assert await store.write(level) == 2
+        fsyncs: list[int] = []
+        real = store._fsync_wal
+        monkeypatch.setattr(store, "_fsync_wal", lambda checkpoint: (fsyncs.append(store._committed), real(checkpoint)))
+        assert await store.write(level) == 1
+        assert fsyncs == [1] and store._synced == 1
         assert await store.write(level, durable=False) == 1
-        assert await store.write(level) == 2
+        assert fsyncs == [1]
 
         def fails(c: sqlite3.Connection) -> None:
             raise sqlite3.OperationalError("boom")
 
         with pytest.raises(Exception, match="boom"):
-            await store.write(fails, durable=False)
-        assert await store.write(level) == 2
+            await store.write(fails)
+        await store.write(_tenant(1))
+        assert fsyncs[-1] == store._committed and store._synced == store._committed  # covers the lazy one too
 
 
 def _tenant(n: int):
@@ -131,7 +138,7 @@ async def test_quick_writes_return_only_once_an_fsync_after_their_commit_ended(t
         monkeypatch.setattr(store, "_fsync_wal", counting_fsync)
         # Quick work stays on the Trio thread however loaded the machine is: a backoff to
         # worker threads would make the commit numbers below race (tested on its own).
-        monkeypatch.setattr(store_module, "_clocks", lambda: (0.0, 0.0))
+        monkeypatch.setattr(store_module, "_clocks", lambda: (0.0, 0.0, 0))
         returned: list[tuple[int, list[int]]] = []  # (its commit's number, the fsyncs finished when it returned)
 
         async def writer(n: int) -> None:
@@ -235,7 +242,7 @@ async def test_a_failed_quick_write_rolls_back_and_leaves_the_writer_as_it_was(t
                     c.execute("PRAGMA busy_timeout").fetchone()[0])
 
         assert await store.write(settings, quick=True) == (1, 0, 0)  # no fsync in COMMIT, no checkpoint, no waiting
-        assert await store.write(settings) == (2, 1000, 30000)  # on a worker thread: SQLite's own fsync and checkpoints
+        assert await store.write(settings) == (1, 1000, 30000)  # on a worker thread: SQLite's checkpoints, busy timeout
         assert await store.write(settings, durable=False) == (1, 1000, 30000)
         assert await store.write(settings, quick=True) == (1, 0, 0)
         await store.write(_tenant(7), quick=True)
@@ -263,14 +270,15 @@ async def test_deferred_writes_return_at_commit_and_flush_waits_for_the_disk(tmp
 def test_the_store_clocks_tell_waiting_from_working():
     import engine.store.sqlite.store as module
 
-    wall0, cpu0 = module._clocks()
+    wall0, cpu0, switches0 = module._clocks()
     time.sleep(0.02)
-    wall1, cpu1 = module._clocks()
+    wall1, cpu1, switches1 = module._clocks()
     assert wall1 - wall0 >= 0.02 and cpu1 - cpu0 < 0.005  # waiting: wall time only
+    assert switches1 > switches0  # ... having given the CPU up (blocked)
     end = time.thread_time() + 0.02
     while time.thread_time() < end:
         pass
-    _, cpu2 = module._clocks()
+    _, cpu2, _ = module._clocks()
     assert cpu2 - cpu1 >= 0.02  # working: this thread's CPU time
 
 
@@ -290,13 +298,20 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
     # The clocks the store reads, with waiting and working told apart by the probes
     # themselves (a busy loop timed by the kernel's thread clock is preempted for more than
     # 5 ms now and then on a loaded machine): CPU time is wall time minus declared waits.
-    waited = [0.0]
-    monkeypatch.setattr(module, "_clocks", lambda: (time.monotonic(), time.monotonic() - waited[0]))
+    # Off the CPU without blocking (preempted, or queued for the GIL) counts as no wait either.
+    waited, preempted = [0.0], [0.0]
+    monkeypatch.setattr(module, "_clocks", lambda: (
+        time.monotonic(), time.monotonic() - waited[0] - preempted[0], round(waited[0] * 1000)))
 
     def probe(c: sqlite3.Connection, pause: float = 0.0) -> None:
         where.append(threading.current_thread() is threading.main_thread())
         time.sleep(pause)
         waited[0] += pause
+
+    def overtaken(c: sqlite3.Connection) -> None:
+        where.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.03)
+        preempted[0] += 0.03
 
     def working(c: sqlite3.Connection) -> None:
         where.append(threading.current_thread() is threading.main_thread())
@@ -305,11 +320,12 @@ async def test_quick_work_goes_to_threads_after_a_slow_inline_operation_and_whil
     async with SqliteStore.open(tmp_path / "s.db") as store:
         await store.read(working, quick=True)
         await store.write(working, quick=True)
+        await store.read(overtaken, quick=True)
         await store.read(probe, quick=True)
-        assert where == [True, True, True]  # 20 ms of work each, and no backoff
+        assert where == [True, True, True, True]  # 20 ms of work each, 30 ms preempted, and no backoff
         where.clear()
         await store.read(probe, quick=True)
-        await store.read(probe, 0.02, quick=True)  # slow: kept the loop waiting for 20 ms
+        await store.read(probe, 0.03, quick=True)  # slow: kept the loop blocked for 30 ms
         await store.read(probe, quick=True)
         await store.write(probe, quick=True)
         assert where == [True, True, False, False]

@@ -175,6 +175,7 @@ class PartWriter:
         self._inflight: _ThreadJob | None = None
         self._failure: BaseException | None = None  # of a read from the socket, raised by the next call
         self._finished = False  # committed or aborted
+        self._held: list[bytes] | None = None  # a small body, kept until commit writes it in the same thread job
 
     def _file(self) -> BinaryIO:
         if self._fh is None:
@@ -275,6 +276,10 @@ class PartWriter:
         return self._hash.hexdigest()
 
     def _commit(self, final: Path) -> None:
+        if self._held is not None:  # a small body: hashed and written here, with its fsync
+            for chunk in self._held:
+                self._write(chunk)
+            self._held = None
         fh = self._file()  # an empty body was never written
         fh.flush()
         os.fsync(fh.fileno())
@@ -303,7 +308,21 @@ class PartWriter:
 
     async def take(self, body: AsyncIterable[bytes], limit: int, too_large: Callable[[], Exception]) -> None:
         """Write all of ``body`` (at most ``limit`` bytes, else ``too_large()`` is raised);
-        a body that can deliver straight from the socket (:class:`DirectBody`) does so."""
+        a body that can deliver straight from the socket (:class:`DirectBody`) does so.
+
+        A body declared at most SMALL_BODY_BYTES long is only kept here, and :meth:`commit`
+        hashes, writes and fsyncs it in one thread job: for a small file the trip to a
+        stream thread and back cost as much as the hashing and writing it carried (no more
+        is held than Hypercorn's own queue holds for a larger body at a time)."""
+        if limit <= SMALL_BODY_BYTES:
+            held: list[bytes] = []
+            async for chunk in body:
+                if self.size + len(chunk) > limit:
+                    raise too_large()
+                held.append(chunk)
+                self.size += len(chunk)
+            self._held = held
+            return
         with body.direct_to(self) if isinstance(body, DirectBody) else contextlib.nullcontext():
             async for chunk in body:
                 if self.size + len(chunk) > limit:
@@ -321,6 +340,8 @@ class DirectBody(Protocol):
     def direct_to(self, writer: PartWriter) -> contextlib.AbstractContextManager[None]: ...
 
 
+# Bodies declared at most this long are kept in memory until commit (PartWriter.take).
+SMALL_BODY_BYTES = 256 * 1024
 # What a stream thread reads from a socket at once, into a buffer of its own that stays in
 # its core's cache; and at most how much one job reads before the next upload's turn.
 RECEIVE_READ_BYTES = 1024 * 1024

@@ -104,6 +104,18 @@ class ObjectsMixin(PgAccess):
     async def list_parts(self, upload_id: str) -> list[UploadPart]:
         return await self.read(_parts, upload_id)
 
+    async def upload_view(self, tenant_id: str, object_id: str) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
+        """The object, its upload and the parts received, in one snapshot (what a confirmation checks)."""
+
+        async def op(c: PgConn) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
+            obj = await c.fetchrow("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", object_id, tenant_id)
+            upload = None if obj is None else await c.fetchrow("SELECT * FROM uploads WHERE id = ?", obj["upload_id"])
+            if obj is None or upload is None:
+                return None
+            return _object(obj), _upload(upload), await _parts(c, upload["id"])
+
+        return await self.read(op)
+
     async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:
         """Record a received part if its upload is still pending.
 

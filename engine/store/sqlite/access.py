@@ -12,11 +12,6 @@ T = TypeVar("T")
 class SqliteAccess:
     """Base of :class:`~engine.store.sqlite.SqliteStore` and its mixins."""
 
-    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False) -> T:
-        """Run ``fn(conn, *args)`` in one read transaction (a snapshot). ``quick``: a read
-        by key of a few rows, run on the calling (Trio) thread."""
-        raise NotImplementedError
-
     async def write(self, fn: Callable[..., T], *args: Any, durable: bool = True, quick: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one write transaction; ``durable=False`` commits
         without waiting for the disk (it survives a crash of the process, maybe not a
@@ -24,9 +19,15 @@ class SqliteAccess:
         a few rows, run on the calling (Trio) thread."""
         raise NotImplementedError
 
+    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False, single: bool = False) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction (a snapshot). ``quick``: a read
+        by key of a few rows, run on the calling (Trio) thread. ``single``: ``fn`` runs one
+        statement, whose own snapshot suffices (no BEGIN and COMMIT around it)."""
+        raise NotImplementedError
+
     async def one(self, mapper: Callable[[sqlite3.Row], T], sql: str, params: Sequence[Any]) -> T | None:
-        """The first row of ``sql`` (a lookup by key: a quick read) mapped to a record, or None."""
-        row = await self.read(lambda c: c.execute(sql, params).fetchone(), quick=True)
+        """The first row of ``sql`` (a lookup by key: a quick read of one statement) mapped to a record, or None."""
+        row = await self.read(lambda c: c.execute(sql, params).fetchone(), quick=True, single=True)
         return None if row is None else mapper(row)
 
     async def newest_page(

@@ -112,6 +112,25 @@ class ObjectsMixin(SqliteAccess):
             rows = await self.read(lambda c: c.execute(sql, (upload_id,)).fetchall())
         return [_part(r) for r in rows]
 
+    async def upload_view(self, tenant_id: str, object_id: str) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
+        """The object, its upload and the parts received, in one snapshot (what a confirmation checks)."""
+
+        def op(c: sqlite3.Connection) -> tuple[sqlite3.Row, sqlite3.Row, list[sqlite3.Row]] | None:
+            obj = c.execute("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id)).fetchone()
+            upload = None if obj is None else c.execute("SELECT * FROM uploads WHERE id = ?", (obj["upload_id"],)).fetchone()
+            if upload is None:
+                return None
+            parts = c.execute("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number LIMIT ?",
+                              (upload["id"], QUICK_PARTS + 1)).fetchall()
+            return obj, upload, parts
+
+        found = await self.read(op, quick=True)
+        if found is None:
+            return None
+        obj, upload, rows = found
+        parts = await self.list_parts(upload["id"]) if len(rows) > QUICK_PARTS else [_part(r) for r in rows]
+        return _object(obj), _upload(upload), parts
+
     async def record_part(self, part: UploadPart) -> tuple[bool, str | None]:
         """Record a received part if its upload is still pending.
 

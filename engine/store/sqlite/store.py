@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -94,24 +95,29 @@ CHECKPOINT_COMMITS = 256  # quick commits between WAL checkpoints (each a few pa
 INLINE_FSYNC_SECONDS = 0.001
 # An inline operation that kept the loop waiting longer than this sends quick work to worker
 # threads for a while (1 s, doubling while it keeps happening, at most 30 s): under heavy
-# writes the kernel can hold any write() for tens of milliseconds. Only the time the thread
-# was off the CPU counts: a garbage collection that ran inside the operation (5-70 ms, a
-# few times a second under load, measured) would cost as much on any thread, while a
-# second of thread hops costs ~15 % of initiate's throughput (bench control, c=128).
-INLINE_SLOW_SECONDS = 0.005
+# writes the kernel can hold any write() for tens of milliseconds. Only time the thread
+# spent blocked counts: off the CPU (wall minus thread CPU time) *and* having given the CPU
+# up itself (a voluntary context switch). A garbage collection inside the operation (5-70
+# ms, a few times a second under load) would cost as much on any thread; so would being
+# preempted, or waiting up to the 5 ms switch interval for the GIL that stream threads
+# hold (2 cores, uploads in flight), which tripped a 5 ms rule every second or two under
+# small-file uploads; while a second of thread hops costs ~15 % of initiate's throughput
+# (bench control, c=128) and sent every write of a dataset's actor through a thread.
+INLINE_SLOW_SECONDS = 0.015
 INLINE_BACKOFF_SECONDS = 1.0
 INLINE_BACKOFF_MAX_SECONDS = 30.0
 
 
-def _clocks() -> tuple[float, float]:
-    """Wall time and this thread's CPU time, to tell waiting from working."""
-    return time.monotonic(), time.thread_time()
+def _clocks() -> tuple[float, float, int]:
+    """Wall time, this thread's CPU time and its voluntary context switches so far, to tell
+    blocking (the kernel holding a write) from working, being preempted or a collection."""
+    return time.monotonic(), time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
 
 
 # The writer between writes: set for quick writes (no fsync in COMMIT, no checkpoint, no
 # waiting for other processes); a write on a worker thread sets _THREAD_WRITER meanwhile.
 _QUICK_WRITER = "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=0;"
-_THREAD_WRITER = "PRAGMA synchronous={synchronous}; PRAGMA wal_autocheckpoint=1000; PRAGMA busy_timeout=30000;"
+_THREAD_WRITER = "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=1000; PRAGMA busy_timeout=30000;"
 
 
 class _Busy(Exception):
@@ -298,8 +304,11 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
 
     # -- plumbing -----------------------------------------------------------------
     @staticmethod
-    def _in_tx(conn: sqlite3.Connection, begin: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _in_tx(conn: sqlite3.Connection, begin: str | None, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """``fn(conn, *args)`` between ``begin`` and COMMIT (None: one statement, in autocommit)."""
         with _translate():
+            if begin is None:
+                return fn(conn, *args)
             conn.execute(begin)
             try:
                 result = fn(conn, *args)
@@ -311,13 +320,14 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
 
     async def write(self, fn: Callable[..., T], *args: Any, durable: bool = True, quick: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one write transaction on a worker thread, or,
-        ``quick``, on this thread with a group-committed fsync (see the module's doc)."""
+        ``quick``, on this thread; either way the COMMIT appends to the WAL without an fsync
+        and the caller then waits for a group-committed one (see the module's doc)."""
         try:
             self._write_lock.acquire_nowait()  # free (nearly always): no trip through the scheduler
         except trio.WouldBlock:
             await self._write_lock.acquire()
         try:
-            ticket = None
+            done = False
             if quick and self._inline_ok():
                 started = _clocks()
                 try:
@@ -326,11 +336,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
                     pass  # another process holds the database: wait for it on a worker thread
                 else:
                     self._timed_inline(started)
-                    self._committed += 1
-                    self._since_checkpoint += 1
-                    ticket = self._committed
-            if ticket is None:
-                return await self._offload(self._in_thread_write, durable, self._writer, fn, args)
+                    done = True
+            if not done:
+                result = await self._offload(self._in_thread_write, self._writer, fn, args)
+            self._committed += 1
+            self._since_checkpoint += 1
+            ticket = self._committed
         finally:
             self._write_lock.release()
         if durable and not is_flush_deferred():
@@ -347,12 +358,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
         kept it waiting (the kernel throttling writes while dirty pages pile up, a cold page cache)."""
         return not cpu_bound_running() and time.monotonic() >= self._inline_after
 
-    def _timed_inline(self, started: tuple[float, float]) -> None:
+    def _timed_inline(self, started: tuple[float, float, int]) -> None:
         """After an inline operation (``started``: :func:`_clocks` before it): if it kept the
-        loop waiting for long, send quick work to worker threads for a while, twice as long
+        loop blocked for long, send quick work to worker threads for a while, twice as long
         each time it happens again in a row."""
-        wall, cpu = _clocks()
-        if (wall - started[0]) - (cpu - started[1]) > INLINE_SLOW_SECONDS:
+        wall, cpu, switches = _clocks()
+        if (wall - started[0]) - (cpu - started[1]) > INLINE_SLOW_SECONDS and switches > started[2]:
             self._inline_backoff = min(max(self._inline_backoff * 2, INLINE_BACKOFF_SECONDS), INLINE_BACKOFF_MAX_SECONDS)
             self._inline_after = wall + self._inline_backoff
             log.info("sqlite_inline_backoff", seconds=self._inline_backoff)
@@ -370,12 +381,12 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
             raise
 
     @classmethod
-    def _in_thread_write(cls, durable: bool, conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        # FULL: the COMMIT fsyncs. NORMAL (durable=False): the commit is written to the WAL
-        # but not fsynced; the next fsync covers it, and a crash of the process loses
-        # nothing either way. Checkpoints as SQLite does by default; the busy timeout waits
-        # for other processes.
-        conn.executescript(_THREAD_WRITER.format(synchronous="FULL" if durable else "NORMAL"))
+    def _in_thread_write(cls, conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        # The COMMIT is written to the WAL but not fsynced, as inline: the caller waits for
+        # the group-committed fsync (``write``), so a write on a thread never holds the
+        # writer (and a dataset's actor) through an fsync of its own. Checkpoints as SQLite
+        # does by default; the busy timeout waits for other processes.
+        conn.executescript(_THREAD_WRITER)
         try:
             return cls._in_tx(conn, "BEGIN IMMEDIATE", fn, args)
         finally:
@@ -414,13 +425,15 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
         if checkpoint:  # PASSIVE: copies what it can, never waits for readers or the writer
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False, single: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one read transaction (a snapshot) on a worker thread,
-        or, ``quick``, on this thread (see the module's doc)."""
+        or, ``quick``, on this thread (see the module's doc). ``single``: ``fn`` runs one
+        statement, which reads one snapshot by itself (autocommit): a quick read then
+        skips executing BEGIN and COMMIT, two thirds of a lookup's statements."""
         if quick and self._inline_ok():
             started = _clocks()
             try:
-                result = self._in_tx(self._quick, "BEGIN", fn, args)
+                result = self._in_tx(self._quick, None if single else "BEGIN", fn, args)
                 self._timed_inline(started)
                 return result
             except StoreError as exc:
@@ -492,7 +505,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
             ).fetchone()
             return None if row is None else (_session(row), bool(row["is_platform_admin"]), row["role"])
 
-        return await self.read(op, quick=True)
+        return await self.read(op, quick=True, single=True)
 
     async def revoke_session(self, token_hash: str, at: datetime) -> None:
         await self.write(
@@ -572,7 +585,7 @@ class SqliteStore(ObjectsMixin, PipelineMixin, SearchMixin, MarketMixin, Imports
             lambda c: c.execute(
                 "SELECT * FROM datasets WHERE id = ? AND tenant_id = ? AND status != 'deleted'", (dataset_id, tenant_id)
             ).fetchone(),
-            quick=True,
+            quick=True, single=True,
         )
         return None if row is None else _dataset(row)
 
