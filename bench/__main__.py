@@ -1,4 +1,4 @@
-"""``python -m bench [upload|imports|pipeline|control|scale|all]`` — see bench/README.md.
+"""``python -m bench [upload|imports|pipeline|control|scale|search|all]`` — see bench/README.md.
 
 Each command starts what it measures (the engine, the ceiling app, the tus peer) as
 subprocesses on loopback, drives them from this process, prints a table per section
@@ -25,13 +25,14 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
 from bench import harness, report  # noqa: E402
 
 COMMANDS = ("upload", "scale", "control", "imports", "pipeline", "ocr")  # ``all`` runs them in this order
+EXTRA = ("search",)  # on their own only: building their corpus takes minutes
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    for name in (*COMMANDS, *EXTRA):
         module = importlib.import_module(f"bench.{name}")
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0], description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -123,6 +123,18 @@ class ImportsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    max_expansions: int = 1000
+    max_result_window: int = 1000
+    record_flush_seconds: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class BillingConfig:
+    platform_fee_bps: int = 2000
+
+
+@dataclasses.dataclass(frozen=True)
 class AdminConfig:
     bootstrap_email: str = ""
     bootstrap_password: str = ""
@@ -147,6 +159,8 @@ class Config:
     actors: ActorsConfig = ActorsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     imports: ImportsConfig = ImportsConfig()
+    search: SearchConfig = SearchConfig()
+    billing: BillingConfig = BillingConfig()
     admin: AdminConfig = AdminConfig()
     log: LogConfig = LogConfig()
 
@@ -180,6 +194,7 @@ _POSITIVE = {
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
+    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds",
 }
 
 
@@ -234,6 +249,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError(f"invalid config value for {key}: must be greater than 0, got {value!r}")
     if key == "imports.batch_records" and value > 65535:
         raise ConfigError("invalid config value for imports.batch_records: at most 65535 records per batch")
+    if key == "billing.platform_fee_bps" and not 0 <= value <= 10_000:
+        raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:

@@ -10,7 +10,8 @@ import base64
 import secrets
 from datetime import UTC, datetime
 
-PREFIXES = frozenset({"tnt", "usr", "dset", "obj", "upl", "blob", "job", "imp", "key", "req", "ses"})
+PREFIXES = frozenset({"tnt", "usr", "dset", "obj", "upl", "blob", "job", "imp", "key", "req", "ses",
+                      "grt", "srch", "res", "acc", "led", "dsp", "pay"})
 
 
 def new_id(prefix: str) -> str:

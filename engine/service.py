@@ -175,6 +175,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
             svc.actors.start_soon(_scan, svc)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_maintenance, svc)
+            await nursery.start(svc.recorder.run)
             hc = HypercornConfig()
             host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
             hc.bind = [f"{host}:{cfg.http.port}"]

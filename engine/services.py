@@ -23,6 +23,11 @@ from engine.idempotency import Idempotency
 from engine.identity import Identity
 from engine.ids import utcnow
 from engine.imports import Imports
+from engine.market.access import Accesses
+from engine.market.discovery import Discovery
+from engine.market.recorder import Recorder
+from engine.market.search import Search
+from engine.market.vectors import VectorCache
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
 from engine.pipeline.runner import Pipeline
@@ -51,6 +56,11 @@ class Services:
     now: Callable[[], datetime]
     leases: Leases
     csrf: CsrfTokens
+    discovery: Discovery
+    recorder: Recorder
+    vectors: VectorCache
+    search: Search
+    accesses: Accesses
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -89,12 +99,17 @@ class Services:
         objects.on_staged = clock.wake
         identity = Identity(store, cfg.auth)
         identity.now = now
+        discovery = Discovery(store, now)
+        recorder = Recorder(store, cfg.search.record_flush_seconds)
+        vectors = VectorCache(store)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
             imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,
-            leases=leases, csrf=CsrfTokens(secret),
+            leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
+            search=Search(store, discovery, recorder, vectors, cfg.search, now),
+            accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
         )
         actors.context = svc
         return svc

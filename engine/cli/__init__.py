@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli import account, datasets, imports, objects, upload
+from engine.cli import account, datasets, imports, market, objects, upload
 from engine.cli.context import common_options, meta
 from engine.cli.server import admin, serve
 
@@ -62,9 +62,15 @@ def main() -> None:
       ipto login --url http://127.0.0.1:8080
       ipto datasets create "AP Invoices 2025"
       ipto upload ./invoices --dataset dset_…
+
+    \b
+    Buyer workflow:
+      ipto search 'acme invoice -draft'
+      ipto access obj_… --output invoice.pdf
     """
 
 
 for command in (serve, admin, account.login, account.logout, account.signup, account.whoami, datasets.datasets,
-                upload.upload, imports.import_, imports.imports, objects.objects, objects.review, objects.jobs):
+                upload.upload, imports.import_, imports.imports, objects.objects, objects.review, objects.jobs, market.search,
+                market.access):
     main.add_command(command)

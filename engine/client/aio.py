@@ -320,6 +320,57 @@ class AsyncClient:
 
         return await download_object(self, object_id, dest)
 
+    # -- search and retrieval (buyers) ----------------------------------------------------
+    async def search(
+        self, query: str, *, dataset_ids: list[str] | None = None, mode: str | None = None, limit: int | None = None,
+        cursor: str | None = None,
+    ) -> m.SearchPage:
+        """One page of ``POST /v1/search`` (``mode``: hybrid, lexical or vector)."""
+        body = {"query": query, "dataset_ids": dataset_ids, "mode": mode, "limit": limit, "cursor": cursor}
+        return await self.call("POST", "/v1/search", json={k: v for k, v in body.items() if v is not None})
+
+    async def iter_search(
+        self, query: str, *, dataset_ids: list[str] | None = None, mode: str | None = None, page_size: int = 100,
+        max_results: int | None = None,
+    ) -> AsyncIterator[m.SearchResult]:
+        """Every result of a search, page after page (each result carries its ``search_id``)."""
+        cursor: str | None = None
+        seen = 0
+        while True:
+            page = await self.search(query, dataset_ids=dataset_ids, mode=mode, limit=page_size, cursor=cursor)
+            for result in page["results"]:
+                yield {**result, "search_id": page["search_id"]}  # type: ignore[typeddict-unknown-key]
+                seen += 1
+                if max_results is not None and seen >= max_results:
+                    return
+            if not page["has_more"] or not page["next_cursor"]:
+                return
+            cursor = page["next_cursor"]
+
+    async def access(
+        self, object_id: str, *, search_id: str | None = None, result_id: str | None = None, idempotency_key: str | None = None,
+    ) -> m.Access:
+        """A retrieval event (charged by the dataset's price) and its download URL (15 min).
+        Retries reuse one Idempotency-Key, so a retried access is one access, one charge."""
+        body = {k: v for k, v in {"search_id": search_id, "result_id": result_id}.items() if v is not None}
+        return await self.call("POST", f"/v1/objects/{_q(object_id)}/access", json=body or None, idempotency_key=idempotency_key)
+
+    async def retrieve(self, object_id: str, dest: Path, **access: Any) -> tuple[m.Access, Path]:
+        """:meth:`access`, then the bytes streamed to ``dest`` and checked (SHA-256)."""
+        from engine.client.transfer import retrieve_object
+
+        granted, out = await retrieve_object(self, object_id, dest, **access)
+        return granted, out
+
+    async def create_grant(self, dataset_id: str, tenant_id: str) -> dict[str, Any]:
+        return await self.call("POST", f"/v1/datasets/{_q(dataset_id)}/grants", json={"tenant_id": tenant_id})
+
+    async def list_grants(self, dataset_id: str, limit: int | None = None, cursor: str | None = None) -> m.Page[dict[str, Any]]:
+        return await self.page(f"/v1/datasets/{_q(dataset_id)}/grants", {"limit": limit, "cursor": cursor})
+
+    async def delete_grant(self, dataset_id: str, grant_id: str) -> None:
+        await self.call("DELETE", f"/v1/datasets/{_q(dataset_id)}/grants/{_q(grant_id)}")
+
     async def upload_file(self, dataset_id: str, path: Path, **options: Any) -> Any:
         """Initiate, upload and confirm one file (see :func:`engine.client.transfer.upload_file`)."""
         from engine.client.transfer import upload_file

@@ -130,6 +130,47 @@ class DownloadUrl(TypedDict):
     expires_at: str
 
 
+class SearchResult(TypedDict):
+    result_id: str
+    rank: int
+    score: float
+    dataset_id: str
+    object_id: str
+    chunk_index: int
+    snippet: str
+    highlights: list[list[int]]
+    original_filename: str
+    mime_type: str
+
+
+class SearchPage(TypedDict):
+    search_id: str
+    results: list[SearchResult]
+    next_cursor: str | None
+    has_more: bool
+
+
+class Charge(TypedDict):
+    amount_micros: int
+    currency: str
+
+
+class Access(TypedDict):
+    access_id: str
+    object_id: str
+    dataset_id: str
+    search_id: str | None
+    result_id: str | None
+    download_url: str
+    expires_at: str
+    charge: Charge
+    original_filename: str
+    mime_type: str
+    size_bytes: int
+    checksum_sha256: str | None
+    created_at: str
+
+
 class ReviewDecision(TypedDict, total=False):
     object_id: str
     review_state: str

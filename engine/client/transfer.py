@@ -374,12 +374,27 @@ async def download_object(client: AsyncClient, object_id: str, dest: Path) -> Pa
     obj = await client.get_object(object_id)
     target = await client.download_url(object_id)
     out = dest / obj["original_filename"] if dest.is_dir() else dest
+    await _stream_to(client, object_id, target["download_url"], out, obj.get("checksum_sha256"))
+    return out
+
+
+async def retrieve_object(client: AsyncClient, object_id: str, dest: Path, **access: Any) -> tuple[Any, Path]:
+    """A buyer's retrieval: ``POST /v1/objects/{id}/access`` (one charged access, retried
+    under one Idempotency-Key), then its download URL streamed to ``dest`` (a file, or a
+    directory to hold it under its original name) and checked against its SHA-256."""
+    granted = await client.access(object_id, **access)
+    out = dest / granted["original_filename"] if dest.is_dir() else dest
+    await _stream_to(client, object_id, granted["download_url"], out, granted.get("checksum_sha256"))
+    return granted, out
+
+
+async def _stream_to(client: AsyncClient, object_id: str, url: str, out: Path, expected: str | None) -> None:
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.part")
     digest = hashlib.sha256()
     try:
         async with await trio.open_file(tmp, "wb") as fh:
             try:
-                async with client.http.stream("GET", target["download_url"]) as response:
+                async with client.http.stream("GET", url) as response:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(response)
@@ -387,11 +402,9 @@ async def download_object(client: AsyncClient, object_id: str, dest: Path) -> Pa
                         digest.update(chunk)
                         await fh.write(chunk)
             except httpx.TransportError as exc:
-                raise ConnectionFailed(target["download_url"], exc) from exc
-        expected = obj.get("checksum_sha256")
+                raise ConnectionFailed(url, exc) from exc
         if expected and digest.hexdigest() != expected:
             raise IptoError(f"downloaded bytes of {object_id} do not match its SHA-256 {expected}")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return out

@@ -7,7 +7,20 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from engine.http import admin_datasets, api_keys, console, datasets, health, identity, imports, objects, review
+from engine.http import (
+    access,
+    admin_datasets,
+    api_keys,
+    console,
+    datasets,
+    grants,
+    health,
+    identity,
+    imports,
+    objects,
+    review,
+    search,
+)
 from engine.http.errors import install_error_handlers
 from engine.ids import new_id
 from engine.services import Services
@@ -21,7 +34,7 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
         app.register_blueprint(module.bp)
     install_error_handlers(app)
 

@@ -23,12 +23,16 @@ _COMMON = {
     "monetization_mode": Field(str, choices=MONETIZATION_MODES),
     "pricing_model": Field(str, choices=PRICING_MODELS),
     "visibility": Field(str, choices=VISIBILITIES),
+    "price_micros": Field(int, min_value=0, max_value=10**15),
+    "currency": Field(str, pattern=r"[A-Z]{3}"),
 }
 CREATE = {"name": Field(str, required=True, min_len=1, max_len=200), **_COMMON, "schema": Field(dict, nullable=True)}
 UPDATE = {"name": Field(str, min_len=1, max_len=200), **_COMMON, "status": Field(str, choices=OWNER_SETTABLE_STATUSES)}
 
 
-def dataset_view(ds: Dataset) -> dict[str, Any]:
+def dataset_view(ds: Dataset, current_price_micros: int | None = None) -> dict[str, Any]:
+    """``current_price_micros``: what a buyer's next retrieval would be charged (the
+    owner's own retrievals are never charged)."""
     return {
         "dataset_id": ds.id,
         "tenant_id": ds.tenant_id,
@@ -47,10 +51,13 @@ def dataset_view(ds: Dataset) -> dict[str, Any]:
         "updated_at": iso(ds.updated_at),
         "last_ingest_at": iso(ds.last_ingest_at),
         "schema": ds.record_schema,
+        "price_micros": ds.price_micros,
+        "currency": ds.currency,
+        "current_price_micros": current_price_micros,
     }
 
 
-def catalog_view(entry: CatalogEntry) -> dict[str, Any]:
+def catalog_view(entry: CatalogEntry, current_price_micros: int | None = None) -> dict[str, Any]:
     """What a buyer may see: no tenant id, no storage figures."""
     ds = entry.dataset
     return {
@@ -66,7 +73,21 @@ def catalog_view(entry: CatalogEntry) -> dict[str, Any]:
         "total_datapoint_count": ds.total_datapoint_count,
         "last_ingest_at": iso(ds.last_ingest_at),
         "created_at": iso(ds.created_at),
+        "price_micros": ds.price_micros,
+        "currency": ds.currency,
+        "current_price_micros": current_price_micros,
     }
+
+
+async def current_prices(principal: Principal | None, datasets: list[Dataset]) -> dict[str, int]:
+    return await services().accesses.current_prices(
+        principal, [(d.id, d.tenant_id, d.monetization_mode, d.pricing_model, d.price_micros) for d in datasets]
+    )
+
+
+async def priced_view(ds: Dataset) -> dict[str, Any]:
+    """A dataset read by its owner, with the price a buyer's next retrieval would pay."""
+    return dataset_view(ds, (await current_prices(None, [ds]))[ds.id])
 
 
 @bp.post("/v1/datasets")
@@ -76,7 +97,7 @@ async def create_dataset(principal: Principal) -> Response:
     schema = body.pop("schema", None)
     if schema is not None:
         body["record_schema"] = check_schema(schema)
-    return ok(dataset_view(await services().datasets.create(principal, body)), 201)
+    return ok(await priced_view(await services().datasets.create(principal, body)), 201)
 
 
 @bp.get("/v1/datasets")
@@ -85,9 +106,10 @@ async def list_datasets(principal: Principal) -> Response:
     status = query_choice("status", STATUSES)
     visibility = query_choice("visibility", VISIBILITIES)
     page, total = await services().datasets.list(principal, status, visibility, *page_args())
+    prices = await current_prices(None, list(page.items))
     return ok(
         {
-            "datasets": [dataset_view(d) for d in page.items],
+            "datasets": [dataset_view(d, prices[d.id]) for d in page.items],
             "total": total,
             "next_cursor": page.next_cursor,
             "has_more": page.has_more,
@@ -98,14 +120,14 @@ async def list_datasets(principal: Principal) -> Response:
 @bp.get("/v1/datasets/<dataset_id>")
 @endpoint("datasets:read")
 async def get_dataset(principal: Principal, dataset_id: str) -> Response:
-    return ok(dataset_view(await services().datasets.get(principal, dataset_id)))
+    return ok(await priced_view(await services().datasets.get(principal, dataset_id)))
 
 
 @bp.patch("/v1/datasets/<dataset_id>")
 @endpoint("datasets:write")
 async def update_dataset(principal: Principal, dataset_id: str) -> Response:
     body = await json_body(UPDATE)
-    return ok(dataset_view(await services().datasets.update(principal, dataset_id, body)))
+    return ok(await priced_view(await services().datasets.update(principal, dataset_id, body)))
 
 
 @bp.delete("/v1/datasets/<dataset_id>")
@@ -119,4 +141,6 @@ async def delete_dataset(principal: Principal, dataset_id: str) -> Response:
 @endpoint("search:query")
 async def catalog(principal: Principal) -> Response:
     page = await services().datasets.catalog(*page_args())
-    return ok({"datasets": [catalog_view(e) for e in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
+    prices = await current_prices(principal, [e.dataset for e in page.items])
+    return ok({"datasets": [catalog_view(e, prices[e.dataset.id]) for e in page.items], "next_cursor": page.next_cursor,
+               "has_more": page.has_more})

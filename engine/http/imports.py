@@ -9,7 +9,7 @@ from quart import Blueprint, Response
 
 from engine.auth import Principal
 from engine.http.api import endpoint, services
-from engine.http.datasets import dataset_view
+from engine.http.datasets import priced_view
 from engine.http.respond import ok
 from engine.http.validate import json_body_any, page_args
 from engine.ids import iso
@@ -75,4 +75,4 @@ async def datapoints(principal: Principal, dataset_id: str) -> Response:
 async def put_schema(principal: Principal, dataset_id: str) -> Response:
     body = await json_body_any()
     schema = body["schema"] if isinstance(body, dict) and set(body) == {"schema"} else body
-    return ok(dataset_view(await services().imports.set_schema(principal, dataset_id, schema)))
+    return ok(await priced_view(await services().imports.set_schema(principal, dataset_id, schema)))

@@ -16,24 +16,33 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from engine.market.query import Node
+from engine.store.market import AccessPricer, PriceInputs
 from engine.store.records import (
+    Access,
     ApiKey,
     Artifacts,
     CatalogEntry,
     Datapoint,
     Dataset,
+    Grant,
     IdempotencyRecord,
     ImportJob,
+    Impression,
     Job,
+    LedgerEntry,
     Membership,
     ObjectRecord,
     QueueFilter,
+    Searchable,
+    SearchRecord,
     Session,
     Tenant,
     Upload,
     UploadPart,
     User,
 )
+from engine.store.search import ChunkHit
 
 _flush_deferred: contextvars.ContextVar[bool] = contextvars.ContextVar("flush_deferred", default=False)
 
@@ -251,9 +260,71 @@ class Store(Protocol):
 
     async def fail_job(self, job_id: str, error: str, now: datetime) -> Job: ...
 
-    async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]: ...
+    # -- search index (engine/store/{sqlite,postgres}/search.py) ---------------------------
+    async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]:
+        """``(object_id, chunk_no, text)`` of a dataset's chunks holding every word of ``query``."""
 
     async def count_vectors(self, object_id: str) -> int: ...
+
+    async def lexical_search(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
+        """``(chunk id, BM25 score)`` of the best chunks of these datasets matching the
+        expanded tree, best first, ties by id; identical scores on both backends."""
+
+    async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]: ...
+
+    async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
+        """Dictionary terms in ``[low, high)`` accepted by ``match``; None past ``limit``."""
+
+    async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]: ...
+
+    async def index_log_head(self) -> int: ...
+
+    async def index_changes(self, after: int, limit: int = 10_000) -> list[tuple[int, str]]: ...
+
+    async def object_vectors(self, object_ids: Sequence[str]) -> dict[str, list[tuple[int, bytes]]]: ...
+
+    async def vector_page(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]: ...
+
+    async def vectors_for(self, ids: Sequence[int]) -> dict[int, bytes]: ...
+
+    # -- marketplace (engine/store/{sqlite,postgres}/market.py) ---------------------------
+    async def create_grant(self, grant: Grant) -> Grant:
+        """UniqueViolation when the tenant already holds a grant for the dataset."""
+
+    async def get_grant(self, dataset_id: str, grant_id: str) -> Grant | None: ...
+
+    async def find_grant(self, dataset_id: str, tenant_id: str) -> Grant | None: ...
+
+    async def list_grants(self, dataset_id: str, after: int | None, limit: int) -> list[Grant]: ...
+
+    async def delete_grant(self, dataset_id: str, grant_id: str) -> bool: ...
+
+    async def searchable_datasets(self, tenant_id: str) -> list[Searchable]:
+        """Own live datasets; others' listed ones and granted restricted ones, unless hidden."""
+
+
+    async def record_searches(
+        self, searches: Sequence[SearchRecord], impressions: Sequence[Impression], more_results: Sequence[tuple[str, int]]
+    ) -> None:
+        """A batch of recordings in one transaction (need not wait for the disk)."""
+
+    async def get_search(self, tenant_id: str, search_id: str) -> SearchRecord | None: ...
+
+    async def list_impressions(self, search_id: str) -> list[Impression]: ...
+
+    async def record_access(self, draft: Access, pricer: AccessPricer, since: datetime) -> tuple[Access, list[LedgerEntry], bool]:
+        """Price and write an access with its ledger entries in one transaction, or return
+        the one its (idempotency principal, key) already made; ``(access, entries, created)``."""
+
+    async def get_access(self, tenant_id: str, access_id: str) -> Access | None: ...
+
+    async def ledger_for_access(self, access_id: str) -> list[LedgerEntry]: ...
+
+    async def price_inputs(self, dataset_id: str, buyer_tenant_id: str, period: str, since: datetime) -> PriceInputs: ...
+
+    async def recent_access_counts(self, dataset_ids: Sequence[str], since: datetime) -> dict[str, int]: ...
+
+    async def paid_datasets(self, buyer_tenant_id: str, dataset_ids: Sequence[str], period: str) -> set[str]: ...
 
     # -- record imports ---------------------------------------------------------------
     async def create_import(self, imp: ImportJob) -> None: ...

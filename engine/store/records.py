@@ -82,6 +82,8 @@ class Dataset:
     total_datapoint_count: int = 0
     last_ingest_at: datetime | None = None
     record_schema: dict[str, Any] | None = None
+    price_micros: int = 0
+    currency: str = "USD"
     seq: int = 0
 
     def replace(self, **changes: Any) -> Dataset:
@@ -264,10 +266,120 @@ class Datapoint:
 DATASET_COLUMNS = (
     "id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
     "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
-    "last_ingest_at", "record_schema", "created_at", "updated_at",
+    "last_ingest_at", "record_schema", "created_at", "updated_at", "price_micros", "currency",
 )
 DATASET_MUTABLE = frozenset(DATASET_COLUMNS) - {"id", "tenant_id", "created_at"}
 # A row (alias ``{t}``) of a dataset that is not deleted: what a deleted dataset held
 # (objects, jobs, imports) answers 404 with it.
 IN_LIVE_DATASET = " AND NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = {t}.dataset_id AND d.status = 'deleted')"
 IN_CATALOG = "d.visibility = 'listed' AND d.status = 'active' AND (d.active_object_count > 0 OR d.total_datapoint_count > 0)"
+
+# Others' datasets in these states are not found by search nor retrieved (the catalog: IN_CATALOG).
+HIDDEN_FROM_CATALOG = ("paused", "archived", "suspended", "pending_deletion", "deleted")
+
+
+# -- the marketplace (engine/market) ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Grant:
+    """A tenant allowed to discover a ``restricted`` dataset and retrieve from a
+    ``restricted``-monetization one."""
+
+    id: str
+    dataset_id: str
+    tenant_id: str
+    created_by: str
+    created_at: datetime
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """A dataset some caller may search: what ranking, filtering and pricing need of it."""
+
+    id: str
+    seq: int  # the dataset's store position: the high bits of its chunks' ids
+    tenant_id: str
+    visibility: str
+    monetization_mode: str
+    status: str
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """One search, as buyer activity and provider analytics read it."""
+
+    id: str
+    tenant_id: str
+    user_id: str | None
+    api_key_id: str | None
+    query: str
+    mode: str
+    dataset_ids: tuple[str, ...]  # as requested; () = every dataset the caller may search
+    keywords: tuple[str, ...]  # the query's folded words
+    result_count: int
+    created_at: datetime
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One result shown: ``dataset_id`` (of ``provider_tenant_id``) at ``rank`` of ``search_id``."""
+
+    search_id: str
+    rank: int
+    dataset_id: str
+    provider_tenant_id: str
+    buyer_tenant_id: str
+    object_id: str
+    chunk_index: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Access:
+    """A retrieval event and what it was charged (``amount_micros``, of which ``fee_micros``
+    is the platform's)."""
+
+    id: str
+    buyer_tenant_id: str
+    user_id: str | None
+    api_key_id: str | None
+    provider_tenant_id: str
+    dataset_id: str
+    object_id: str
+    search_id: str | None
+    result_id: str | None
+    pricing_model: str
+    monetization_mode: str
+    amount_micros: int
+    fee_micros: int
+    currency: str
+    period: str  # UTC month, "YYYY-MM"
+    created_at: datetime
+    idempotency_principal: str | None = None
+    idempotency_key: str | None = None
+    seq: int = 0
+
+
+LEDGER_KINDS = ("charge", "fee", "refund", "fee_refund")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """An immutable money movement in integer micros: ``charge``/``fee`` ≥ 0,
+    ``refund``/``fee_refund`` ≤ 0."""
+
+    id: str
+    access_id: str
+    kind: str
+    amount_micros: int
+    currency: str
+    buyer_tenant_id: str
+    provider_tenant_id: str
+    dataset_id: str
+    api_key_id: str | None
+    period: str
+    created_at: datetime
+    dispute_id: str | None = None
+    seq: int = 0

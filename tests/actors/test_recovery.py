@@ -28,7 +28,7 @@ def _doc(i: int) -> bytes:
 
 
 def _duplicates(cfg) -> list:
-    return query(cfg, "SELECT object_id, chunk_no, count(*) FROM chunk_index GROUP BY 1, 2 HAVING count(*) > 1")
+    return query(cfg, "SELECT object_id, chunk_no, count(*) FROM search_chunks GROUP BY 1, 2 HAVING count(*) > 1")
 
 
 async def _provider_and_admin(client):

@@ -19,7 +19,7 @@ SEED_BODY = {
 FIELDS = {
     "dataset_id", "tenant_id", "name", "description", "source_modality", "monetization_mode", "pricing_model",
     "visibility", "status", "object_count", "active_object_count", "total_bytes", "total_datapoint_count",
-    "created_at", "updated_at", "last_ingest_at", "schema",
+    "created_at", "updated_at", "last_ingest_at", "schema", "price_micros", "currency", "current_price_micros",
 }
 
 

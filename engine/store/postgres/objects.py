@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.search import remove_index
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 
 _OBJECT_COLUMNS = (
@@ -228,8 +229,7 @@ class ObjectsMixin(PgAccess):
                 "UPDATE uploads SET state = 'cancelled' WHERE id = ? AND state IN ('pending', 'abandoned')", before.upload_id
             )
             await c.execute("DELETE FROM upload_parts WHERE upload_id = ?", before.upload_id)
-            await c.execute("DELETE FROM chunk_index WHERE object_id = ?", object_id)
-            await c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", object_id)
+            await remove_index(c, object_id)
             if before.counted:
                 await _adjust_dataset(c, before.dataset_id, -1, -before.size_bytes, now)
             if before.status == "active":

@@ -1,4 +1,5 @@
-"""Review decisions, pipeline jobs and the search index in PostgreSQL (mixed into PgStore).
+"""Review decisions and pipeline jobs in PostgreSQL (mixed into PgStore; the search index
+is :mod:`engine.store.postgres.search`).
 
 Every method is one transaction, and every state change is conditional on the state it
 starts from (``WHERE review_state IN (...)``), so a decision taken twice, or a stage
@@ -6,28 +7,20 @@ reported twice after a crash, changes nothing the second time. Counters move in 
 transaction as the change that causes them. Two engine processes deciding on the same
 object at once are serialised by the SERIALIZABLE write transactions: the loser is
 retried from the start and then sees the winner's state.
-
-Search uses a ``tsvector`` column generated from each chunk's text with the 'simple'
-configuration and a GIN index; queries go through ``websearch_to_tsquery``, which
-accepts any text (quotes, ``or``, ``-word``) and never raises a syntax error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
 import orjson
 
-from engine.errors import InvalidRequest
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.objects import _adjust_dataset, _get_object, _object
+from engine.store.postgres.search import remove_index
 from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
-
-# Far above any real search, far below PostgreSQL's limit on a tsquery's total lexeme
-# size (1 MiB), past which the query would fail inside the database.
-MAX_QUERY_CHARS = 10_000
 
 _JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
                 "created_at", "started_at", "finished_at")
@@ -56,11 +49,6 @@ async def _get_job(c: PgConn, job_id: str) -> Job:
 async def _uncount(c: PgConn, obj: ObjectRecord, now: datetime) -> None:
     if obj.counted:
         await _adjust_dataset(c, obj.dataset_id, -1, -obj.size_bytes, now)
-
-
-async def _drop_index(c: PgConn, object_id: str) -> None:
-    await c.execute("DELETE FROM chunk_index WHERE object_id = ?", object_id)
-    await c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", object_id)
 
 
 class PipelineMixin(PgAccess):
@@ -205,26 +193,6 @@ class PipelineMixin(PgAccess):
             )
         )
 
-    async def replace_index(
-        self, obj: ObjectRecord, chunks: Sequence[str], vectors: Iterable[bytes] | None
-    ) -> None:
-        """The object's index entries, replaced whole (so a re-run after a crash never doubles them)."""
-        # PostgreSQL text cannot hold NUL; SQLite's tokenizer reads it as a separator, so a space keeps the words apart.
-        index_rows = [(obj.id, n, obj.dataset_id, obj.tenant_id, text.replace("\x00", " ")) for n, text in enumerate(chunks)]
-        vector_rows = None if vectors is None else [(obj.id, n, obj.dataset_id, v) for n, v in enumerate(vectors)]
-
-        async def op(c: PgConn) -> None:
-            await _drop_index(c, obj.id)
-            await c.executemany(
-                "INSERT INTO chunk_index (object_id, chunk_no, dataset_id, tenant_id, text) VALUES (?, ?, ?, ?, ?)", index_rows
-            )
-            if vector_rows is not None:
-                await c.executemany(
-                    "INSERT INTO chunk_vectors (object_id, chunk_no, dataset_id, vector) VALUES (?, ?, ?, ?)", vector_rows
-                )
-
-        await self.write(op)
-
     async def finish_job(self, job_id: str, now: datetime, next_dataset_status: Callable[[str], str]) -> tuple[Job, ObjectRecord]:
         """The job succeeded: the object is active and searchable, and counted as such, once."""
 
@@ -254,27 +222,7 @@ class PipelineMixin(PgAccess):
                         "UPDATE objects SET status = 'failed', failure_reason = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
                         error, now, job.object_id,
                     )
-                    await _drop_index(c, job.object_id)
+                    await remove_index(c, job.object_id)
             return await _get_job(c, job_id)
 
         return await self.write(op)
-
-    async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]:
-        """``(object_id, chunk_no, text)`` of chunks matching a web-search style query, best first.
-
-        Any text is a valid query (``websearch_to_tsquery``); one with no words matches nothing."""
-        if len(query) > MAX_QUERY_CHARS:
-            raise InvalidRequest(
-                f"search query longer than {MAX_QUERY_CHARS} characters", {"fields": {"query": f"at most {MAX_QUERY_CHARS} characters"}}
-            )
-        rows = await self.read(
-            lambda c: c.fetch(
-                "SELECT object_id, chunk_no, text FROM chunk_index, websearch_to_tsquery('simple', ?) AS q"
-                " WHERE tsv @@ q AND tenant_id = ? AND dataset_id = ? ORDER BY ts_rank(tsv, q) DESC, object_id, chunk_no LIMIT ?",
-                query.replace("\x00", " "), tenant_id, dataset_id, limit,
-            )
-        )
-        return [(r[0], int(r[1]), r[2]) for r in rows]
-
-    async def count_vectors(self, object_id: str) -> int:
-        return int(await self.read(lambda c: c.fetchval("SELECT count(*) FROM chunk_vectors WHERE object_id = ?", object_id)))

@@ -21,9 +21,11 @@ import trio_asyncio
 
 from engine.store.postgres.access import PgAccess, PgConn, translate
 from engine.store.postgres.imports import ImportsMixin
+from engine.store.postgres.market import MarketMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.postgres.review_queue import ReviewQueueMixin
+from engine.store.postgres.search import SearchMixin, upgrade_legacy_index
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
@@ -114,6 +116,7 @@ def _dataset(r: asyncpg.Record) -> Dataset:
         total_bytes=r["total_bytes"], total_datapoint_count=r["total_datapoint_count"],
         last_ingest_at=r["last_ingest_at"],
         record_schema=None if schema is None else orjson.loads(schema), seq=r["seq"],
+        price_micros=r["price_micros"], currency=r["currency"],
     )
 
 
@@ -137,7 +140,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, ImportsMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.
@@ -160,6 +163,7 @@ class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, ImportsMixin, PgAcc
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)
+                    await upgrade_legacy_index(conn)
             except BaseException:
                 await pool.close()
                 raise

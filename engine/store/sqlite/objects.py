@@ -16,6 +16,7 @@ import orjson
 
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.search import remove_index
 from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -236,8 +237,7 @@ class ObjectsMixin(SqliteAccess):
             )
             c.execute("UPDATE uploads SET state = 'cancelled' WHERE id = ? AND state IN ('pending', 'abandoned')", (before.upload_id,))
             c.execute("DELETE FROM upload_parts WHERE upload_id = ?", (before.upload_id,))
-            c.execute("DELETE FROM chunk_index WHERE object_id = ?", (object_id,))
-            c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (object_id,))
+            remove_index(c, object_id, now)
             if before.counted:
                 _adjust_dataset(c, before.dataset_id, -1, -before.size_bytes, now)
             if before.status == "active":

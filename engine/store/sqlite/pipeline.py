@@ -9,7 +9,7 @@ transaction as the change that causes them.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ import orjson
 from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.objects import _adjust_dataset, _get_object, _object
+from engine.store.sqlite.search import remove_index
 from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -186,26 +187,6 @@ class PipelineMixin(SqliteAccess):
             )
         )
 
-    async def replace_index(
-        self, obj: ObjectRecord, chunks: Sequence[str], vectors: Iterable[bytes] | None
-    ) -> None:
-        """The object's index entries, replaced whole (so a re-run after a crash never doubles them)."""
-
-        def op(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM chunk_index WHERE object_id = ?", (obj.id,))
-            c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (obj.id,))
-            c.executemany(
-                "INSERT INTO chunk_index (text, object_id, dataset_id, tenant_id, chunk_no) VALUES (?, ?, ?, ?, ?)",
-                [(text, obj.id, obj.dataset_id, obj.tenant_id, n) for n, text in enumerate(chunks)],
-            )
-            if vectors is not None:
-                c.executemany(
-                    "INSERT INTO chunk_vectors (object_id, chunk_no, dataset_id, vector) VALUES (?, ?, ?, ?)",
-                    [(obj.id, n, obj.dataset_id, v) for n, v in enumerate(vectors)],
-                )
-
-        await self.write(op)
-
     async def finish_job(self, job_id: str, now: datetime, next_dataset_status: Callable[[str], str]) -> tuple[Job, ObjectRecord]:
         """The job succeeded: the object is active and searchable, and counted as such, once."""
 
@@ -235,23 +216,7 @@ class PipelineMixin(SqliteAccess):
                         "UPDATE objects SET status = 'failed', failure_reason = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
                         (error, ts(now), job.object_id),
                     )
-                    c.execute("DELETE FROM chunk_index WHERE object_id = ?", (job.object_id,))
-                    c.execute("DELETE FROM chunk_vectors WHERE object_id = ?", (job.object_id,))
+                    remove_index(c, job.object_id, now)
             return _get_job(c, job_id)
 
         return await self.write(op, quick=True)
-
-    async def search_chunks(self, tenant_id: str, dataset_id: str, query: str, limit: int = 20) -> list[tuple[str, int, str]]:
-        """``(object_id, chunk_no, text)`` of chunks matching an FTS5 query, best first."""
-        rows = await self.read(
-            lambda c: c.execute(
-                "SELECT object_id, chunk_no, text FROM chunk_index WHERE chunk_index MATCH ? AND tenant_id = ? AND dataset_id = ?"
-                " ORDER BY rank LIMIT ?",
-                (query, tenant_id, dataset_id, limit),
-            ).fetchall()
-        )
-        return [(r[0], int(r[1]), r[2]) for r in rows]
-
-    async def count_vectors(self, object_id: str) -> int:
-        row = await self.read(lambda c: c.execute("SELECT count(*) FROM chunk_vectors WHERE object_id = ?", (object_id,)).fetchone())
-        return int(row[0])

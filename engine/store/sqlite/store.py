@@ -79,9 +79,11 @@ from engine.store.records import (
 )
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.imports import ImportsMixin
+from engine.store.sqlite.market import MarketMixin
 from engine.store.sqlite.objects import ObjectsMixin
 from engine.store.sqlite.pipeline import PipelineMixin
 from engine.store.sqlite.review_queue import ReviewQueueMixin
+from engine.store.sqlite.search import SearchMixin, upgrade_legacy_index
 from engine.store.sqlite.sqltime import dt, ts
 
 T = TypeVar("T")
@@ -225,6 +227,7 @@ def _dataset(r: sqlite3.Row) -> Dataset:
         total_bytes=r["total_bytes"], total_datapoint_count=r["total_datapoint_count"],
         last_ingest_at=dt(r["last_ingest_at"]),
         record_schema=None if schema is None else orjson.loads(schema), seq=r["seq"],
+        price_micros=r["price_micros"], currency=r["currency"],
     )
 
 
@@ -247,7 +250,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, ImportsMixin, SqliteAccess):
+class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
@@ -280,6 +283,7 @@ class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, ImportsMixin, S
         def setup() -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
             writer = _connect(str(path))
             migrate(writer)
+            upgrade_legacy_index(writer)
             return writer, [_connect(str(path)) for _ in range(readers + 2)]  # + quick reads, checkpoints
 
         with _translate():

@@ -1,0 +1,36 @@
+"""``POST /v1/search``: the buyer's search over every dataset it may find."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from engine.auth import Principal
+from engine.http.api import endpoint, services
+from engine.http.respond import ok
+from engine.http.validate import Field, json_body
+from engine.market.search import MODES, result_view
+
+bp = Blueprint("search", __name__)
+
+SEARCH = {
+    "query": Field(str, required=True, max_len=4096),
+    "dataset_ids": Field(list, nullable=True, items=str, max_items=1000),
+    "mode": Field(str, choices=MODES),
+    "limit": Field(int, min_value=1, max_value=100),
+    "cursor": Field(str, nullable=True, max_len=4096),
+}
+
+
+@bp.post("/v1/search")
+@endpoint("search:query")
+async def search(principal: Principal) -> Response:
+    body = await json_body(SEARCH)
+    page = await services().search.search(
+        principal, body["query"], body.get("dataset_ids"), body.get("mode") or "hybrid", body.get("limit") or 10, body.get("cursor")
+    )
+    return ok({
+        "search_id": page.search_id,
+        "results": [result_view(r) for r in page.results],
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    })

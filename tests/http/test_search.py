@@ -1,0 +1,189 @@
+"""POST /v1/search: the query language, the three modes, snippets, pages, recording.
+
+Runs on both store backends (IPTO_TEST_BACKEND); every expected ranking below must hold on
+each, and the BM25 scores must equal the formula computed here from the corpus itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from engine.market.text import terms
+from tests.conftest import create_dataset, error_of, make_config
+from tests.http.market_helpers import ADMIN, admin_headers, found, publish, search
+
+DOCS = {
+    "a.txt": "Invoice 0425 from Globex Corporation. Total due: 1,234.00 EUR by 30 April. Lunch at the Café on Main Street.",
+    "b.txt": "Acme invoice for the quarterly maintenance contract. Payment terms: net 30 days.",
+    "c.txt": "Draft invoice INV2024 for Acme. Not yet approved. Vendor dispute about late delivery.",
+    "d.txt": "Meeting notes: the vendor complained about the invoice being late. Acme will respond.",
+    "e.txt": "Résumé of Zoë Ørsted, data engineer. Naïve Bayes and CAFÉ culture.",
+}
+
+
+@pytest.fixture(name="cfg")
+def _cfg(tmp_path):
+    return make_config(tmp_path / "data", **ADMIN, **{"pipeline.retry_backoff_seconds": 0.05, "search.max_expansions": 6})
+
+
+@pytest.fixture(name="corpus")
+async def _corpus(client, alice, service):
+    ds = await create_dataset(client, alice.headers, name="Invoices", visibility="listed")
+    ids = await publish(client, service, await admin_headers(client), alice.headers, ds["dataset_id"], DOCS)
+    return {"dataset_id": ds["dataset_id"], "ids": ids}
+
+
+async def test_boolean_operators_phrases_and_proximity(client, alice, corpus):
+    lexical = {"mode": "lexical"}
+    assert sorted(await found(client, alice.headers, "invoice", **lexical)) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "acme invoice", **lexical)) == ["b.txt", "c.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "acme AND invoice", **lexical)) == ["b.txt", "c.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "acme -draft", **lexical)) == ["b.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "acme AND NOT draft", **lexical)) == ["b.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "+acme +vendor", **lexical)) == ["c.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "(globex OR maintenance) invoice", **lexical)) == ["a.txt", "b.txt"]
+    assert await found(client, alice.headers, '"acme invoice"', **lexical) == ["b.txt"]
+    assert await found(client, alice.headers, '"vendor late"~4', **lexical) == ["c.txt"]  # 3 apart in c, 6 in d
+    assert sorted(await found(client, alice.headers, '"late vendor"~6', **lexical)) == ["c.txt", "d.txt"]  # any order
+    assert sorted(await found(client, alice.headers, '"vendor late"~0', **lexical)) == []  # ~0 is the exact phrase
+
+
+async def test_wildcards_regexes_case_and_accents(client, alice, corpus):
+    lexical = {"mode": "lexical"}
+    everything = ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert sorted(await found(client, alice.headers, "inv*", **lexical)) == everything
+    assert sorted(await found(client, alice.headers, "in?oice", **lexical)) == everything
+    assert sorted(await found(client, alice.headers, "*voice", **lexical)) == everything
+    assert await found(client, alice.headers, "/inv[0-9]{4}/", **lexical) == ["c.txt"]
+    assert await found(client, alice.headers, "/INV2.*/", **lexical) == ["c.txt"]  # case-insensitive
+    assert sorted(await found(client, alice.headers, "cafe", **lexical)) == ["a.txt", "e.txt"]
+    assert sorted(await found(client, alice.headers, "CAFÉ", **lexical)) == ["a.txt", "e.txt"]
+    assert await found(client, alice.headers, "resume zoe orsted naive", **lexical) == ["e.txt"]
+    assert await found(client, alice.headers, "caf*", **lexical) == await found(client, alice.headers, "café*", **lexical)
+    assert await found(client, alice.headers, "nothinglikethis*", **lexical) == []
+    assert await found(client, alice.headers, "acme -nothinglikethis*", **lexical) != []
+
+
+async def test_bm25_scores_are_the_formula_on_every_backend(client, alice, corpus):
+    """FTS5's bm25 (k1 1.2, b 0.75) over the positive terms; PostgreSQL must give the same numbers."""
+    docs = [terms(text) for text in DOCS.values()]  # one chunk each
+    n, avgdl = len(docs), sum(map(len, docs)) / len(docs)
+
+    def bm25(query_terms, doc):
+        tf = Counter(doc)
+        score = 0.0
+        for t in query_terms:
+            hits = sum(1 for d in docs if t in d)
+            idf = max(math.log((n - hits + 0.5) / (hits + 0.5)), 0) or 1e-6
+            score += idf * (tf[t] * 2.2) / (tf[t] + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+        return score
+
+    for query, scored in [("acme invoice", ["acme", "invoice"]), ('"acme invoice" OR vendor', ["acme", "invoice", "vendor"]),
+                          ("invoice -draft", ["invoice"])]:
+        r = await search(client, alice.headers, query, mode="lexical")
+        results = r.json()["data"]["results"]
+        assert results
+        by_name = dict(zip(DOCS, docs, strict=True))
+        expected = sorted((bm25(scored, by_name[x["original_filename"]]) for x in results), reverse=True)
+        assert [x["score"] for x in results] == pytest.approx(expected, rel=1e-9)
+        assert [x["rank"] for x in results] == list(range(1, len(results) + 1))
+
+
+async def test_snippets_highlight_the_matched_words_as_written(client, alice, corpus):
+    r = await search(client, alice.headers, "cafe globex", mode="lexical")
+    (hit,) = r.json()["data"]["results"]
+    assert hit["original_filename"] == "a.txt" and hit["mime_type"] == "text/plain" and hit["chunk_index"] == 0
+    assert hit["object_id"] == corpus["ids"]["a.txt"] and hit["dataset_id"] == corpus["dataset_id"]
+    assert hit["result_id"].startswith("res_")
+    marked = [hit["snippet"][s:e] for s, e in hit["highlights"]]
+    assert marked == ["Globex", "Café"]
+
+
+async def test_pages_are_stable_and_complete(client, alice, corpus):
+    seen, cursor, pages = [], None, 0
+    search_ids = set()
+    while True:
+        r = await search(client, alice.headers, "invoice OR acme OR cafe", mode="lexical", limit=2, cursor=cursor)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        search_ids.add(data["search_id"])
+        seen += [(x["rank"], x["original_filename"]) for x in data["results"]]
+        pages += 1
+        cursor = data["next_cursor"]
+        assert data["has_more"] is (cursor is not None)
+        if cursor is None:
+            break
+    assert pages == 3 and len(search_ids) == 1
+    assert [rank for rank, _ in seen] == [1, 2, 3, 4, 5]
+    assert sorted(name for _, name in seen) == sorted(DOCS)
+    whole = await found(client, alice.headers, "invoice OR acme OR cafe", mode="lexical", limit=10)
+    assert [name for _, name in seen] == whole
+
+
+async def test_vector_and_hybrid_keep_the_constraints(client, alice, corpus):
+    vector = await found(client, alice.headers, "payment terms of a maintenance contract", mode="vector")
+    assert vector[0] == "b.txt" and len(vector) == 5
+    assert "c.txt" not in await found(client, alice.headers, "invoice -draft", mode="vector")
+    assert "c.txt" not in await found(client, alice.headers, "invoice -draft", mode="hybrid")
+    assert await found(client, alice.headers, "+globex payment", mode="vector") == ["a.txt"]
+    assert await found(client, alice.headers, "+globex payment", mode="hybrid") == ["a.txt"]
+    hybrid = await found(client, alice.headers, "contract payment")
+    assert hybrid[0] == "b.txt" and set(hybrid) == set(DOCS)  # hybrid is the default mode; vector adds what lexical lacks
+    r = await search(client, alice.headers, "payment terms", mode="vector")
+    scores = [x["score"] for x in r.json()["data"]["results"]]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+async def test_searches_and_impressions_are_recorded(client, alice, corpus, service):
+    r = await search(client, alice.headers, "invoice acme", mode="lexical", limit=2)
+    data = r.json()["data"]
+    more = await search(client, alice.headers, "invoice acme", mode="lexical", limit=2, cursor=data["next_cursor"])
+    assert more.status_code == 200
+    await service.services.recorder.flush()
+    store = service.services.store
+    record = await store.get_search(alice.tenant_id, data["search_id"])
+    assert record.query == "invoice acme" and record.mode == "lexical" and record.result_count == 3
+    assert record.keywords == ("invoice", "acme") and record.api_key_id is None and record.user_id == alice.user_id
+    impressions = await store.list_impressions(data["search_id"])
+    assert [i.rank for i in impressions] == [1, 2, 3]
+    assert {i.dataset_id for i in impressions} == {corpus["dataset_id"]}
+    assert {i.provider_tenant_id for i in impressions} == {alice.tenant_id} == {i.buyer_tenant_id for i in impressions}
+
+
+@pytest.mark.parametrize(("query", "position"), [("acme AND", 8), ("(acme", 5), ("acme)", 4), ('"acme', 0)])
+async def test_a_query_that_does_not_parse_is_400_with_its_position(client, alice, query, position):
+    r = await search(client, alice.headers, query)
+    assert r.status_code == 400
+    err = error_of(r)
+    assert err["code"] == "invalid_query" and err["details"]["expected"]
+    assert err["details"]["position"] == position
+
+
+@pytest.mark.parametrize("query", ["title:acme", "acme^2", "acme~2", "[a TO b]", "-acme", "NOT acme", "a OR -b", "&&", "/(/", "*", "  "])
+async def test_unsupported_or_meaningless_queries_are_400(client, alice, query):
+    r = await search(client, alice.headers, query)
+    assert r.status_code == 400, r.text
+    assert error_of(r)["code"] == "invalid_query"
+
+
+async def test_bad_requests_never_500(client, alice, bob, corpus):
+    assert error_of(await search(client, alice.headers, "a" * 4097))["code"] in ("invalid_request", "invalid_query")
+    assert (await search(client, alice.headers, "acme", mode="fuzzy")).status_code == 400
+    assert (await search(client, alice.headers, "acme", limit=0)).status_code == 400
+    assert (await search(client, alice.headers, "acme", limit=101)).status_code == 400
+    r = await search(client, alice.headers, "acme", cursor="garbage")
+    assert r.status_code == 400 and error_of(r)["details"]["fields"]["cursor"]
+    first = (await search(client, alice.headers, "invoice", limit=1)).json()["data"]
+    r = await search(client, alice.headers, "acme", limit=1, cursor=first["next_cursor"])  # another query's cursor
+    assert r.status_code == 400
+    r = await search(client, bob.headers, "invoice", limit=1, cursor=first["next_cursor"])  # another tenant's cursor
+    assert r.status_code == 400
+    r = await search(client, alice.headers, "*e")  # the, due, cafe, late, resume, zoe, naive, … : more than 6
+    assert r.status_code == 400 and error_of(r)["code"] == "query_too_broad"
+    assert (await client.post("/v1/search", headers=alice.headers, json={"query": 5})).status_code == 400
+    assert (await client.post("/v1/search", headers=alice.headers, content=b"{")).status_code == 400
+    r = await search(client, alice.headers, "/(a+)+b/")  # RE2: linear time, no runaway
+    assert r.status_code == 200
