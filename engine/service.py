@@ -26,6 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from engine.config import Config, ConfigError
 from engine.http import direct_body, h11_buffer
+from engine.http.body_guard import BodyGuard
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.services import Services
@@ -188,7 +189,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
             hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
             h11_buffer.install()  # upload bodies reach the app without h11's copies
             direct_body.install()  # ... or go from the socket straight to the hashing thread
-            app = create_asgi(svc, create_app(svc))
+            app = BodyGuard(create_asgi(svc, create_app(svc)))  # every response finishes, read body or not
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
                 await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
