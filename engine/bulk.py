@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeAlias, TypeVar, Union, cast
 
 import orjson
 import structlog
@@ -59,7 +59,7 @@ BLOB_CONCURRENCY = 16  # blob-store calls of one batch in flight at once (S3 rou
 DATASET_CONCURRENCY = 16  # datasets of one PATCH /v1/datasets changed at once
 
 T = TypeVar("T")
-Outcome = T | EngineError  # an item's result, or the error that item alone gets
+Outcome: TypeAlias = Union[T, EngineError]  # noqa: UP007 - a generic alias; an item's result, or the error it alone gets
 
 
 class BulkStore(Protocol):

@@ -68,6 +68,12 @@ class _File:
     target: dict[str, Any] | None = None
     urls: dict[int, str] = field(default_factory=dict)
 
+    @property
+    def resume_state(self) -> ResumeState:
+        """The resume state (set once the file is prepared)."""
+        assert self.state is not None
+        return self.state
+
 
 class _Batches:
     """Batch records: the request body and key of each batch sent, for a re-run to replay."""
@@ -211,14 +217,14 @@ class BulkUpload:
         """Replay each remembered batch (same key, same files); the files to start afresh."""
         by_key: dict[str, list[_File]] = {}
         for f in files:
-            by_key.setdefault(f.state.batch_key, []).append(f)
+            by_key.setdefault(f.resume_state.batch_key or "", []).append(f)
         afresh: list[_File] = []
         for key, group in by_key.items():
             bodies = self.batches.load(key)
             if bodies is None:
                 afresh += group
                 continue
-            await self._send(key, bodies, group, [f.state.batch_index for f in group])
+            await self._send(key, bodies, group, [f.resume_state.batch_index or 0 for f in group])
             for f in group:
                 if f.target is None:
                     continue
@@ -242,16 +248,15 @@ class BulkUpload:
 
     async def _renew(self, f: _File, stale: str) -> None:
         """A 403 on a part: the URLs expired. Replaying the file's batch renews them."""
-        assert f.state is not None
-        key = f.state.batch_key
+        key = f.resume_state.batch_key or ""
         async with self.renewing.setdefault(key, trio.Lock()):
             if stale not in f.urls.values():
                 return  # renewed meanwhile
             bodies = self.batches.load(key) or []
             results = await self.client.initiate_uploads(self.dataset_id, bodies, idempotency_key=key)
-            item = results[f.state.batch_index]
+            item = results[f.resume_state.batch_index or 0]
             if item["ok"]:
-                f.urls = {n: url for n, url, _, _ in _plan(item["upload"], f.state.size)}
+                f.urls = {n: url for n, url, _, _ in _plan(item["upload"], f.resume_state.size)}
 
     # -- sending ------------------------------------------------------------------------------
     async def send(self, f: _File) -> None:
@@ -275,7 +280,7 @@ class BulkUpload:
                 url = f.urls[n]
                 try:
                     etag = await self.client.put_presigned(url, lambda: file_stream(f.path, offset, length, count), length,
-                                                           f.state.content_type)
+                                                           f.resume_state.content_type)
                 except Forbidden:
                     self.ev.advance(f.path, -sent)
                     if attempt == 2:
@@ -285,7 +290,7 @@ class BulkUpload:
                 except BaseException:
                     self.ev.advance(f.path, -sent)
                     raise
-                f.state.parts[str(n)] = etag.strip('"')
+                f.resume_state.parts[str(n)] = etag.strip('"')
                 self._save(f)
                 f.result.parts_sent += 1
                 return

@@ -57,7 +57,7 @@ async def promote_many(blobs: BlobStore, items: Sequence[tuple[Staged, str]]) ->
     if not items:
         return set()
     if isinstance(blobs, LocalBlobStore):
-        return await blobs._offload(_promote_local, blobs, items)  # type: ignore[no-any-return]
+        return await blobs._offload(_promote_local, blobs, items)
     failed: set[int] = set()
     slots = trio.CapacityLimiter(CONCURRENCY)
 
