@@ -11,6 +11,7 @@ from engine.http import (
     access,
     admin_datasets,
     api_keys,
+    bulk,
     console,
     datasets,
     grants,
@@ -36,6 +37,7 @@ def create_app(svc: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
         app.register_blueprint(module.bp)
+    app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
     install_error_handlers(app)
 
     @app.before_request
