@@ -9,15 +9,18 @@ from quart_trio import QuartTrio
 
 from engine.http import (
     access,
+    activity,
     admin_datasets,
     api_keys,
     console,
     datasets,
+    disputes,
     grants,
     health,
     identity,
     imports,
     objects,
+    provider,
     review,
     search,
 )
@@ -34,7 +37,8 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access,
+                   activity, disputes, provider):
         app.register_blueprint(module.bp)
     install_error_handlers(app)
 
