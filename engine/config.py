@@ -132,6 +132,8 @@ class SearchConfig:
 @dataclasses.dataclass(frozen=True)
 class BillingConfig:
     platform_fee_bps: int = 2000
+    hold_seconds: int = 1_209_600  # 14 days: the dispute window after a month ends, before its payout
+    settle_scan_seconds: float = 5.0  # with several processes: how often the settlement clock re-reads the store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +196,7 @@ _POSITIVE = {
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
-    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds",
+    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds", "billing.settle_scan_seconds",
 }
 
 
@@ -251,6 +253,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError("invalid config value for imports.batch_records: at most 65535 records per batch")
     if key == "billing.platform_fee_bps" and not 0 <= value <= 10_000:
         raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
+    if key == "billing.hold_seconds" and value < 0:
+        raise ConfigError(f"invalid config value for billing.hold_seconds: must be 0 or more, got {value!r}")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:

@@ -9,16 +9,19 @@ from quart_trio import QuartTrio
 
 from engine.http import (
     access,
+    activity,
     admin_datasets,
     api_keys,
     bulk,
     console,
     datasets,
+    disputes,
     grants,
     health,
     identity,
     imports,
     objects,
+    provider,
     review,
     search,
 )
@@ -35,7 +38,8 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access,
+                   activity, disputes, provider):
         app.register_blueprint(module.bp)
     app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
     install_error_handlers(app)

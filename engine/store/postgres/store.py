@@ -23,6 +23,7 @@ from engine.store.postgres.access import PgAccess, PgConn, translate
 from engine.store.postgres.bulk import BulkMixin
 from engine.store.postgres.imports import ImportsMixin
 from engine.store.postgres.market import MarketMixin
+from engine.store.postgres.money import MoneyMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.postgres.review_queue import ReviewQueueMixin
@@ -141,7 +142,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, BulkMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.

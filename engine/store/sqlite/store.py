@@ -81,6 +81,7 @@ from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.bulk import BulkMixin
 from engine.store.sqlite.imports import ImportsMixin
 from engine.store.sqlite.market import MarketMixin
+from engine.store.sqlite.money import MoneyMixin
 from engine.store.sqlite.objects import ObjectsMixin
 from engine.store.sqlite.pipeline import PipelineMixin
 from engine.store.sqlite.review_queue import ReviewQueueMixin
@@ -251,7 +252,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, BulkMixin, SqliteAccess):
+class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
