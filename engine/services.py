@@ -36,6 +36,10 @@ from engine.signing import Signer
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore
 from engine.store.blobs.local import LocalBlobStore
+from engine.webhooks.endpoints import Webhooks
+from engine.webhooks.keys import Sealer
+from engine.webhooks.sender import Sender
+from engine.webhooks.worker import DeliveryWorker
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Services:
     vectors: VectorCache
     search: Search
     accesses: Accesses
+    webhooks: Webhooks
+    deliveries: DeliveryWorker
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -102,6 +108,11 @@ class Services:
         discovery = Discovery(store, now)
         recorder = Recorder(store, cfg.search.record_flush_seconds)
         vectors = VectorCache(store)
+        sealer = Sealer(secret)
+        hooks_cfg = cfg.webhooks
+        sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,
+                        max_response_bytes=hooks_cfg.max_response_bytes)
+        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, leases.owner, close=sender.aclose)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
@@ -110,6 +121,7 @@ class Services:
             leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
             search=Search(store, discovery, recorder, vectors, cfg.search, now),
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
+            webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
         )
         actors.context = svc
         return svc

@@ -20,6 +20,7 @@ from engine.http import (
     objects,
     review,
     search,
+    webhooks,
 )
 from engine.http.errors import install_error_handlers
 from engine.ids import new_id
@@ -34,7 +35,7 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access, webhooks):
         app.register_blueprint(module.bp)
     install_error_handlers(app)
 
