@@ -137,6 +137,19 @@ class BillingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebhooksConfig:
+    allow_private_targets: bool = False
+    timeout_seconds: float = 10.0
+    max_response_bytes: int = 65536
+    concurrency: int = 64
+    per_endpoint_concurrency: int = 4
+    poll_seconds: float = 1.0
+    lease_seconds: float = 120.0
+    disable_after_seconds: int = 259200
+    secret_overlap_seconds: int = 86400
+
+
+@dataclasses.dataclass(frozen=True)
 class AdminConfig:
     bootstrap_email: str = ""
     bootstrap_password: str = ""
@@ -163,6 +176,7 @@ class Config:
     imports: ImportsConfig = ImportsConfig()
     search: SearchConfig = SearchConfig()
     billing: BillingConfig = BillingConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     admin: AdminConfig = AdminConfig()
     log: LogConfig = LogConfig()
 
@@ -197,6 +211,8 @@ _POSITIVE = {
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
     "search.max_expansions", "search.max_result_window", "search.record_flush_seconds", "billing.settle_scan_seconds",
+    "webhooks.timeout_seconds", "webhooks.max_response_bytes", "webhooks.concurrency", "webhooks.per_endpoint_concurrency",
+    "webhooks.poll_seconds", "webhooks.lease_seconds", "webhooks.disable_after_seconds", "webhooks.secret_overlap_seconds",
 }
 
 

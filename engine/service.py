@@ -173,6 +173,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
         svc.actors.start_soon(svc.review_clock.run)
         svc.actors.start_soon(svc.settlement.run)
         svc.actors.start_soon(svc.imports.watch_arrivals)
+        svc.actors.start_soon(svc.deliveries.run)
         if svc.leases.shared:
             svc.actors.start_soon(_scan, svc)
         async with trio.open_nursery() as nursery:

@@ -41,6 +41,10 @@ from engine.signing import Signer
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore
 from engine.store.blobs.local import LocalBlobStore
+from engine.webhooks.endpoints import Webhooks
+from engine.webhooks.keys import Sealer
+from engine.webhooks.sender import Sender
+from engine.webhooks.worker import DeliveryWorker
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Services:
     payouts: Payouts
     settlement: SettlementClock
     analytics: Analytics
+    webhooks: Webhooks
+    deliveries: DeliveryWorker
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -114,6 +120,11 @@ class Services:
         settlement = SettlementClock(store, cfg.billing.hold_seconds, now, shared,
                                      cfg.billing.settle_scan_seconds if shared else math.inf)
         vectors = VectorCache(store)
+        sealer = Sealer(secret)
+        hooks_cfg = cfg.webhooks
+        sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,
+                        max_response_bytes=hooks_cfg.max_response_bytes)
+        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, leases.owner, close=sender.aclose)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
@@ -124,6 +135,7 @@ class Services:
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
             activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
             payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
+            webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
         )
         svc.accesses.on_charged = settlement.wake_for
         actors.context = svc

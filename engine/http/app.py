@@ -24,6 +24,7 @@ from engine.http import (
     provider,
     review,
     search,
+    webhooks,
 )
 from engine.http.errors import install_error_handlers
 from engine.ids import new_id
@@ -39,7 +40,7 @@ def create_app(svc: Services) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access,
-                   activity, disputes, provider):
+                   activity, disputes, provider, webhooks):
         app.register_blueprint(module.bp)
     app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
     install_error_handlers(app)

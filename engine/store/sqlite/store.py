@@ -63,6 +63,7 @@ import trio
 
 from engine.errors import StoreError, UniqueViolation
 from engine.offload import Offload, cpu_bound_running, to_thread
+from engine.store import webhook_events as ev
 from engine.store.base import is_flush_deferred
 from engine.store.records import (
     DATASET_COLUMNS,
@@ -87,6 +88,7 @@ from engine.store.sqlite.pipeline import PipelineMixin
 from engine.store.sqlite.review_queue import ReviewQueueMixin
 from engine.store.sqlite.search import SearchMixin, upgrade_legacy_index
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import WebhooksMixin, emit
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -252,7 +254,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, SqliteAccess):
+class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
@@ -648,12 +650,15 @@ class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, Ma
         values = [_dataset_value(column, value) for column, value in changes.items()]
 
         def op(c: sqlite3.Connection) -> sqlite3.Row | None:
-            if sets:
-                c.execute(
-                    f"UPDATE datasets SET {', '.join(sets)} WHERE id = ? AND tenant_id = ? AND status != 'deleted'",
-                    (*values, dataset_id, tenant_id),
-                )
-            return c.execute("SELECT * FROM datasets WHERE id = ? AND tenant_id = ?", (dataset_id, tenant_id)).fetchone()
+            changed = sets and c.execute(
+                f"UPDATE datasets SET {', '.join(sets)} WHERE id = ? AND tenant_id = ? AND status != 'deleted'",
+                (*values, dataset_id, tenant_id),
+            ).rowcount
+            row = c.execute("SELECT * FROM datasets WHERE id = ? AND tenant_id = ?", (dataset_id, tenant_id)).fetchone()
+            if changed:
+                ds = _dataset(row)
+                emit(c, tenant_id, "dataset.updated", ev.dataset_updated(ds, [k for k in changes if k != "updated_at"]), ds.updated_at)
+            return row
 
         row = await self.write(op, quick=True)
         return None if row is None else _dataset(row)
