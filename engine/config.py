@@ -40,6 +40,9 @@ class HttpConfig:
     max_json_bytes: int = 1048576
     graceful_timeout_seconds: float = 10.0
     backlog: int = 1024
+    # Engine processes serving one socket (``ipto serve --workers``); 0: one per CPU core
+    # this process may run on. See README "Workers".
+    workers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +274,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
     if key == "billing.hold_seconds" and value < 0:
         raise ConfigError(f"invalid config value for billing.hold_seconds: must be 0 or more, got {value!r}")
+    if key == "http.workers" and not 0 <= value <= 64:
+        raise ConfigError(f"invalid config value for http.workers: {value!r} is not 0 (one per core) to 64")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:
