@@ -30,6 +30,7 @@ from engine.market.search import Search
 from engine.market.vectors import VectorCache
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
+from engine.pagination import CursorSeal
 from engine.pipeline.runner import Pipeline
 from engine.review import Review
 from engine.signing import Signer
@@ -56,6 +57,7 @@ class Services:
     now: Callable[[], datetime]
     leases: Leases
     csrf: CsrfTokens
+    cursors: CursorSeal
     discovery: Discovery
     recorder: Recorder
     vectors: VectorCache
@@ -104,6 +106,7 @@ class Services:
         vectors = VectorCache(store)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
+            cursors=CursorSeal(secret),
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
             imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,
