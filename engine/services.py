@@ -35,6 +35,7 @@ from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
+from engine.pagination import CursorSeal
 from engine.pipeline.runner import Pipeline
 from engine.review import Review
 from engine.signing import Signer
@@ -65,6 +66,7 @@ class Services:
     now: Callable[[], datetime]
     leases: Leases
     csrf: CsrfTokens
+    cursors: CursorSeal
     discovery: Discovery
     recorder: Recorder
     vectors: VectorCache
@@ -127,6 +129,7 @@ class Services:
         deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, leases.owner, close=sender.aclose)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
+            cursors=CursorSeal(secret),
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
             imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import structlog
 import trio
 from quart import Response, g, request
@@ -28,6 +29,7 @@ from engine.http import (
 )
 from engine.http.errors import install_error_handlers
 from engine.ids import new_id
+from engine.pagination import bind_cursors
 from engine.services import Services
 
 access_log = structlog.get_logger("engine.access")
@@ -51,6 +53,7 @@ def create_app(svc: Services) -> QuartTrio:
         g.started = trio.current_time()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        bind_cursors(svc.cursors, _list_identity)
 
     @app.after_request
     async def _finish(response: Response) -> Response:
@@ -65,3 +68,12 @@ def create_app(svc: Services) -> QuartTrio:
         return response
 
     return app
+
+
+def _list_identity() -> bytes:
+    """What a cursor of this request is bound to: the list (method and path), its filters
+    (every query parameter but ``cursor`` and ``limit``; empty ones are absent) and the
+    caller's tenant. A cursor opened under any other is refused (engine/pagination.py)."""
+    filters = sorted((k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "limit") and v != "")
+    principal = g.get("principal")
+    return orjson.dumps([request.method, request.path, filters, principal.tenant_id if principal is not None else None])

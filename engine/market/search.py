@@ -23,7 +23,6 @@ repeats, even if the index changed in between. Deep paging stops at
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from engine.market.query import Node, Query, is_empty, parse, positive_terms
 from engine.market.recorder import Recorder
 from engine.market.snippets import snippet
 from engine.market.vectors import VectorCache
+from engine.pagination import open_cursor, seal_cursor
 from engine.store.base import Store
 from engine.store.records import Impression, SearchRecord
 from engine.store.search import ChunkHit
@@ -100,7 +100,7 @@ def _fingerprint(query: str, mode: str, dataset_ids: Sequence[str] | None) -> st
 
 def _encode_cursor(c: _Cursor) -> str:
     data = {"v": 1, "s": c.search_id, "r": c.rank, "k": [c.score, c.chunk_id], "f": c.fingerprint}
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+    return seal_cursor(orjson.dumps(data))  # sealed and bound to the caller's tenant (engine/pagination.py)
 
 
 def _bad_cursor(reason: str = "not a cursor returned by this search") -> InvalidRequest:
@@ -109,13 +109,13 @@ def _bad_cursor(reason: str = "not a cursor returned by this search") -> Invalid
 
 def _decode_cursor(cursor: str) -> _Cursor:
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        data = orjson.loads(open_cursor(cursor))
         score, chunk_id = data["k"]
         parsed = _Cursor(str(data["s"]), int(data["r"]), float(score), int(chunk_id), str(data["f"]))
         if data.get("v") != 1 or not parsed.search_id.startswith("srch_") or parsed.rank < 1:
             raise ValueError
         return parsed
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise _bad_cursor() from None
 
 
