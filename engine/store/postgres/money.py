@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
 from engine.store.money import (
@@ -221,6 +222,7 @@ class MoneyMixin(PgAccess):
             await c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ? {scope}"
                             " AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.access_id = e.access_id AND d.status = 'open')",
                             payout_id, *args)
+            failpoints.hit("settlement.in_transaction")  # crash tests: die with the release half-written
             sums = {r[0]: r[1] for r in await c.fetch(
                 "SELECT e.kind, sum(e.amount_micros) FROM ledger_entries e JOIN payout_entries x ON x.ledger_entry_id = e.id"
                 " WHERE x.payout_id = ? GROUP BY 1", payout_id)}

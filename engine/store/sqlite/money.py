@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
 from engine.store.money import (
@@ -223,6 +224,7 @@ class MoneyMixin(SqliteAccess):
             args = (p.provider_tenant_id, p.currency, p.period)
             c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ? {scope}"
                       " AND e.access_id NOT IN (SELECT access_id FROM settle_open)", (payout_id, *args))
+            failpoints.hit("settlement.in_transaction")  # crash tests: die with the release half-written
             sums = dict(c.execute("SELECT e.kind, sum(e.amount_micros) FROM ledger_entries e JOIN payout_entries x"
                                   " ON x.ledger_entry_id = e.id WHERE x.payout_id = ? GROUP BY 1", (payout_id,)).fetchall())
             (held,) = c.execute(f"SELECT coalesce(sum(e.amount_micros), 0) {scope} AND e.kind = 'charge'", args).fetchone()
