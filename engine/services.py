@@ -26,12 +26,12 @@ from engine.imports import Imports
 from engine.market.access import Accesses
 from engine.market.activity import Activity
 from engine.market.analytics import Analytics
+from engine.market.discovery import Discovery
 from engine.market.disputes import Disputes
 from engine.market.payouts import Payouts
-from engine.market.settlement import SettlementClock
-from engine.market.discovery import Discovery
 from engine.market.recorder import Recorder
 from engine.market.search import Search
+from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
 from engine.objects import Objects
 from engine.offload import Offload, to_thread

@@ -397,18 +397,18 @@ class AsyncClient:
     async def spend(self, *, group_by: str = "day", currency: str | None = None, since: str | None = None,
                     until: str | None = None) -> dict[str, Any]:
         """The tenant's spend: ``{currency, total_micros, refunds_micros, net_micros, groups}``."""
-        return await self.call("GET", "/v1/agent/spend",  # type: ignore[no-any-return]
+        return await self.call("GET", "/v1/agent/spend",
                                params=_clean({"group_by": group_by, "currency": currency, "from": since, "to": until}))
 
     async def dispute(self, access_id: str, reason: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Dispute one charged access (within its month's hold window)."""
-        return await self.call("POST", f"/v1/agent/accesses/{_q(access_id)}/dispute", json={"reason": reason},  # type: ignore[no-any-return]
+        return await self.call("POST", f"/v1/agent/accesses/{_q(access_id)}/dispute", json={"reason": reason},
                                idempotency_key=idempotency_key)
 
     async def analytics(self, *, since: str | None = None, until: str | None = None, dataset_id: str | None = None,
                         currency: str | None = None) -> dict[str, Any]:
         """The provider's analytics: usage, top keywords, ranking, revenue."""
-        return await self.call("GET", "/v1/provider/analytics",  # type: ignore[no-any-return]
+        return await self.call("GET", "/v1/provider/analytics",
                                params=_clean({"from": since, "to": until, "dataset_id": dataset_id, "currency": currency}))
 
     async def list_payouts(self, *, since: str | None = None, until: str | None = None, limit: int | None = None,
@@ -426,7 +426,7 @@ class AsyncClient:
 
     async def resolve_dispute(self, dispute_id: str, outcome: str) -> dict[str, Any]:
         """Admins: ``outcome`` ``refund`` or ``reject``."""
-        return await self.call("POST", f"/v1/admin/disputes/{_q(dispute_id)}/resolve",  # type: ignore[no-any-return]
+        return await self.call("POST", f"/v1/admin/disputes/{_q(dispute_id)}/resolve",
                                json={"outcome": outcome})
 
     async def upload_file(self, dataset_id: str, path: Path, **options: Any) -> Any:
