@@ -1,4 +1,4 @@
-"""``python -m bench [upload|imports|pipeline|control|scale|search|all]`` — see bench/README.md.
+"""``python -m bench [upload|imports|pipeline|control|scale|search|money|all]`` — see bench/README.md.
 
 Each command starts what it measures (the engine, the ceiling app, the tus peer) as
 subprocesses on loopback, drives them from this process, prints a table per section
@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
 from bench import harness, report  # noqa: E402
 
 COMMANDS = ("upload", "scale", "control", "imports", "pipeline", "ocr")  # ``all`` runs them in this order
-EXTRA = ("search", "bulk")  # on their own only: search builds its corpus for minutes; bulk moves 20,000 objects
+EXTRA = ("search", "bulk", "money")  # on their own only: search and money build a corpus for minutes; bulk moves 20,000 objects
 
 
 def _parser() -> argparse.ArgumentParser:

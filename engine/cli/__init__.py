@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli import account, datasets, imports, market, objects, upload
+from engine.cli import account, datasets, imports, market, money, objects, upload
 from engine.cli.context import common_options, meta
 from engine.cli.server import admin, serve
 
@@ -72,5 +72,5 @@ def main() -> None:
 
 for command in (serve, admin, account.login, account.logout, account.signup, account.whoami, datasets.datasets,
                 upload.upload, imports.import_, imports.imports, objects.objects, objects.review, objects.jobs, market.search,
-                market.access):
+                market.access, money.spend, money.activity, money.analytics, money.payouts, money.dispute):
     main.add_command(command)

@@ -398,6 +398,64 @@ class AsyncClient:
     async def delete_grant(self, dataset_id: str, grant_id: str) -> None:
         await self.call("DELETE", f"/v1/datasets/{_q(dataset_id)}/grants/{_q(grant_id)}")
 
+    # -- activity, spend, analytics, payouts, disputes -------------------------------------------
+    async def list_search_activity(self, *, api_key_id: str | None = None, since: str | None = None, until: str | None = None,
+                                   limit: int | None = None, cursor: str | None = None) -> m.Page[dict[str, Any]]:
+        """One page of the tenant's recorded searches, newest first (``since``/``until``: ISO 8601)."""
+        return await self.page("/v1/agent/activity/searches",
+                               {"api_key_id": api_key_id, "from": since, "to": until, "limit": limit, "cursor": cursor})
+
+    def iter_search_activity(self, *, api_key_id: str | None = None, since: str | None = None, until: str | None = None,
+                             page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        return self.iterate("/v1/agent/activity/searches", _clean({"api_key_id": api_key_id, "from": since, "to": until}), page_size)
+
+    async def list_access_activity(self, *, api_key_id: str | None = None, dataset_id: str | None = None, since: str | None = None,
+                                   until: str | None = None, limit: int | None = None,
+                                   cursor: str | None = None) -> m.Page[dict[str, Any]]:
+        """One page of the tenant's accesses (what each was charged, whether disputed), newest first."""
+        return await self.page("/v1/agent/activity/accesses", {"api_key_id": api_key_id, "dataset_id": dataset_id, "from": since,
+                                                               "to": until, "limit": limit, "cursor": cursor})
+
+    def iter_access_activity(self, *, api_key_id: str | None = None, dataset_id: str | None = None, since: str | None = None,
+                             until: str | None = None, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        return self.iterate("/v1/agent/activity/accesses",
+                            _clean({"api_key_id": api_key_id, "dataset_id": dataset_id, "from": since, "to": until}), page_size)
+
+    async def spend(self, *, group_by: str = "day", currency: str | None = None, since: str | None = None,
+                    until: str | None = None) -> dict[str, Any]:
+        """The tenant's spend: ``{currency, total_micros, refunds_micros, net_micros, groups}``."""
+        return await self.call("GET", "/v1/agent/spend",
+                               params=_clean({"group_by": group_by, "currency": currency, "from": since, "to": until}))
+
+    async def dispute(self, access_id: str, reason: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Dispute one charged access (within its month's hold window)."""
+        return await self.call("POST", f"/v1/agent/accesses/{_q(access_id)}/dispute", json={"reason": reason},
+                               idempotency_key=idempotency_key)
+
+    async def analytics(self, *, since: str | None = None, until: str | None = None, dataset_id: str | None = None,
+                        currency: str | None = None) -> dict[str, Any]:
+        """The provider's analytics: usage, top keywords, ranking, revenue."""
+        return await self.call("GET", "/v1/provider/analytics",
+                               params=_clean({"from": since, "to": until, "dataset_id": dataset_id, "currency": currency}))
+
+    async def list_payouts(self, *, since: str | None = None, until: str | None = None, limit: int | None = None,
+                           cursor: str | None = None) -> m.Page[dict[str, Any]]:
+        """One page of the provider's monthly statements, newest first."""
+        return await self.page("/v1/provider/payouts", {"from": since, "to": until, "limit": limit, "cursor": cursor})
+
+    def iter_payouts(self, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        return self.iterate("/v1/provider/payouts", None, page_size)
+
+    async def list_disputes(self, status: str | None = None, limit: int | None = None,
+                            cursor: str | None = None) -> m.Page[dict[str, Any]]:
+        """Admins: one page of disputes (``status``: open, refunded, rejected)."""
+        return await self.page("/v1/admin/disputes", {"status": status, "limit": limit, "cursor": cursor})
+
+    async def resolve_dispute(self, dispute_id: str, outcome: str) -> dict[str, Any]:
+        """Admins: ``outcome`` ``refund`` or ``reject``."""
+        return await self.call("POST", f"/v1/admin/disputes/{_q(dispute_id)}/resolve",
+                               json={"outcome": outcome})
+
     async def upload_file(self, dataset_id: str, path: Path, **options: Any) -> Any:
         """Initiate, upload and confirm one file (see :func:`engine.client.transfer.upload_file`)."""
         from engine.client.transfer import upload_file

@@ -69,9 +69,9 @@ class Activity:
         if group_by not in SPEND_GROUPS:
             raise InvalidRequest(f"group_by must be one of {', '.join(SPEND_GROUPS)}", {"fields": {"group_by": "unknown grouping"}})
         rows = await self.store.spend_rows(principal.tenant_id, check_currency(currency), group_by, since, until)
-        groups = [{"key": key, "amount_micros": amount, "accesses": n}
-                  for key, (amount, n) in sorted(rows.groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))]
-        total = sum(g["amount_micros"] for g in groups)
+        ordered = sorted(rows.groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+        groups: list[dict[str, Any]] = [{"key": key, "amount_micros": amount, "accesses": n} for key, (amount, n) in ordered]
+        total = sum(amount for _key, (amount, _n) in ordered)
         return {
             "currency": check_currency(currency), "group_by": group_by, "total_micros": total, "refunds_micros": rows.refunds_micros,
             "net_micros": total - rows.refunds_micros, "groups": groups,

@@ -96,6 +96,7 @@ class SettlementClock:
                     progressed = True
                     done += 1
                     self.released += 1
+                    failpoints.hit("settlement.after_release")
                     log.info("payout_released", payout_id=released.id, provider_tenant_id=released.provider_tenant_id,
                              period=released.period, currency=released.currency, earnings_micros=released.earnings_micros,
                              held_micros=released.held_micros)

@@ -28,3 +28,19 @@ async def charged_access(store: Any, buyer: str, provider: str, dataset_id: str,
 
     access, _entries, _created = await store.record_access(draft, price, when)
     return access  # type: ignore[no-any-return]
+
+
+async def recorded_search(store: Any, buyer: str, query: str, shown: list[tuple[str, str]], when: datetime,
+                          api_key_id: str | None = None) -> str:
+    """A recorded search by ``buyer`` at ``when`` whose results showed ``shown`` =
+    ``[(dataset_id, provider tenant)]`` at ranks 1, 2, …; its id."""
+    from engine.market.text import fold_run
+    from engine.store.records import Impression, SearchRecord
+
+    search_id = new_id("srch")
+    words = tuple(t for w in query.split() for t in fold_run(w))
+    record = SearchRecord(search_id, buyer, None, api_key_id, query, "hybrid", (), words, len(shown), when)
+    impressions = [Impression(search_id, rank, ds, provider, buyer, new_id("obj"), 0, when)
+                   for rank, (ds, provider) in enumerate(shown, 1)]
+    await store.record_searches([record], impressions, [])
+    return search_id

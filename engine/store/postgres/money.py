@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
 from engine.store.money import (
@@ -88,7 +89,7 @@ class MoneyMixin(PgAccess):
 
     async def list_accesses(self, tenant_id: str, api_key_id: str | None, dataset_id: str | None, since: datetime | None,
                             until: datetime | None, after: int | None, limit: int) -> list[AccessView]:
-        where, params = ["a.buyer_tenant_id = ?"], [tenant_id]
+        where, params = ["a.buyer_tenant_id = ?"], list[Any]([tenant_id])
         for column, value in (("a.api_key_id", api_key_id), ("a.dataset_id", dataset_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -193,7 +194,8 @@ class MoneyMixin(PgAccess):
 
     async def next_settlement(self) -> datetime | None:
         async def op(c: PgConn) -> datetime | None:
-            return await c.fetchval("SELECT min(period_end) FROM payouts WHERE released_at IS NULL")  # type: ignore[no-any-return]
+            found: datetime | None = await c.fetchval("SELECT min(period_end) FROM payouts WHERE released_at IS NULL")
+            return found
 
         return await self.read(op)
 
@@ -221,6 +223,7 @@ class MoneyMixin(PgAccess):
             await c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ? {scope}"
                             " AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.access_id = e.access_id AND d.status = 'open')",
                             payout_id, *args)
+            failpoints.hit("settlement.in_transaction")  # crash tests: die with the release half-written
             sums = {r[0]: r[1] for r in await c.fetch(
                 "SELECT e.kind, sum(e.amount_micros) FROM ledger_entries e JOIN payout_entries x ON x.ledger_entry_id = e.id"
                 " WHERE x.payout_id = ? GROUP BY 1", payout_id)}
@@ -235,13 +238,13 @@ class MoneyMixin(PgAccess):
     # -- provider analytics -----------------------------------------------------------------------
     async def provider_usage(self, provider_tenant_id: str, dataset_id: str | None, currency: str, since: datetime | None,
                              until: datetime | None, stop_words: Sequence[str], top: int) -> ProviderUsage:
-        where, params = ["provider_tenant_id = ?", "buyer_tenant_id != provider_tenant_id"], [provider_tenant_id]
+        where, params = ["provider_tenant_id = ?", "buyer_tenant_id != provider_tenant_id"], list[Any]([provider_tenant_id])
         if dataset_id is not None:
             where.append("dataset_id = ?")
             params.append(dataset_id)
         _range(where, params, since, until)
         cond = " AND ".join(where)
-        lwhere, lparams = ["provider_tenant_id = ?", "currency = ?"], [provider_tenant_id, currency]
+        lwhere, lparams = ["provider_tenant_id = ?", "currency = ?"], list[Any]([provider_tenant_id, currency])
         if dataset_id is not None:
             lwhere.append("dataset_id = ?")
             lparams.append(dataset_id)
@@ -253,6 +256,7 @@ class MoneyMixin(PgAccess):
                 " GROUP BY 1 ORDER BY 1", *params)]
             searches = await c.fetchval(f"SELECT count(DISTINCT search_id) FROM impressions WHERE {cond}", *params)
             counts = await c.fetchrow(f"SELECT count(*), count(DISTINCT buyer_tenant_id) FROM accesses WHERE {cond}", *params)
+            assert counts is not None
             keywords = [(r[0], int(r[1])) for r in await c.fetch(
                 "SELECT k, count(DISTINCT s.seq) FROM searches s, jsonb_array_elements_text(s.keywords::jsonb) k"
                 f" WHERE s.id IN (SELECT search_id FROM impressions WHERE {cond})"

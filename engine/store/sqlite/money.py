@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
 from engine.store.money import (
@@ -94,7 +95,7 @@ class MoneyMixin(SqliteAccess):
 
     async def list_accesses(self, tenant_id: str, api_key_id: str | None, dataset_id: str | None, since: datetime | None,
                             until: datetime | None, after: int | None, limit: int) -> list[AccessView]:
-        where, params = ["a.buyer_tenant_id = ?"], [tenant_id]
+        where, params = ["a.buyer_tenant_id = ?"], list[Any]([tenant_id])
         for column, value in (("a.api_key_id", api_key_id), ("a.dataset_id", dataset_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -174,7 +175,7 @@ class MoneyMixin(SqliteAccess):
     # -- payouts ------------------------------------------------------------------------------
     async def list_payouts(self, provider_tenant_id: str, since: datetime | None, until: datetime | None,
                            after: int | None, limit: int) -> list[Payout]:
-        where, params = ["provider_tenant_id = ?"], [provider_tenant_id]
+        where, params = ["provider_tenant_id = ?"], list[Any]([provider_tenant_id])
         _range(where, params, since, None, "period_start")
         if until is not None:
             where.append("period_start < ?")
@@ -223,6 +224,7 @@ class MoneyMixin(SqliteAccess):
             args = (p.provider_tenant_id, p.currency, p.period)
             c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ? {scope}"
                       " AND e.access_id NOT IN (SELECT access_id FROM settle_open)", (payout_id, *args))
+            failpoints.hit("settlement.in_transaction")  # crash tests: die with the release half-written
             sums = dict(c.execute("SELECT e.kind, sum(e.amount_micros) FROM ledger_entries e JOIN payout_entries x"
                                   " ON x.ledger_entry_id = e.id WHERE x.payout_id = ? GROUP BY 1", (payout_id,)).fetchall())
             (held,) = c.execute(f"SELECT coalesce(sum(e.amount_micros), 0) {scope} AND e.kind = 'charge'", args).fetchone()
@@ -236,13 +238,13 @@ class MoneyMixin(SqliteAccess):
     # -- provider analytics -----------------------------------------------------------------------
     async def provider_usage(self, provider_tenant_id: str, dataset_id: str | None, currency: str, since: datetime | None,
                              until: datetime | None, stop_words: Sequence[str], top: int) -> ProviderUsage:
-        where, params = ["provider_tenant_id = ?", "buyer_tenant_id != provider_tenant_id"], [provider_tenant_id]
+        where, params = ["provider_tenant_id = ?", "buyer_tenant_id != provider_tenant_id"], list[Any]([provider_tenant_id])
         if dataset_id is not None:
             where.append("dataset_id = ?")
             params.append(dataset_id)
         _range(where, params, since, until)
         cond = " AND ".join(where)
-        lwhere, lparams = ["provider_tenant_id = ?", "currency = ?"], [provider_tenant_id, currency]
+        lwhere, lparams = ["provider_tenant_id = ?", "currency = ?"], list[Any]([provider_tenant_id, currency])
         if dataset_id is not None:
             lwhere.append("dataset_id = ?")
             lparams.append(dataset_id)
