@@ -145,6 +145,7 @@ class WebhooksConfig:
     lease_seconds: float = 120.0
     disable_after_seconds: int = 259200
     secret_overlap_seconds: int = 86400
+    bench_events_per_second: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,6 +125,18 @@ class WebhooksMixin(PgAccess):
     async def emit_event(self, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
         await self.write(emit, tenant_id, event_type, data, now)
 
+    async def webhook_tenants(self) -> list[str]:
+        async def op(c: PgConn) -> list[str]:
+            return [r[0] for r in await c.fetch("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id")]
+
+        return await self.read(op)
+
+    async def pending_deliveries(self) -> int:
+        async def op(c: PgConn) -> int:
+            return int(await c.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"))
+
+        return await self.read(op)
+
     # -- the delivery log -------------------------------------------------------------------
     async def list_deliveries(self, tenant_id: str, webhook_id: str, after: int | None, limit: int) -> list[Delivery]:
         return await self.newest_page(_delivery, "webhook_deliveries", ["webhook_id = ?", "tenant_id = ?"], [webhook_id, tenant_id],

@@ -135,6 +135,14 @@ class WebhooksMixin(SqliteAccess):
         """An event that reports no other write (tests, the benchmark)."""
         await self.write(emit, tenant_id, event_type, data, now, quick=True)
 
+    async def webhook_tenants(self) -> list[str]:
+        """Tenants with at least one webhook (benchmarks' synthetic events)."""
+        rows = await self.read(lambda c: c.execute("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id").fetchall())
+        return [r[0] for r in rows]
+
+    async def pending_deliveries(self) -> int:
+        return await self.read(lambda c: c.execute("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone()[0])
+
     # -- the delivery log -------------------------------------------------------------------
     async def list_deliveries(self, tenant_id: str, webhook_id: str, after: int | None, limit: int) -> list[Delivery]:
         return await self.newest_page(_delivery, "webhook_deliveries", ["webhook_id = ?", "tenant_id = ?"], [webhook_id, tenant_id],
