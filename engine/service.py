@@ -104,8 +104,10 @@ async def _maintenance(svc: Services) -> None:
             purged = await svc.idempotency.purge()
             sessions = await svc.store.purge_sessions(svc.identity.now())
             tmp = await svc.blobs.sweep_tmp(STALE_TMP_SECONDS)
-            if abandoned or purged or sessions or tmp:
-                log.info("maintenance_purged", uploads=abandoned, idempotency_keys=purged, sessions=sessions, tmp_files=tmp)
+            deliveries = await svc.webhooks.purge_log()
+            if abandoned or purged or sessions or tmp or deliveries:
+                log.info("maintenance_purged", uploads=abandoned, idempotency_keys=purged, sessions=sessions, tmp_files=tmp,
+                         webhook_deliveries=deliveries)
         except Exception:
             log.exception("maintenance_failed")
         await trio.sleep(MAINTENANCE_INTERVAL_SECONDS)

@@ -123,3 +123,26 @@ async def test_410_disables_at_once_and_the_rest_wait(tmp_path, clock):
         assert view.status == "disabled" and view.disabled_reason == "gone"
     finally:
         await store_cm.__aexit__(None, None, None)
+
+
+async def test_finished_deliveries_are_forgotten_after_the_retention(tmp_path, clock):
+    receiver = Receiver(200)
+    store_cm, store, hooks, principal, hook, worker = await _setup(tmp_path, receiver)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await store.emit_event("tnt_a", "dataset.updated", {"n": 1}, _now())
+            worker.wake()
+            await trio.sleep(60)
+            await hooks.store.update_webhook("tnt_a", hook.id, {"status": "disabled"})
+            await store.emit_event("tnt_a", "dataset.updated", {"n": 2}, _now())  # no enabled endpoint: nothing queued
+            await hooks.store.update_webhook("tnt_a", hook.id, {"status": "enabled"})
+            nursery.cancel_scope.cancel()
+        assert len((await hooks.deliveries(principal, hook.id, None, 10)).items) == 1
+        assert await hooks.purge_log() == 0  # younger than 30 days
+        hooks.now = lambda: _now() + timedelta(days=31)
+        assert await hooks.purge_log() == 1
+        assert (await hooks.deliveries(principal, hook.id, None, 10)).items == []
+        assert await store.read(lambda c: c.execute("SELECT count(*) FROM webhook_events").fetchone()[0]) == 0
+    finally:
+        await store_cm.__aexit__(None, None, None)

@@ -210,6 +210,20 @@ class WebhooksMixin(PgAccess):
 
         return await self.read(op)
 
+    async def purge_webhook_log(self, before: datetime) -> int:
+        async def op(c: PgConn) -> int:
+            gone = [r[0] for r in await c.fetch(
+                "SELECT id FROM webhook_deliveries WHERE status IN ('succeeded', 'failed') AND created_at < ? LIMIT 10000", before)]
+            if not gone:
+                return 0
+            await c.execute("DELETE FROM webhook_attempts WHERE delivery_id = ANY(?)", gone)
+            await c.execute("DELETE FROM webhook_deliveries WHERE id = ANY(?)", gone)
+            await c.execute("DELETE FROM webhook_events e WHERE e.created_at < ? AND NOT EXISTS"
+                            " (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)", before)
+            return len(gone)
+
+        return await self.write(op)
+
     async def release_delivery_leases(self) -> int:
         """Nothing to do here: other processes may hold live leases; dead ones expire."""
         return 0
@@ -238,7 +252,8 @@ class WebhooksMixin(PgAccess):
             if outcome.succeeded:
                 await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
                 return
-            await c.execute("UPDATE webhooks SET failing_since = coalesce(failing_since, ?) WHERE id = ?", a.started_at, hook_id)
+            # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
+            await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", a.started_at, hook_id)
             if outcome.disable_reason is not None:
                 await c.execute(
                     "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
