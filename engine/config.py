@@ -150,6 +150,8 @@ class WebhooksConfig:
     lease_seconds: float = 120.0
     disable_after_seconds: int = 259200
     secret_overlap_seconds: int = 86400
+    log_retention_seconds: int = 2592000
+    bench_events_per_second: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +218,7 @@ _POSITIVE = {
     "search.max_expansions", "search.max_result_window", "search.record_flush_seconds", "billing.settle_scan_seconds",
     "webhooks.timeout_seconds", "webhooks.max_response_bytes", "webhooks.concurrency", "webhooks.per_endpoint_concurrency",
     "webhooks.poll_seconds", "webhooks.lease_seconds", "webhooks.disable_after_seconds", "webhooks.secret_overlap_seconds",
+    "webhooks.log_retention_seconds",
 }
 
 

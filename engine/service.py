@@ -107,8 +107,10 @@ async def _maintenance(svc: Services) -> None:
             purged = await svc.idempotency.purge()
             sessions = await svc.store.purge_sessions(svc.identity.now())
             tmp = await svc.blobs.sweep_tmp(STALE_TMP_SECONDS)
-            if abandoned or purged or sessions or tmp:
-                log.info("maintenance_purged", uploads=abandoned, idempotency_keys=purged, sessions=sessions, tmp_files=tmp)
+            deliveries = await svc.webhooks.purge_log()
+            if abandoned or purged or sessions or tmp or deliveries:
+                log.info("maintenance_purged", uploads=abandoned, idempotency_keys=purged, sessions=sessions, tmp_files=tmp,
+                         webhook_deliveries=deliveries)
         except Exception:
             log.exception("maintenance_failed")
         await trio.sleep(MAINTENANCE_INTERVAL_SECONDS)
@@ -217,6 +219,10 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
             svc.actors.start_soon(svc.settlement.run)
             svc.actors.start_soon(svc.imports.watch_arrivals)
             svc.actors.start_soon(svc.deliveries.run)
+            if cfg.webhooks.bench_events_per_second > 0:
+                from engine.webhooks import synthetic
+
+                svc.actors.start_soon(synthetic.run, svc.store, cfg.webhooks.bench_events_per_second, svc.now)
             if svc.leases.shared:
                 svc.actors.start_soon(_scan, svc)
             async with trio.open_nursery() as nursery:

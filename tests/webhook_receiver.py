@@ -8,6 +8,7 @@ Its ``behaviour`` decides each answer: ``"ok"`` (200), ``"fail"`` (500), ``"gone
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -70,6 +71,12 @@ class Receiver:
         behaviour = self.behaviour
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         self.received.append(Received(request.target.decode(), headers, body))
+        if behaviour == "trickle":  # announces 100 MiB, sends 128 KiB, then stalls
+            self.answered.append(200)
+            self.arrived.set()
+            out = conn.send(h11.Response(status_code=200, headers=[(b"content-length", str(100 * 1024 * 1024).encode())]))
+            await stream.send_all(out + conn.send(h11.Data(data=b"y" * (128 * 1024))))
+            await trio.sleep_forever()
         if behaviour == "hang":
             self.answered.append(0)
             self.arrived.set()
@@ -92,7 +99,7 @@ class Receiver:
 async def running_receiver(behaviour: str = "ok") -> AsyncIterator[Receiver]:
     receiver = Receiver(behaviour=behaviour)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, receiver._serve, 0, host="127.0.0.1")  # type: ignore[arg-type]
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, receiver._serve, 0, host="127.0.0.1"))
         receiver.port = listeners[0].socket.getsockname()[1]
         yield receiver
         nursery.cancel_scope.cancel()

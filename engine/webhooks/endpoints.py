@@ -125,11 +125,16 @@ class Webhooks:
             raise NotFound("no such webhook", {"webhook_id": webhook_id})
         return Created(updated, secret)
 
-    async def deliveries(self, principal: Principal, webhook_id: str, cursor: str | None, limit: int) -> Page[DeliveryView]:
+    async def deliveries(self, principal: Principal, webhook_id: str, cursor: str | None, limit: int) -> Page[Any]:
+        """A page of the delivery log, newest first, each delivery with its attempts."""
         await self.get(principal, webhook_id)
         page = await page_of(lambda after, n: self.store.list_deliveries(principal.tenant_id, webhook_id, after, n), cursor, limit)
         attempts = await self.store.delivery_attempts([d.id for d in page.items])
-        return replace(page, items=[DeliveryView(d, attempts.get(d.id, [])) for d in page.items])  # type: ignore[arg-type]
+        return replace(page, items=[DeliveryView(d, attempts.get(d.id, [])) for d in page.items])
+
+    async def purge_log(self) -> int:
+        """Forget finished deliveries older than ``log_retention_seconds`` (maintenance)."""
+        return int(await self.store.purge_webhook_log(self.now() - timedelta(seconds=self.cfg.log_retention_seconds)))
 
     async def retry(self, principal: Principal, webhook_id: str, delivery_id: str) -> DeliveryView:
         hook = await self.get(principal, webhook_id)

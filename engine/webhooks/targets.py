@@ -78,7 +78,7 @@ async def resolve(target: Target, allow_private: bool) -> IpAddress:
             infos = await trio.socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise TargetRefused(f"the host {target.host} does not resolve: {exc}") from None
-        found = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         if not found:
             raise TargetRefused(f"the host {target.host} has no address")
     if not allow_private:

@@ -125,6 +125,18 @@ class WebhooksMixin(PgAccess):
     async def emit_event(self, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
         await self.write(emit, tenant_id, event_type, data, now)
 
+    async def webhook_tenants(self) -> list[str]:
+        async def op(c: PgConn) -> list[str]:
+            return [r[0] for r in await c.fetch("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id")]
+
+        return await self.read(op)
+
+    async def pending_deliveries(self) -> int:
+        async def op(c: PgConn) -> int:
+            return int(await c.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"))
+
+        return await self.read(op)
+
     # -- the delivery log -------------------------------------------------------------------
     async def list_deliveries(self, tenant_id: str, webhook_id: str, after: int | None, limit: int) -> list[Delivery]:
         return await self.newest_page(_delivery, "webhook_deliveries", ["webhook_id = ?", "tenant_id = ?"], [webhook_id, tenant_id],
@@ -198,6 +210,20 @@ class WebhooksMixin(PgAccess):
 
         return await self.read(op)
 
+    async def purge_webhook_log(self, before: datetime) -> int:
+        async def op(c: PgConn) -> int:
+            gone = [r[0] for r in await c.fetch(
+                "SELECT id FROM webhook_deliveries WHERE status IN ('succeeded', 'failed') AND created_at < ? LIMIT 10000", before)]
+            if not gone:
+                return 0
+            await c.execute("DELETE FROM webhook_attempts WHERE delivery_id = ANY(?)", gone)
+            await c.execute("DELETE FROM webhook_deliveries WHERE id = ANY(?)", gone)
+            await c.execute("DELETE FROM webhook_events e WHERE e.created_at < ? AND NOT EXISTS"
+                            " (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)", before)
+            return len(gone)
+
+        return await self.write(op)
+
     async def release_delivery_leases(self) -> int:
         """Nothing to do here: other processes may hold live leases; dead ones expire."""
         return 0
@@ -226,7 +252,8 @@ class WebhooksMixin(PgAccess):
             if outcome.succeeded:
                 await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
                 return
-            await c.execute("UPDATE webhooks SET failing_since = coalesce(failing_since, ?) WHERE id = ?", a.started_at, hook_id)
+            # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
+            await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", a.started_at, hook_id)
             if outcome.disable_reason is not None:
                 await c.execute(
                     "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",

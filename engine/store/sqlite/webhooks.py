@@ -135,6 +135,14 @@ class WebhooksMixin(SqliteAccess):
         """An event that reports no other write (tests, the benchmark)."""
         await self.write(emit, tenant_id, event_type, data, now, quick=True)
 
+    async def webhook_tenants(self) -> list[str]:
+        """Tenants with at least one webhook (benchmarks' synthetic events)."""
+        rows = await self.read(lambda c: c.execute("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id").fetchall())
+        return [r[0] for r in rows]
+
+    async def pending_deliveries(self) -> int:
+        return await self.read(lambda c: c.execute("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone()[0])
+
     # -- the delivery log -------------------------------------------------------------------
     async def list_deliveries(self, tenant_id: str, webhook_id: str, after: int | None, limit: int) -> list[Delivery]:
         return await self.newest_page(_delivery, "webhook_deliveries", ["webhook_id = ?", "tenant_id = ?"], [webhook_id, tenant_id],
@@ -209,6 +217,25 @@ class WebhooksMixin(SqliteAccess):
             " WHERE d.status = 'pending' AND w.status = 'enabled'").fetchone()[0], quick=True, single=True)
         return dt(value)
 
+    async def purge_webhook_log(self, before: datetime) -> int:
+        """Forget finished deliveries created before ``before``, their attempts, and events no
+        delivery needs any more; return how many deliveries went."""
+
+        def op(c: sqlite3.Connection) -> int:
+            gone = [r[0] for r in c.execute(
+                "SELECT id FROM webhook_deliveries WHERE status IN ('succeeded', 'failed') AND created_at < ? LIMIT 10000",
+                (ts(before),)).fetchall()]
+            if not gone:
+                return 0
+            marks = ", ".join("?" * len(gone))
+            c.execute(f"DELETE FROM webhook_attempts WHERE delivery_id IN ({marks})", gone)
+            c.execute(f"DELETE FROM webhook_deliveries WHERE id IN ({marks})", gone)
+            c.execute("DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS"
+                      " (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)", (ts(before),))
+            return len(gone)
+
+        return await self.write(op)
+
     async def release_delivery_leases(self) -> int:
         """Forget every lease (SQLite: one process, so a lease left at start is a dead process's)."""
         return await self.write(lambda c: c.execute(
@@ -239,7 +266,8 @@ class WebhooksMixin(SqliteAccess):
             if outcome.succeeded:
                 c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
                 return
-            c.execute("UPDATE webhooks SET failing_since = coalesce(failing_since, ?) WHERE id = ?", (ts(a.started_at), hook_id))
+            # Written only when it changes: an emit in another transaction reads this row.
+            c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (ts(a.started_at), hook_id))
             if outcome.disable_reason is not None:
                 c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
                           (outcome.disable_reason, ts(a.started_at), hook_id))

@@ -1,0 +1,138 @@
+"""Webhook fan-out cost: uploads while 1,000 events/s go out to 10 endpoints, against uploads
+with no endpoints, in the same run.
+
+    python -m bench webhooks [--events-per-second 1000] [--endpoints 10] [--files 600] [--size-kib 100]
+                             [--concurrency 16] [--runs 3] [--fanout spread|all]
+
+One engine (SQLite, local blobs) with ``webhooks.bench_events_per_second`` set: a task in
+the engine writes that many ``dataset.updated`` events per second through the real outbox
+(one write transaction each), round-robin over the tenants that have webhooks. Ten
+receivers (:mod:`bench.webhook_sink`, one process, one port each) answer 204.
+
+* ``--fanout spread`` (default): 10 tenants with one endpoint each, so the 1,000 events/s
+  make 1,000 deliveries/s, 100 to each endpoint.
+* ``--fanout all``: one tenant with 10 endpoints, each subscribed to every event, so every
+  event goes to all 10 (10,000 deliveries/s asked for).
+
+Each run uploads ``--files`` small files (initiate + PUT + confirm, ``--concurrency`` at a
+time, into one dataset of an eleventh tenant) twice, in alternating order: with every
+endpoint **disabled** (the baseline: the synthetic events are still written, they just
+match no endpoint) and **enabled** (deliveries are written, claimed, signed and sent).
+The ratio is uploads/s enabled ÷ disabled; the issue's target is ≥ 0.90. Also printed:
+deliveries received per second during the enabled pass, and the backlog left after it.
+
+Left out: TLS (the receivers are plain HTTP on loopback), DNS (addresses are literals),
+slow or failing receivers (tests/webhooks cover those), and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import trio
+
+from bench import harness, smallfiles
+from bench.client import Api
+from bench.report import Row, Section, median
+
+
+def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
+    parser.add_argument("--events-per-second", type=int, default=1000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--files", type=int, default=300 if quick else 600)
+    parser.add_argument("--size-kib", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=2 if quick else 3)
+    parser.add_argument("--fanout", choices=("spread", "all"), default="spread")
+
+
+async def _sink_count(port: int) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"http://127.0.0.1:{port}/count")).text)
+
+
+async def _set_status(api: Api, hooks: list[tuple[str, str]], status: str) -> None:
+    for token, hook_id in hooks:
+        await api.call("PATCH", f"/v1/webhooks/{hook_id}", {"status": status}, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _drive(args: argparse.Namespace, base: str, ports: list[int], files: smallfiles.Files, pid: int) -> Section:
+    async with Api(base) as api:
+        hooks: list[tuple[str, str]] = []
+        tenants = args.endpoints if args.fanout == "spread" else 1
+        for t in range(tenants):
+            token = await api.signup(f"hooks{t}-{os.getpid()}@example.com")
+            mine = ports[t::tenants] if args.fanout == "spread" else ports
+            for port in mine:
+                hook = await api.call("POST", "/v1/webhooks", {"url": f"http://127.0.0.1:{port}/hook", "events": ["*"]})
+                hooks.append((token, hook["webhook_id"]))
+        uploader = await api.signup(f"uploader-{os.getpid()}@example.com")
+        (dataset,) = await api.datasets(1)
+        await trio.sleep(2.0)  # the synthetic generator has seen the tenants
+        rates: dict[str, list[float]] = {"off": [], "on": []}
+        delivered: list[float] = []
+        backlog: list[float] = []
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        for run in range(args.runs):
+            order = ("off", "on") if run % 2 == 0 else ("on", "off")
+            for mode in order:
+                await _set_status(api, hooks, "enabled" if mode == "on" else "disabled")
+                await trio.sleep(1.0)
+                before = await _sink_count(ports[0])
+                t0 = time.perf_counter()
+                result, _ = await smallfiles.ours(files, args.concurrency, base, uploader, [dataset], [pid])
+                took = time.perf_counter() - t0
+                if result.errors:
+                    print(f"  {mode}: errors {dict(result.errors)}", file=sys.stderr)
+                rates[mode].append(result.rate)
+                cpu[mode].append(result.server_cpu)
+                if mode == "on":
+                    delivered.append((await _sink_count(ports[0]) - before) / took)
+                    backlog.append(float(await _backlog(base, api, hooks)))
+                print(f"  run {run + 1} {mode}: {result.rate:.1f} uploads/s, engine CPU {result.server_cpu:.2f} cores", flush=True)
+            # What was left to deliver is sent before the next pair (not counted in either pass).
+            await _set_status(api, hooks, "disabled")
+    fanout = "10 endpoints, each event to one (100/s each)" if args.fanout == "spread" else "every event to all 10 endpoints"
+    rows = [
+        Row("off", f"uploads, {args.files} × {args.size_kib} KiB, endpoints disabled", "uploads/s", rates["off"],
+            is_baseline=True, short="no endpoints", extra={"engine_cpu": cpu["off"]}),
+        Row("on", f"uploads while {args.events_per_second} events/s go out ({fanout})", "uploads/s", rates["on"],
+            baseline="off", note="target ≥ 0.90", extra={"engine_cpu": cpu["on"]}),
+        Row("delivered", "deliveries received by the sinks during the enabled pass", "per s", delivered, chart=False),
+        Row("backlog", "deliveries still pending at the end of the enabled pass", "deliveries", backlog, chart=False,
+            lower_is_better=True),
+    ]
+    return Section("webhooks", "Webhook fan-out cost: uploads with and without endpoints", rows,
+                   baselines=["the same uploads into the same engine with every endpoint disabled (the synthetic events are "
+                              "still written; only the fan-out and the sending differ)"],
+                   notes=[f"engine CPU (cores) off {median(cpu['off']):.2f}, on {median(cpu['on']):.2f}"],
+                   meta={"events_per_second": args.events_per_second, "endpoints": args.endpoints, "fanout": args.fanout})
+
+
+async def _backlog(base: str, api: Api, hooks: list[tuple[str, str]]) -> int:
+    """Pending deliveries of the first page of each endpoint's log (enough to show a backlog)."""
+    pending = 0
+    for token, hook_id in hooks:
+        page = await api.call("GET", f"/v1/webhooks/{hook_id}/deliveries?limit=100", headers={"Authorization": f"Bearer {token}"})
+        pending += sum(1 for d in page["deliveries"] if d["status"] == "pending")
+    return pending
+
+
+def run(args: argparse.Namespace, work: Path) -> list[Section]:
+    work.mkdir(parents=True, exist_ok=True)
+    size = args.size_kib * 1024
+    source = harness.random_file(work / "source.bin", max(1, (args.files * size) // (1024 * 1024) + 1))
+    offsets = [i * size for i in range(args.files)]
+    files = smallfiles.Files(source, size, offsets, [harness.sha256_file(source, off, size) for off in offsets])
+    ports = [harness.free_port() for _ in range(args.endpoints)]
+    sink_argv = [sys.executable, "-m", "bench.webhook_sink", "--ports", ",".join(map(str, ports))]
+    env = {"IPTO_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true", "IPTO_WEBHOOKS_BENCH_EVENTS_PER_SECOND": str(args.events_per_second)}
+    with harness.running("sink", sink_argv, f"http://127.0.0.1:{ports[0]}", work / "sink.log", probe="/count",
+                         env=dict(os.environ)), harness.engine(work / "data", env=env) as engine:
+        section = trio.run(_drive, args, engine.base, ports, files, engine.proc.pid)
+    return [section]
