@@ -8,6 +8,7 @@ Runs on both stores (``IPTO_TEST_BACKEND=postgres-s3`` for PostgreSQL and S3).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 
@@ -275,7 +276,7 @@ async def test_a_replayed_batch_after_its_urls_expired_gets_fresh_urls(client, a
     first = (await _initiate(client, headers, dataset["dataset_id"], files)).json()["data"]["results"]
     objects = service.services.objects
     real_now = objects.now
-    later = real_now() + __import__("datetime").timedelta(seconds=service.services.cfg.uploads.url_ttl_seconds + 60)
+    later = real_now() + timedelta(seconds=service.services.cfg.uploads.url_ttl_seconds + 60)
     monkeypatch.setattr(objects, "now", lambda: later)
     again = await _initiate(client, headers, dataset["dataset_id"], files)
     assert again.headers.get("Idempotent-Replayed") == "true"
