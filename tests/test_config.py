@@ -47,6 +47,9 @@ def test_config_is_frozen():
         ({"IPTO_UPLOADS_URL_TTL_SECONDS": "-1"}, "uploads.url_ttl_seconds"),
         ({"IPTO_UPLOADS_PART_SIZE_BYTES": "1024"}, "uploads.part_size_bytes"),
         ({"IPTO_REVIEW_WINDOW": "5"}, "review.window"),
+        ({"IPTO_HTTP_WORKERS": "-1"}, "http.workers"),
+        ({"IPTO_HTTP_WORKERS": "65"}, "http.workers"),
+        ({"IPTO_HTTP_WORKERS": "two"}, "http.workers"),
     ],
 )
 def test_bad_values_name_the_key(env, key):
@@ -72,3 +75,12 @@ def test_public_url_follows_host_and_port():
     assert cfg.public_url == "http://127.0.0.1:8123"
     cfg = load_config(env={"IPTO_HTTP_PUBLIC_URL": "https://api.example.com/"})
     assert cfg.public_url == "https://api.example.com"
+
+
+def test_workers_zero_means_one_per_core_this_process_may_use(monkeypatch):
+    from engine.workers import resolve_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 3, 5})
+    assert resolve_workers(load_config(env={"IPTO_HTTP_WORKERS": "0"})).http.workers == 3
+    assert resolve_workers(load_config(env={"IPTO_HTTP_WORKERS": "2"})).http.workers == 2
+    assert load_config(env={}).http.workers == 1
