@@ -127,6 +127,9 @@ class SearchConfig:
     max_expansions: int = 1000
     max_result_window: int = 1000
     record_flush_seconds: float = 0.5
+    max_concurrent_vector: int = 2
+    discovery_cache_entries: int = 4096
+    ann_min_chunks: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +197,8 @@ _POSITIVE = {
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
-    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds",
+    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds", "search.max_concurrent_vector",
+    "search.discovery_cache_entries",
 }
 
 

@@ -176,6 +176,7 @@ async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[Servic
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_maintenance, svc)
             await nursery.start(svc.recorder.run)
+            nursery.start_soon(svc.vectors.run)
             hc = HypercornConfig()
             host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
             hc.bind = [f"{host}:{cfg.http.port}"]

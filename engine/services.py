@@ -99,16 +99,16 @@ class Services:
         objects.on_staged = clock.wake
         identity = Identity(store, cfg.auth)
         identity.now = now
-        discovery = Discovery(store, now)
+        discovery = Discovery(store, now, cfg.search.discovery_cache_entries)
         recorder = Recorder(store, cfg.search.record_flush_seconds)
-        vectors = VectorCache(store)
+        vectors = VectorCache(store, ann_min_chunks=cfg.search.ann_min_chunks)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
             objects=objects, actors=actors, pipeline=pipeline, review=review, review_clock=clock,
             imports=Imports(store, blobs, actors, datasets, cfg.imports, cfg.uploads.url_ttl_seconds, now, leases), now=now,
             leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
-            search=Search(store, discovery, recorder, vectors, cfg.search, now),
+            search=Search(store, discovery, recorder, vectors, cfg.search, now, secret),
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
         )
         actors.context = svc

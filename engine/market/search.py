@@ -14,7 +14,9 @@ may search (:mod:`engine.market.discovery`), expand its patterns over the dictio
 
 Only chunks of ``active`` objects are ever returned. Ties are broken by the chunk's index
 order, so an unchanged index always gives the same order. Pages: the cursor carries the
-search's id and the last result's (score, chunk); the next page re-runs the search and
+search's id, the query's fingerprint (query, mode, datasets) and the last result's (score,
+chunk), sealed with an HMAC of the server's secret bound to the caller's tenant, so an
+altered, foreign or other-query cursor is a 400; the next page re-runs the search and
 continues strictly after that result (Elasticsearch's ``search_after``), so a result never
 repeats, even if the index changed in between. Deep paging stops at
 ``search.max_result_window`` results.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,18 +101,35 @@ def _fingerprint(query: str, mode: str, dataset_ids: Sequence[str] | None) -> st
     return hashlib.sha256(orjson.dumps([query, mode, sorted(dataset_ids or [])])).hexdigest()[:16]
 
 
-def _encode_cursor(c: _Cursor) -> str:
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(key: bytes, tenant_id: str, body: str) -> str:
+    return _b64(hmac.digest(key, f"{tenant_id}\n{body}".encode(), "sha256")[:16])
+
+
+def _encode_cursor(c: _Cursor, key: bytes, tenant_id: str) -> str:
+    """The cursor's fields, sealed with the server's key and bound to the caller's tenant."""
     data = {"v": 1, "s": c.search_id, "r": c.rank, "k": [c.score, c.chunk_id], "f": c.fingerprint}
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+    body = _b64(orjson.dumps(data))
+    return f"{body}.{_mac(key, tenant_id, body)}"
 
 
 def _bad_cursor(reason: str = "not a cursor returned by this search") -> InvalidRequest:
     return InvalidRequest("cursor is not valid", {"fields": {"cursor": reason}})
 
 
-def _decode_cursor(cursor: str) -> _Cursor:
+def _decode_cursor(cursor: str, key: bytes, tenant_id: str) -> _Cursor:
+    body, _, mac = cursor.partition(".")
+    if not mac or not hmac.compare_digest(mac, _mac(key, tenant_id, body)):
+        raise _bad_cursor()  # not ours, altered, or another tenant's
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        data = orjson.loads(_unb64(body))
         score, chunk_id = data["k"]
         parsed = _Cursor(str(data["s"]), int(data["r"]), float(score), int(chunk_id), str(data["f"]))
         if data.get("v") != 1 or not parsed.search_id.startswith("srch_") or parsed.rank < 1:
@@ -131,15 +151,20 @@ def fuse(lists: Sequence[Sequence[tuple[int, float]]], k: int = RRF_K) -> list[t
 class Search:
     def __init__(
         self, store: Store, discovery: Discovery, recorder: Recorder, vectors: VectorCache, cfg: SearchConfig,
-        now: Callable[[], datetime] = utcnow,
+        now: Callable[[], datetime] = utcnow, secret: bytes = b"",
     ) -> None:
         self.store = store
+        self._cursor_key = hmac.digest(secret, b"ipto search cursor v1", "sha256")
         self.discovery = discovery
         self.recorder = recorder
         self.vectors = vectors
         self.cfg = cfg
         self.now = now
         self._embed_limiter = trio.CapacityLimiter(2)
+        # vector and hybrid searches rank a few at a time: each holds a query embedding's
+        # activations, candidate lists and a vector scan's buffers, and on 2 cores more at
+        # once only share the same CPU while each holds its memory longer
+        self._heavy = trio.CapacityLimiter(cfg.max_concurrent_vector)
 
     async def search(
         self, principal: Principal, query: str, dataset_ids: Sequence[str] | None, mode: str, limit: int, cursor: str | None
@@ -149,7 +174,7 @@ class Search:
         fingerprint = _fingerprint(query, mode, dataset_ids)
         after = None
         if cursor:
-            after = _decode_cursor(cursor)
+            after = _decode_cursor(cursor, self._cursor_key, principal.tenant_id)
             if after.fingerprint != fingerprint:
                 raise _bad_cursor("this cursor belongs to another query, mode or dataset list")
             owned = self.recorder.pending_search(principal.tenant_id, after.search_id) or await self.store.get_search(
@@ -181,7 +206,8 @@ class Search:
         next_cursor = None
         if has_more and results:
             last = results[-1]
-            next_cursor = _encode_cursor(_Cursor(search_id, last.rank, last.score, last.chunk_id, fingerprint))
+            next_cursor = _encode_cursor(_Cursor(search_id, last.rank, last.score, last.chunk_id, fingerprint), self._cursor_key,
+                                         principal.tenant_id)
         return SearchPage(search_id, results, next_cursor, bool(next_cursor))
 
     # -- ranking -------------------------------------------------------------------------
@@ -196,15 +222,20 @@ class Search:
             return [], root
         if mode == "lexical":
             return await self._lexical(root, seqs, window), root
+        async with self._heavy:
+            return await self._rank_heavy(parsed, root, required, excluded, seqs, mode, window), root
+
+    async def _rank_heavy(self, parsed: Query, root: Node, required: Sequence[Node], excluded: Sequence[Node], seqs: list[int],
+                          mode: str, window: int) -> list[tuple[int, float]]:
         depth = max(window, FUSION_DEPTH)
         if mode == "vector":
-            return await self._vector(parsed, root, required, excluded, seqs, window), root
+            return await self._vector(parsed, root, required, excluded, seqs, window)
         lexical = await self._lexical(root, seqs, depth)
         try:
             vector = await self._vector(parsed, root, required, excluded, seqs, depth)
         except ServiceUnavailable:
             vector = []  # no embedding model: hybrid is lexical alone
-        return fuse([lexical, vector]), root
+        return fuse([lexical, vector])
 
     async def _lexical(self, root: Node, seqs: list[int], limit: int) -> list[tuple[int, float]]:
         if is_empty(root):
@@ -217,15 +248,34 @@ class Search:
         if not text.strip():
             return []
         vector = await self._embed(text)
+        if any(is_empty(node) for node in required):
+            return []
+        excluded = [node for node in excluded if not is_empty(node)]
+        if not required and not excluded:
+            return await self.vectors.search(vector, seqs, k) or []
+
+        async def accept(ids: list[int]) -> set[int]:
+            """The candidates satisfying every constraint, checked on the candidates alone."""
+            kept = set(ids)
+            for node in required:
+                kept = await self.store.filter_matching(sorted(kept), node) if kept else kept
+            for node in excluded:
+                kept -= await self.store.filter_matching(sorted(kept), node) if kept else set()
+            return kept
+
+        found = await self.vectors.search(vector, seqs, k, accept=accept)
+        if found is not None:
+            return found
+        # too few candidates passed (a rare required word, a negated word in nearly every
+        # chunk): the constraints' whole sets, as the exact answer needs
         include: set[int] | None = None
         for node in required:
-            ids = set() if is_empty(node) else await self.store.matching_ids(node, seqs)
+            ids = await self.store.matching_ids(node, seqs)
             include = ids if include is None else include & ids
         exclude: set[int] = set()
         for node in excluded:
-            if not is_empty(node):
-                exclude |= await self.store.matching_ids(node, seqs)
-        return await self.vectors.search(vector, seqs, include, exclude, k)
+            exclude |= await self.store.matching_ids(node, seqs)
+        return await self.vectors.search(vector, seqs, k, include=include, exclude=exclude) or []
 
     async def _embed(self, text: str) -> np.ndarray:
         try:
