@@ -130,6 +130,9 @@ class SearchConfig:
     max_expansions: int = 1000
     max_result_window: int = 1000
     record_flush_seconds: float = 0.5
+    max_concurrent_vector: int = 2
+    discovery_cache_entries: int = 4096
+    ann_min_chunks: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +222,7 @@ _POSITIVE = {
     "webhooks.timeout_seconds", "webhooks.max_response_bytes", "webhooks.concurrency", "webhooks.per_endpoint_concurrency",
     "webhooks.poll_seconds", "webhooks.lease_seconds", "webhooks.disable_after_seconds", "webhooks.secret_overlap_seconds",
     "webhooks.log_retention_seconds",
+    "search.max_concurrent_vector", "search.discovery_cache_entries",
 }
 
 

@@ -228,6 +228,7 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_maintenance, svc)
                 await nursery.start(svc.recorder.run)
+                nursery.start_soon(svc.vectors.run)
                 if workers is not None:
                     nursery.start_soon(_terminate_on, stop, workers)
                 await _start_http(cfg, svc, listen_fd, stop, nursery, task_status)
@@ -263,6 +264,7 @@ async def _serve_forwarding(cfg: Config, svc: Services, worker: WorkerSpec, task
         outer.start_soon(follow_link)
         async with trio.open_nursery() as nursery:
             await nursery.start(svc.recorder.run)
+            nursery.start_soon(svc.vectors.run)
             await _start_http(cfg, svc, worker.listen_fd, stop, nursery, task_status)
         outer.cancel_scope.cancel()
 

@@ -117,11 +117,11 @@ class Services:
         objects.on_staged = clock.wake
         identity = Identity(store, cfg.auth)
         identity.now = now
-        discovery = Discovery(store, now)
+        discovery = Discovery(store, now, cfg.search.discovery_cache_entries)
         recorder = Recorder(store, cfg.search.record_flush_seconds)
         settlement = SettlementClock(store, cfg.billing.hold_seconds, now, shared,
                                      cfg.billing.settle_scan_seconds if shared else math.inf)
-        vectors = VectorCache(store)
+        vectors = VectorCache(store, ann_min_chunks=cfg.search.ann_min_chunks)
         sealer = Sealer(secret)
         hooks_cfg = cfg.webhooks
         sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,

@@ -7,11 +7,18 @@
 * An ``allow_list`` API key searches only the datasets it names.
 * Retrieval from a ``restricted``-monetization dataset needs a grant (or ownership).
 * Grants are the owner's (scope ``datasets:write``) and count from the moment they are
-  written or deleted: every search and retrieval reads them afresh.
+  written or deleted.
+
+Each tenant's searchable datasets are cached under the store's *discovery version*, a
+counter that triggers move whenever a dataset is created or deleted, changes visibility,
+monetization mode, status or owner, or a grant is added or removed (migration 0032). Every
+search and retrieval reads the counter (one row) and reuses the cached list while it has
+not moved, so a change counts from its commit, in every engine process sharing the store.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,13 +54,28 @@ class Scope:
 
 
 class Discovery:
-    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow, cache_entries: int = 4096) -> None:
         self.store = store
         self.now = now
+        self._cache: OrderedDict[str, tuple[int, dict[str, Searchable]]] = OrderedDict()
+        self._cache_entries = cache_entries
+
+    async def _of_tenant(self, tenant_id: str) -> dict[str, Searchable]:
+        cached = self._cache.get(tenant_id)
+        version, found = await self.store.searchable_since(tenant_id, cached[0] if cached else None)
+        if found is None and cached is not None:
+            self._cache.move_to_end(tenant_id)
+            return cached[1]
+        datasets = {d.id: d for d in found or []}
+        self._cache[tenant_id] = (version, datasets)
+        self._cache.move_to_end(tenant_id)
+        while len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
+        return datasets
 
     async def searchable(self, principal: Principal) -> dict[str, Searchable]:
-        found = await self.store.searchable_datasets(principal.tenant_id)
-        return {d.id: d for d in found if principal.may_use_dataset(d.id)}
+        found = await self._of_tenant(principal.tenant_id)
+        return {i: d for i, d in found.items() if principal.may_use_dataset(i)}
 
     async def scope(self, principal: Principal, dataset_ids: Sequence[str] | None) -> Scope:
         """The datasets a search runs over; a named one the caller may not search → 404."""

@@ -14,7 +14,9 @@ may search (:mod:`engine.market.discovery`), expand its patterns over the dictio
 
 Only chunks of ``active`` objects are ever returned. Ties are broken by the chunk's index
 order, so an unchanged index always gives the same order. Pages: the cursor carries the
-search's id and the last result's (score, chunk); the next page re-runs the search and
+search's id, the query's fingerprint (query, mode, datasets) and the last result's (score,
+chunk), sealed by engine/pagination.py (bound to the caller's tenant and the list), so an
+altered, foreign or other-query cursor is a 400; the next page re-runs the search and
 continues strictly after that result (Elasticsearch's ``search_after``), so a result never
 repeats, even if the index changed in between. Deep paging stops at
 ``search.max_result_window`` results.
@@ -99,6 +101,7 @@ def _fingerprint(query: str, mode: str, dataset_ids: Sequence[str] | None) -> st
 
 
 def _encode_cursor(c: _Cursor) -> str:
+    """The cursor's fields, sealed with the server's key and bound to the caller's tenant."""
     data = {"v": 1, "s": c.search_id, "r": c.rank, "k": [c.score, c.chunk_id], "f": c.fingerprint}
     return seal_cursor(orjson.dumps(data))  # sealed and bound to the caller's tenant (engine/pagination.py)
 
@@ -140,6 +143,10 @@ class Search:
         self.cfg = cfg
         self.now = now
         self._embed_limiter = trio.CapacityLimiter(2)
+        # vector and hybrid searches rank a few at a time: each holds a query embedding's
+        # activations, candidate lists and a vector scan's buffers, and on 2 cores more at
+        # once only share the same CPU while each holds its memory longer
+        self._heavy = trio.CapacityLimiter(cfg.max_concurrent_vector)
 
     async def search(
         self, principal: Principal, query: str, dataset_ids: Sequence[str] | None, mode: str, limit: int, cursor: str | None
@@ -196,15 +203,20 @@ class Search:
             return [], root
         if mode == "lexical":
             return await self._lexical(root, seqs, window), root
+        async with self._heavy:
+            return await self._rank_heavy(parsed, root, required, excluded, seqs, mode, window), root
+
+    async def _rank_heavy(self, parsed: Query, root: Node, required: Sequence[Node], excluded: Sequence[Node], seqs: list[int],
+                          mode: str, window: int) -> list[tuple[int, float]]:
         depth = max(window, FUSION_DEPTH)
         if mode == "vector":
-            return await self._vector(parsed, root, required, excluded, seqs, window), root
+            return await self._vector(parsed, root, required, excluded, seqs, window)
         lexical = await self._lexical(root, seqs, depth)
         try:
             vector = await self._vector(parsed, root, required, excluded, seqs, depth)
         except ServiceUnavailable:
             vector = []  # no embedding model: hybrid is lexical alone
-        return fuse([lexical, vector]), root
+        return fuse([lexical, vector])
 
     async def _lexical(self, root: Node, seqs: list[int], limit: int) -> list[tuple[int, float]]:
         if is_empty(root):
@@ -217,15 +229,34 @@ class Search:
         if not text.strip():
             return []
         vector = await self._embed(text)
+        if any(is_empty(node) for node in required):
+            return []
+        excluded = [node for node in excluded if not is_empty(node)]
+        if not required and not excluded:
+            return await self.vectors.search(vector, seqs, k) or []
+
+        async def accept(ids: list[int]) -> set[int]:
+            """The candidates satisfying every constraint, checked on the candidates alone."""
+            kept = set(ids)
+            for node in required:
+                kept = await self.store.filter_matching(sorted(kept), node) if kept else kept
+            for node in excluded:
+                kept -= await self.store.filter_matching(sorted(kept), node) if kept else set()
+            return kept
+
+        found = await self.vectors.search(vector, seqs, k, accept=accept)
+        if found is not None:
+            return found
+        # too few candidates passed (a rare required word, a negated word in nearly every
+        # chunk): the constraints' whole sets, as the exact answer needs
         include: set[int] | None = None
         for node in required:
-            ids = set() if is_empty(node) else await self.store.matching_ids(node, seqs)
+            ids = await self.store.matching_ids(node, seqs)
             include = ids if include is None else include & ids
         exclude: set[int] = set()
         for node in excluded:
-            if not is_empty(node):
-                exclude |= await self.store.matching_ids(node, seqs)
-        return await self.vectors.search(vector, seqs, include, exclude, k)
+            exclude |= await self.store.matching_ids(node, seqs)
+        return await self.vectors.search(vector, seqs, k, include=include, exclude=exclude) or []
 
     async def _embed(self, text: str) -> np.ndarray:
         try:

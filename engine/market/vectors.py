@@ -13,25 +13,41 @@ search it re-reads the objects logged since it last looked and replaces their ro
 chunk indexed or removed by any engine process is seen by the next search. Re-reading an
 object is idempotent; on PostgreSQL, where log numbers can commit out of order, it reads
 again a margin of entries it has already seen.
+
+From ``search.ann_min_chunks`` chunks on it also keeps an HNSW graph over the same rows
+(:mod:`engine.market.ann`), which answers searches over large scopes once it holds every
+row; the exact scan answers everything else (small scopes, ``include`` sets, the graph
+still building). The query's constraints (``+``, ``AND``, ``-``/``NOT``) are checked on
+candidate lists (``accept``), widened while too few pass.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
+import structlog
 import trio
 from usearch.index import MetricKind
 from usearch.index import search as usearch_search
 
+from engine.market.ann import AnnIndex
 from engine.store.base import Store
 from engine.store.search import DATASET_SHIFT
+
+log = structlog.get_logger(__name__)
 
 DIMENSIONS = 384
 LOAD_PAGE = 4096
 RESCORE_MARGIN = 2  # float32 rescoring of k × margin + 16 int8 candidates
 PG_LOG_OVERLAP = 256
+ANN_MIN_SCOPE = 20_000  # scopes smaller than this are scanned exactly even when the graph is there
+ANN_MAX_COUNT = 2048  # a graph search asked for more candidates than this: the exact scan instead
+ACCEPT_ROUNDS = 3  # candidate lists of k × margin, × 4, × 16 checked against the constraints
+
+Accept = Callable[[list[int]], Awaitable[set[int]]]
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -42,19 +58,24 @@ def quantize(vectors: np.ndarray) -> np.ndarray:
 
 
 class VectorCache:
-    def __init__(self, store: Store, limiter: trio.CapacityLimiter | None = None) -> None:
+    def __init__(self, store: Store, limiter: trio.CapacityLimiter | None = None, ann_min_chunks: int = 0) -> None:
         self.store = store
+        self._ann_min = ann_min_chunks  # 0: exact scans only
+        self.ann: AnnIndex | None = None
+        self._ann_todo: dict[int, None] = {}  # chunk ids the graph still lacks, in order
         self._ids = np.zeros(0, dtype=np.int64)
         self._mat = np.zeros((0, DIMENSIONS), dtype=np.int8)
         self._count = 0
         self._row_of: dict[int, int] = {}
         self._rows_of_object: dict[str, list[int]] = {}
         self._object_of_row: list[str] = []
+        self._per_seq: dict[int, int] = {}  # chunks per dataset seq
         self._seq = 0
         self._loaded = False
         self._lock = trio.Lock()
         self._limiter = limiter or trio.CapacityLimiter(2)
         self._overlap = PG_LOG_OVERLAP if getattr(store, "shared", False) else 0
+        self._ann_started = trio.Event()
 
     @property
     def size(self) -> int:
@@ -67,25 +88,32 @@ class VectorCache:
     async def sync(self) -> None:
         """Load everything on first use, then apply what the log says changed."""
         async with self._lock:
-            if not self._loaded:
-                await self._load()
+            await self._sync_locked()
+            self._follow_ann()
+
+    async def _sync_locked(self) -> None:
+        if not self._loaded:
+            await self._load()
+            return
+        head = await self.store.index_log_head()
+        if head <= self._seq:
+            return
+        while True:
+            changes = await self.store.index_changes(max(0, self._seq - self._overlap))
+            fresh = [c for c in changes if c[0] > self._seq]
+            if not fresh:
                 return
-            head = await self.store.index_log_head()
-            if head <= self._seq:
+            objects = list(dict.fromkeys(object_id for _, object_id in changes))
+            self._apply(await self.store.object_vectors(objects))
+            self._seq = fresh[-1][0]
+            if len(changes) < 10_000:
                 return
-            while True:
-                changes = await self.store.index_changes(max(0, self._seq - self._overlap))
-                fresh = [c for c in changes if c[0] > self._seq]
-                if not fresh:
-                    return
-                objects = list(dict.fromkeys(object_id for _, object_id in changes))
-                self._apply(await self.store.object_vectors(objects))
-                self._seq = fresh[-1][0]
-                if len(changes) < 10_000:
-                    return
 
     async def _load(self) -> None:
         self._seq = await self.store.index_log_head()
+        # sized once (+ room to grow): growing 1.5× at a time while loading held the old and
+        # the new matrix at once, twice the cache at its peak
+        self._reserve(int(await self.store.vector_count() * 1.05) + LOAD_PAGE)
         after = -1
         while True:
             page = await self.store.vector_page(after, LOAD_PAGE)
@@ -113,12 +141,51 @@ class VectorCache:
         mat[: self._count] = self._mat[: self._count]
         self._ids, self._mat = ids, mat
 
+    # -- the approximate index (engine/market/ann.py) -------------------------------------
+    def _follow_ann(self) -> None:
+        """Start the graph once the cache is large enough (it then follows every change)."""
+        if self.ann is None and self._ann_min > 0 and self._count >= self._ann_min:
+            self.ann = AnnIndex(DIMENSIONS, self._ann_batch)
+            self._ann_todo = dict.fromkeys(self._ids[: self._count].tolist())
+            self.ann.more()
+            self._ann_started.set()
+
+    def _ann_batch(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Copies of up to ``n`` rows the graph lacks (AnnIndex pulls them)."""
+        take = list(itertools.islice(self._ann_todo, n))
+        if not take:
+            return None
+        for chunk_id in take:
+            del self._ann_todo[chunk_id]
+        rows = np.fromiter((self._row_of[c] for c in take), dtype=np.int64, count=len(take))
+        return np.asarray(take, dtype=np.uint64), self._mat[rows].copy()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the approximate index once there is one (until cancelled); load the cache
+        at start when the approximate index is on, so its build starts with the engine."""
+        task_status.started()
+        if self._ann_min <= 0:
+            return
+        try:
+            await self.sync()
+            await self._ann_started.wait()
+            assert self.ann is not None
+            await self.ann.run()
+        except Exception:  # the graph is a cache: without it, exact scans answer
+            log.exception("ann_failed")
+            self.ann, self._ann_min, self._ann_todo = None, 0, {}
+
     def _append(self, ids: np.ndarray, rows: np.ndarray, objects: Sequence[str]) -> None:
+        if self.ann is not None:
+            self._ann_todo.update(dict.fromkeys(ids.tolist()))
+            self.ann.more()
         self._reserve(len(ids))
         start = self._count
         self._ids[start: start + len(ids)] = ids
         self._mat[start: start + len(ids)] = rows
         for offset, (chunk_id, object_id) in enumerate(zip(ids.tolist(), objects, strict=True)):
+            seq = chunk_id >> DATASET_SHIFT
+            self._per_seq[seq] = self._per_seq.get(seq, 0) + 1
             self._row_of[chunk_id] = start + offset
             self._rows_of_object.setdefault(object_id, []).append(start + offset)
             self._object_of_row.append(object_id)
@@ -126,9 +193,20 @@ class VectorCache:
 
     def _remove_object(self, object_id: str) -> None:
         rows = sorted(self._rows_of_object.pop(object_id, []), reverse=True)
+        if self.ann is not None and rows:
+            removed = self._ids[rows]
+            for chunk_id in removed.tolist():
+                self._ann_todo.pop(chunk_id, None)
+            self.ann.remove(removed)
         for row in rows:  # swap the last row into the hole
             last = self._count - 1
-            del self._row_of[int(self._ids[row])]
+            gone = int(self._ids[row])
+            del self._row_of[gone]
+            left = self._per_seq[gone >> DATASET_SHIFT] - 1
+            if left:
+                self._per_seq[gone >> DATASET_SHIFT] = left
+            else:
+                del self._per_seq[gone >> DATASET_SHIFT]
             if row != last:
                 moved_id, moved_object = int(self._ids[last]), self._object_of_row[last]
                 self._ids[row] = moved_id
@@ -149,7 +227,34 @@ class VectorCache:
                 self._append(ids, quantize(floats), [object_id] * len(vectors))
 
     # -- searching --------------------------------------------------------------------------
-    def _candidates(self, query: np.ndarray, seqs: np.ndarray, include: set[int] | None, exclude: set[int], k: int) -> list[int]:
+    def _in_scope(self, seqs: Sequence[int]) -> int:
+        """Chunks in these datasets (on the event loop: the counts change there)."""
+        return sum(self._per_seq.get(seq, 0) for seq in set(seqs))
+
+    def _approximate(self, query: np.ndarray, seqs: np.ndarray, include: set[int] | None, exclude: set[int],
+                     k: int, in_scope: int) -> list[int] | None:
+        """The graph's candidates when it may answer: it holds every row, no ``include`` set,
+        a scope of at least ``ANN_MIN_SCOPE`` chunks (or ``ann_min_chunks``, if lower) and
+        an eighth of the cache (the graph is asked for proportionally more to make up for
+        the rest), at most ``ANN_MAX_COUNT`` asked for; None otherwise, or when too few
+        came back."""
+        if self.ann is None or not self.ann.ready or include is not None:
+            return None
+        wanted = set(seqs.tolist())
+        if in_scope < min(ANN_MIN_SCOPE, self._ann_min) or in_scope * 8 < self._count:
+            return None
+        count = k * self._count // in_scope + len(exclude)
+        if count > ANN_MAX_COUNT:
+            return None
+        keys = self.ann.search(quantize(query[None, :])[0], count).tolist()
+        out = [c for c in keys if c in self._row_of and (c >> DATASET_SHIFT) in wanted and c not in exclude][:k]
+        return out if len(out) >= min(k, in_scope) else None
+
+    def _candidates(self, query: np.ndarray, seqs: np.ndarray, include: set[int] | None, exclude: set[int], k: int,
+                    in_scope: int = 0) -> list[int]:
+        approximate = self._approximate(query, seqs, include, exclude, k, in_scope)
+        if approximate is not None:
+            return approximate
         n = self._count
         ids = self._ids[:n]
         mask = np.isin(ids >> DATASET_SHIFT, seqs)
@@ -168,17 +273,38 @@ class VectorCache:
         return [int(x) for x in ids[picked]]
 
     async def search(
-        self, query: np.ndarray, dataset_seqs: Sequence[int], include: set[int] | None, exclude: set[int], k: int
-    ) -> list[tuple[int, float]]:
+        self, query: np.ndarray, dataset_seqs: Sequence[int], k: int, *, include: set[int] | None = None,
+        exclude: set[int] | None = None, accept: Accept | None = None,
+    ) -> list[tuple[int, float]] | None:
         """``(chunk id, cosine)`` of the ``k`` chunks nearest ``query`` among the datasets
-        ``dataset_seqs``, within ``include`` (when given) and outside ``exclude``."""
+        ``dataset_seqs``, within ``include`` (when given) and outside ``exclude``.
+
+        ``accept`` (the query's constraints) keeps those of a list of candidates that
+        satisfy them: the nearest ``k × margin`` candidates are asked for, then four and
+        sixteen times as many while too few pass. None when even those leave too few and
+        the scope was not exhausted: the caller then gathers the constraints' whole sets."""
         await self.sync()
         if self._count == 0 or k <= 0 or not dataset_seqs or (include is not None and not include):
             return []
         seqs = np.asarray(sorted(dataset_seqs), dtype=np.int64)
-        candidates = await trio.to_thread.run_sync(
-            self._candidates, query, seqs, include, exclude, k * RESCORE_MARGIN + 16, limiter=self._limiter
-        )
+        want = k * RESCORE_MARGIN + 16
+        in_scope = self._in_scope(dataset_seqs)
+        if accept is None:
+            candidates = await trio.to_thread.run_sync(self._candidates, query, seqs, include, exclude or set(), want, in_scope,
+                                                       limiter=self._limiter)
+        else:
+            fetch = want
+            for _ in range(ACCEPT_ROUNDS):
+                found = await trio.to_thread.run_sync(self._candidates, query, seqs, include, exclude or set(), fetch, in_scope,
+                                                      limiter=self._limiter)
+                passed = await accept(found)
+                candidates = [c for c in found if c in passed]
+                if len(candidates) >= want or len(found) < fetch:
+                    break
+                fetch *= 4
+            else:
+                return None
+            candidates = candidates[:want]
         if not candidates:
             return []
         exact = await self.store.vectors_for(candidates)

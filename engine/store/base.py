@@ -273,6 +273,10 @@ class Store(MoneyStore, Protocol):
 
     async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]: ...
 
+    async def filter_matching(self, ids: Sequence[int], root: Node) -> set[int]:
+        """Those of the chunks ``ids`` that match the expanded tree (vector search's constraints
+        checked on its candidates); the same answer as :meth:`matching_ids` restricted to ``ids``."""
+
     async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
         """Dictionary terms in ``[low, high)`` accepted by ``match``; None past ``limit``."""
 
@@ -283,6 +287,9 @@ class Store(MoneyStore, Protocol):
     async def index_changes(self, after: int, limit: int = 10_000) -> list[tuple[int, str]]: ...
 
     async def object_vectors(self, object_ids: Sequence[str]) -> dict[str, list[tuple[int, bytes]]]: ...
+
+    async def vector_count(self) -> int:
+        """Vectors indexed (the cache sizes its matrix once before loading them)."""
 
     async def vector_page(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]: ...
 
@@ -302,6 +309,10 @@ class Store(MoneyStore, Protocol):
 
     async def searchable_datasets(self, tenant_id: str) -> list[Searchable]:
         """Own live datasets; others' listed ones and granted restricted ones, unless hidden."""
+
+    async def searchable_since(self, tenant_id: str, version: int | None) -> tuple[int, list[Searchable] | None]:
+        """``(discovery version, searchable datasets)`` read in one snapshot, the list None
+        when the version is still ``version`` (the caller's cached list holds)."""
 
 
     async def record_searches(

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import create_dataset, create_key, error_of, make_config
 from tests.http.market_helpers import ADMIN, admin_headers, found, publish, search
+from tests.rawdb import query
 
 
 @pytest.fixture(name="cfg")
@@ -88,6 +89,39 @@ async def test_paused_datasets_and_inactive_objects_are_not_found_by_others(clie
     await client.delete(f"/v1/objects/{world['listed']['object_id']}", headers=bob.headers)
     for mode in ("lexical", "vector", "hybrid"):
         assert await found(client, alice.headers, "zebra stripes", mode=mode) == []
+
+
+async def test_cached_discovery_follows_every_change_at_once(client, alice, bob, world, cfg):
+    """Each tenant's searchable datasets are cached; every change that decides them counts
+    from the next search even right after a cached one, also a change written by another
+    process straight into the store."""
+    listed, restricted = world["listed"]["dataset_id"], world["restricted"]["dataset_id"]
+
+    async def alice_finds() -> list[str]:
+        return sorted(await found(client, alice.headers, "zebra", mode="lexical"))
+
+    assert await alice_finds() == ["listed.txt"]  # cached now
+    assert (await client.patch(f"/v1/datasets/{listed}", headers=bob.headers, json={"visibility": "private"})).status_code == 200
+    assert await alice_finds() == []
+    assert (await search(client, alice.headers, "zebra", dataset_ids=[listed])).status_code == 404
+    assert (await client.patch(f"/v1/datasets/{listed}", headers=bob.headers, json={"visibility": "listed"})).status_code == 200
+    assert await alice_finds() == ["listed.txt"]
+    r = await client.post(f"/v1/datasets/{restricted}/grants", headers=bob.headers, json={"tenant_id": alice.tenant_id})
+    assert r.status_code == 201
+    assert await alice_finds() == ["listed.txt", "restricted.txt"]
+    assert await found(client, alice.headers, "zebra stripes", mode="vector", dataset_ids=[restricted]) == ["restricted.txt"]
+    assert (await client.delete(f"/v1/datasets/{restricted}/grants/{r.json()['data']['grant_id']}", headers=bob.headers)).status_code == 200
+    assert await alice_finds() == ["listed.txt"]
+    # another engine process on the same store: its writes move the same version
+    query(cfg, "UPDATE datasets SET visibility = 'restricted' WHERE id = ?", listed)
+    assert await alice_finds() == []
+    query(cfg, "INSERT INTO dataset_grants (id, dataset_id, tenant_id, created_by, created_at)"
+          " SELECT ?, ?, ?, ?, created_at FROM datasets WHERE id = ?",
+          "grt_behindtheback000000", listed, alice.tenant_id, bob.user_id, listed)
+    assert await alice_finds() == ["listed.txt"]
+    query(cfg, "DELETE FROM dataset_grants WHERE id = ?", "grt_behindtheback000000")
+    assert await alice_finds() == []
+    assert sorted(await found(client, bob.headers, "zebra", mode="lexical")) == ["listed.txt", "private.txt", "restricted.txt"]
 
 
 async def test_allow_list_keys_search_only_their_datasets(client, alice, service):

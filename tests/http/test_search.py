@@ -6,9 +6,11 @@ each, and the BM25 scores must equal the formula computed here from the corpus i
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import Counter
 
+import orjson
 import pytest
 
 from engine.market.text import terms
@@ -181,9 +183,40 @@ async def test_bad_requests_never_500(client, alice, bob, corpus):
     assert r.status_code == 400
     r = await search(client, bob.headers, "invoice", limit=1, cursor=first["next_cursor"])  # another tenant's cursor
     assert r.status_code == 400
+    body, _, mac = first["next_cursor"].partition(".")
+    fields = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    fields["r"] = 500  # jump ahead: the seal no longer matches
+    forged = base64.urlsafe_b64encode(orjson.dumps(fields)).decode().rstrip("=") + "." + mac
+    r = await search(client, alice.headers, "invoice", limit=1, cursor=forged)
+    assert r.status_code == 400 and error_of(r)["details"]["fields"]["cursor"]
+    r = await search(client, alice.headers, "invoice", limit=1, cursor=body)  # unsealed
+    assert r.status_code == 400
+    r = await search(client, alice.headers, "invoice", limit=1, cursor=first["next_cursor"])  # the real one still works
+    assert r.status_code == 200 and r.json()["data"]["results"][0]["rank"] == 2
     r = await search(client, alice.headers, "*e")  # the, due, cafe, late, resume, zoe, naive, … : more than 6
     assert r.status_code == 400 and error_of(r)["code"] == "query_too_broad"
     assert (await client.post("/v1/search", headers=alice.headers, json={"query": 5})).status_code == 400
     assert (await client.post("/v1/search", headers=alice.headers, content=b"{")).status_code == 400
     r = await search(client, alice.headers, "/(a+)+b/")  # RE2: linear time, no runaway
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("query", [
+    "invoice", "acme -late", "invoice AND (acme OR globex)", '"acme invoice"', '"invoice late"~3', '"late invoice"~3',
+    '"invoice late"~2', "invoice NOT (draft OR vendor)", "inv*", "cafe -resume", '"net 30 days"', '"30 net"~1',
+])
+async def test_constraints_checked_on_candidates_agree_with_the_index(client, alice, corpus, service, query):
+    """What vector search checks on its candidates (filter_matching) is exactly what the
+    index (FTS5 / tsquery) matches, phrases and proximity included, on every backend."""
+    from engine.market.expand import expand
+    from engine.market.query import Or, Term, parse
+
+    store = service.services.store
+    (ds,) = [d for d in await store.searchable_datasets(alice.tenant_id) if d.id == corpus["dataset_id"]]
+    everything = Or(tuple(Term(t) for t in sorted({t for text in DOCS.values() for t in terms(text)})))
+    all_ids = await store.matching_ids(everything, [ds.seq])
+    (node,) = await expand(store, [parse(query).root], 1000)
+    expected = await store.matching_ids(node, [ds.seq])
+    assert expected, query  # each query matches something, and not everything
+    assert await store.filter_matching(sorted(all_ids), node) == expected
+    assert await store.filter_matching(sorted(expected)[:1], node) == set(sorted(expected)[:1])

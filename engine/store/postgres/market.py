@@ -77,6 +77,19 @@ async def _entries(c: PgConn, access_id: str) -> list[LedgerEntry]:
     return [_ledger(r) for r in await c.fetch("SELECT * FROM ledger_entries WHERE access_id = ? ORDER BY seq", access_id)]
 
 
+
+async def _searchable(c: PgConn, tenant_id: str) -> list[Searchable]:
+    """The datasets ``tenant_id`` may search (see ``searchable_datasets``)."""
+    rows = await c.fetch(
+        "SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
+        " WHERE tenant_id = ? AND status NOT IN ('pending_deletion', 'deleted')"
+        " UNION ALL SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
+        " WHERE tenant_id != ? AND status != ALL(?::text[]) AND (visibility = 'listed' OR (visibility = 'restricted'"
+        " AND id IN (SELECT dataset_id FROM dataset_grants WHERE tenant_id = ?)))",
+        tenant_id, tenant_id, list(HIDDEN_FROM_CATALOG), tenant_id,
+    )
+    return [Searchable(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
 class MarketMixin(PgAccess):
     """Grants, discovery, recording and the ledger; relies on ``read``/``write`` of the store."""
 
@@ -104,15 +117,14 @@ class MarketMixin(PgAccess):
     async def searchable_datasets(self, tenant_id: str) -> list[Searchable]:
         """The tenant's own live datasets, and others' listed ones or restricted ones it holds
         a grant for, unless paused, suspended or being deleted."""
-        rows = await self.read(lambda c: c.fetch(
-            "SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
-            " WHERE tenant_id = ? AND status NOT IN ('pending_deletion', 'deleted')"
-            " UNION ALL SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
-            " WHERE tenant_id != ? AND status != ALL(?::text[]) AND (visibility = 'listed' OR (visibility = 'restricted'"
-            " AND id IN (SELECT dataset_id FROM dataset_grants WHERE tenant_id = ?)))",
-            tenant_id, tenant_id, list(HIDDEN_FROM_CATALOG), tenant_id,
-        ))
-        return [Searchable(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return await self.read(lambda c: _searchable(c, tenant_id))
+
+    async def searchable_since(self, tenant_id: str, version: int | None) -> tuple[int, list[Searchable] | None]:
+        async def op(c: PgConn) -> tuple[int, list[Searchable] | None]:
+            now = int(await c.fetchval("SELECT version FROM discovery_version WHERE id = 1"))
+            return now, (None if now == version else await _searchable(c, tenant_id))
+
+        return await self.read(op)
 
     # -- recording ------------------------------------------------------------------------------
     async def record_searches(

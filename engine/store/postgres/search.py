@@ -210,6 +210,14 @@ class SearchMixin(PgAccess):
             "SELECT id FROM search_chunks WHERE tsv @@ ?::tsquery AND (id >> 40) = ANY(?::bigint[])", tsquery(root), list(dataset_seqs)))
         return {int(r[0]) for r in rows}
 
+    async def filter_matching(self, ids: Sequence[int], root: Node) -> set[int]:
+        """Those of ``ids`` that match ``root``: primary-key lookups, the tsquery tested on each row."""
+        if not ids:
+            return set()
+        rows = await self.read(lambda c: c.fetch(
+            "SELECT id FROM search_chunks WHERE id = ANY(?::bigint[]) AND tsv @@ ?::tsquery", list(ids), tsquery(root)))
+        return {int(r[0]) for r in rows}
+
     async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
         """Terms of the dictionary in ``[low, high)`` that ``match`` accepts, in order; None
         when more than ``limit`` do."""
@@ -251,6 +259,9 @@ class SearchMixin(PgAccess):
         for object_id, chunk_id, vector in rows:
             out[object_id].append((int(chunk_id), bytes(vector)))
         return out
+
+    async def vector_count(self) -> int:
+        return int(await self.read(lambda c: c.fetchval("SELECT count(*) FROM search_vectors")))
 
     async def vector_page(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
         rows = await self.read(lambda c: c.fetch(

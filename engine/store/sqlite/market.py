@@ -78,6 +78,20 @@ def price_inputs(c: sqlite3.Connection, dataset_id: str, buyer_tenant_id: str, p
     return PriceInputs(paid_this_period=paid, recent_accesses=int(recent))
 
 
+
+def _searchable(c: sqlite3.Connection, tenant_id: str) -> list[Searchable]:
+    """The datasets ``tenant_id`` may search (see ``searchable_datasets``)."""
+    rows = c.execute(
+        "SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
+        " WHERE tenant_id = ? AND status NOT IN ('pending_deletion', 'deleted')"
+        " UNION ALL SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
+        f" WHERE tenant_id != ? AND status NOT IN ({_HIDDEN}) AND (visibility = 'listed' OR (visibility = 'restricted'"
+        " AND id IN (SELECT dataset_id FROM dataset_grants WHERE tenant_id = ?)))",
+        (tenant_id, tenant_id, tenant_id),
+    ).fetchall()
+    return [Searchable(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
 class MarketMixin(SqliteAccess):
     """Grants, discovery, recording and the ledger; relies on ``read``/``write`` of the store."""
 
@@ -108,18 +122,15 @@ class MarketMixin(SqliteAccess):
     async def searchable_datasets(self, tenant_id: str) -> list[Searchable]:
         """The tenant's own live datasets, and others' listed ones or restricted ones it holds
         a grant for, unless paused, suspended or being deleted."""
-        rows = await self.read(
-            lambda c: c.execute(
-                "SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
-                " WHERE tenant_id = ? AND status NOT IN ('pending_deletion', 'deleted')"
-                " UNION ALL SELECT id, seq, tenant_id, visibility, monetization_mode, status FROM datasets"
-                f" WHERE tenant_id != ? AND status NOT IN ({_HIDDEN}) AND (visibility = 'listed' OR (visibility = 'restricted'"
-                " AND id IN (SELECT dataset_id FROM dataset_grants WHERE tenant_id = ?)))",
-                (tenant_id, tenant_id, tenant_id),
-            ).fetchall(),
-            quick=True,
-        )
-        return [Searchable(r[0], int(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return await self.read(lambda c: _searchable(c, tenant_id), quick=True)
+
+    async def searchable_since(self, tenant_id: str, version: int | None) -> tuple[int, list[Searchable] | None]:
+        def op(c: sqlite3.Connection) -> tuple[int, list[Searchable] | None]:
+            (now,) = c.execute("SELECT version FROM discovery_version WHERE id = 1").fetchone()
+            return int(now), (None if now == version else _searchable(c, tenant_id))
+
+        return await self.read(op, quick=True)
+
 
     # -- recording ------------------------------------------------------------------------------
     async def record_searches(

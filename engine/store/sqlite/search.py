@@ -20,6 +20,7 @@ from datetime import datetime
 
 import orjson
 
+from engine.market.match import Positions, matches
 from engine.market.query import And, Node, Not, Or, Phrase, Term, Terms, positive_terms, single_terms_only
 from engine.market.text import index_chunk
 from engine.store.records import ObjectRecord
@@ -174,6 +175,18 @@ class SearchMixin(SqliteAccess):
         )
         return {int(r[0]) for r in rows}
 
+    async def filter_matching(self, ids: Sequence[int], root: Node) -> set[int]:
+        """Those of ``ids`` that match ``root``, decided from each chunk's folded terms (the
+        text FTS5 indexes) by :func:`engine.market.match.matches`: a few hundred short rows,
+        where an FTS5 query would walk the whole doclist of a common word."""
+        if not ids:
+            return set()
+        wanted = orjson.dumps(list(ids)).decode()
+        rows = await self.read(
+            lambda c: c.execute("SELECT id, terms FROM search_chunks WHERE id IN (SELECT value FROM json_each(?))", (wanted,)).fetchall()
+        )
+        return {int(r[0]) for r in rows if matches(root, Positions(r[1].split()))}
+
     async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
         """Terms of the dictionary in ``[low, high)`` that ``match`` accepts, in order; None
         when more than ``limit`` do."""
@@ -231,6 +244,10 @@ class SearchMixin(SqliteAccess):
         for object_id, chunk_id, vector in rows:
             out[object_id].append((int(chunk_id), bytes(vector)))
         return out
+
+    async def vector_count(self) -> int:
+        row = await self.read(lambda c: c.execute("SELECT count(*) FROM search_vectors").fetchone())
+        return int(row[0])
 
     async def vector_page(self, after_id: int, limit: int) -> list[tuple[int, str, bytes]]:
         """``(chunk id, object_id, vector)`` in id order after ``after_id`` (the cache's first load)."""
