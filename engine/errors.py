@@ -8,6 +8,7 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
 
     EngineError
     ├── InvalidRequest            400 invalid_request   (details name the fields)
+    │   └── TooDeep               400 too_deep          (JSON nested past the limit)
     ├── Unauthenticated           401 unauthenticated
     ├── Forbidden                 403 forbidden         (missing scope, dataset not allowed)
     │   ├── InvalidSignature      403 forbidden         (presigned URL altered/expired)
@@ -17,6 +18,7 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
     ├── Conflict                  409 conflict          (illegal state transition, duplicate)
     │   └── IdempotencyInProgress 409 idempotency_in_progress
     ├── PayloadTooLarge           413 payload_too_large
+    │   └── SchemaTooLarge        413 schema_too_large
     ├── Unprocessable             422 unprocessable
     │   ├── SizeMismatch          422 size_mismatch
     │   ├── ChecksumMismatch      422 checksum_mismatch
@@ -45,6 +47,12 @@ class EngineError(Exception):
 
 class InvalidRequest(EngineError):
     code = "invalid_request"
+
+
+class TooDeep(InvalidRequest):
+    """JSON (a body, a schema) nested deeper than the engine walks."""
+
+    code = "too_deep"
 
 
 class Unauthenticated(EngineError):
@@ -83,6 +91,10 @@ class IdempotencyInProgress(Conflict):
 
 class PayloadTooLarge(EngineError):
     code = "payload_too_large"
+
+
+class SchemaTooLarge(PayloadTooLarge):
+    code = "schema_too_large"
 
 
 class Unprocessable(EngineError):
