@@ -25,10 +25,11 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
 from engine.config import Config, ConfigError
+from engine.datadir import secure_data_dir
 from engine.http import direct_body, h11_buffer
-from engine.http.body_guard import BodyGuard
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
+from engine.http.body_guard import BodyGuard
 from engine.services import Services
 from engine.store import open_store
 
@@ -143,7 +144,7 @@ async def _bootstrap_admin(svc: Services) -> None:
 
 async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED) -> None:
     """Run until stopped; ``task_status.started`` receives a :class:`ServiceHandle`."""
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(cfg.data_dir)  # umask 077; an older, broader data dir is tightened (and logged)
     cfg = _resolve_port(cfg)
     lock = _lock_data_dir(cfg.data_dir) if cfg.store_url.startswith("sqlite") else None
     try:
