@@ -8,6 +8,7 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
 
     EngineError
     ├── InvalidRequest            400 invalid_request   (details name the fields)
+    │   └── TooDeep               400 too_deep          (JSON nested past the limit)
     ├── Unauthenticated           401 unauthenticated
     ├── Forbidden                 403 forbidden         (missing scope, dataset not allowed)
     │   ├── InvalidSignature      403 forbidden         (presigned URL altered/expired)
@@ -19,6 +20,7 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
     │   ├── AlreadyDisputed       409 already_disputed  (a second dispute of one access)
     │   └── NotDisputable         409 not_disputable    (free access, window closed, already paid out)
     ├── PayloadTooLarge           413 payload_too_large
+    │   └── SchemaTooLarge        413 schema_too_large
     ├── Unprocessable             422 unprocessable
     │   ├── SizeMismatch          422 size_mismatch
     │   ├── ChecksumMismatch      422 checksum_mismatch
@@ -47,6 +49,12 @@ class EngineError(Exception):
 
 class InvalidRequest(EngineError):
     code = "invalid_request"
+
+
+class TooDeep(InvalidRequest):
+    """JSON (a body, a schema) nested deeper than the engine walks."""
+
+    code = "too_deep"
 
 
 class Unauthenticated(EngineError):
@@ -93,6 +101,10 @@ class NotDisputable(Conflict):
 
 class PayloadTooLarge(EngineError):
     code = "payload_too_large"
+
+
+class SchemaTooLarge(PayloadTooLarge):
+    code = "schema_too_large"
 
 
 class Unprocessable(EngineError):

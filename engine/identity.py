@@ -87,6 +87,20 @@ class NewApiKey:
     plaintext: str
 
 
+def manages(principal: Principal, key: ApiKey) -> bool:
+    """Whether ``principal`` may see and manage ``key``: a session manages every key of its
+    tenant; a key only those whose scopes are all its own and whose datasets are within its
+    own (an ``allow_list`` key: only ``allow_list`` keys naming none but its datasets). So a
+    narrower key can neither read nor revoke a broader one."""
+    if principal.kind != "api_key":
+        return True
+    if not set(key.scopes) <= set(principal.scopes):
+        return False
+    if principal.dataset_access_mode == "allow_list":
+        return key.dataset_access_mode == "allow_list" and set(key.dataset_ids) <= set(principal.dataset_ids)
+    return True
+
+
 class Identity:
     """Signup, login, request authentication and API keys."""
 
@@ -259,11 +273,24 @@ class Identity:
         return NewApiKey(key, f"ipto_{prefix}_{secret}")
 
     async def list_api_keys(self, principal: Principal, cursor: str | None, limit: int) -> Page[ApiKey]:
-        return await page_of(lambda after, n: self.store.list_api_keys(principal.tenant_id, after, n), cursor, limit)
+        """The tenant's keys the caller may manage (:func:`manages`), newest first."""
+
+        async def fetch(after: int | None, n: int) -> list[ApiKey]:
+            shown: list[ApiKey] = []
+            while len(shown) < n:
+                rows = await self.store.list_api_keys(principal.tenant_id, after, n)
+                shown.extend(key for key in rows if manages(principal, key))
+                if len(rows) < n:
+                    break
+                after = rows[-1].seq
+            return shown[:n]
+
+        return await page_of(fetch, cursor, limit)
 
     async def get_api_key(self, principal: Principal, key_id: str) -> ApiKey:
+        """A key the caller may manage; 404 for any other (as if it did not exist)."""
         key = await self.store.get_api_key(principal.tenant_id, key_id)
-        if key is None:
+        if key is None or not manages(principal, key):
             raise NotFound("API key not found")
         return key
 

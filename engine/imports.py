@@ -48,6 +48,7 @@ from engine.config import ImportsConfig
 from engine.datasets import Datasets
 from engine.errors import EngineError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from engine.ids import new_id
+from engine.objects import clean_filename
 from engine.pagination import Page, page_of
 from engine.records import FRAME_HEADER, Batch, check_schema
 from engine.store.base import Store
@@ -144,9 +145,10 @@ class Imports:
     # -- API ---------------------------------------------------------------------------------
     async def create(self, principal: Principal, dataset_id: str, filename: str) -> tuple[ImportJob, str, str]:
         """A new ``uninitialised`` import and its presigned PUT URL and content type."""
+        filename = clean_filename(filename)  # as uploads do: no directories, no NUL or other control characters
         ds = await self.datasets.get_accepting(principal, dataset_id, "imports")
         ext = os.path.splitext(filename)[1].lower()
-        if ext not in FORMATS or "/" in filename or "\\" in filename:
+        if ext not in FORMATS:
             raise InvalidRequest("the file must be .jsonl or .csv", {"fields": {"filename": "must end in .jsonl or .csv"}})
         fmt, content_type = FORMATS[ext]
         now = self.now()

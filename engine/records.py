@@ -25,7 +25,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, SchemaTooLarge
+from engine.jsonlimits import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, check_depth
 from engine.store.packing import pack
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # longer physical lines are rejected, never buffered whole
@@ -44,6 +45,13 @@ def check_schema(schema: Any) -> dict[str, Any]:
 
     if not isinstance(schema, dict):
         raise InvalidRequest("schema must be a JSON Schema object", {"fields": {"schema": "must be an object"}})
+    # Bounded before the meta-schema check walks it recursively (depth first: it costs no
+    # stack, and orjson cannot serialise past 254 levels to measure the size).
+    check_depth(schema, MAX_SCHEMA_DEPTH, "schema")
+    size = len(orjson.dumps(schema))
+    if size > MAX_SCHEMA_BYTES:
+        raise SchemaTooLarge(f"the schema is {size} bytes; at most {MAX_SCHEMA_BYTES} are accepted",
+                             {"fields": {"schema": f"at most {MAX_SCHEMA_BYTES} bytes serialised"}})
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:

@@ -26,6 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from engine.actors.remote import ActorLink, serve_link
 from engine.config import Config, ConfigError
+from engine.datadir import secure_data_dir
 from engine.http import direct_body, h11_buffer
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
@@ -153,7 +154,7 @@ async def run_service(
 
     With ``http.workers`` above 1 this process is the primary and starts the workers
     (:mod:`engine.workers`); ``worker`` is given to each of those."""
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(cfg.data_dir)  # umask 077; an older, broader data dir is tightened (and logged)
     cfg = resolve_workers(_resolve_port(cfg))
     lock = _lock_data_dir(cfg.data_dir) if worker is None and embedded(cfg) else None
     try:

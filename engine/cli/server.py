@@ -81,7 +81,9 @@ def create_user(
     async def run() -> str:
         import trio_asyncio
 
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        from engine.datadir import secure_data_dir
+
+        secure_data_dir(cfg.data_dir)  # it may be the first to create the database: private from the start
         async with trio_asyncio.open_loop(), open_store(cfg) as store:
             identity = Identity(store, cfg.auth)
             if platform_admin:

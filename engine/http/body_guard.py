@@ -105,6 +105,14 @@ class _Exchange:
             await self.receive()
 
     async def send(self, message: Message) -> None:
+        try:
+            await self._guarded_send(message)
+        except* trio.BusyResourceError:  # bare, or from the nursery of the last send
+            # The connection's reader is closing it meanwhile (Hypercorn's close sends EOF
+            # without its send lock): this answer has nowhere to go, which is not the app's error.
+            self.finished = True
+
+    async def _guarded_send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.started = True

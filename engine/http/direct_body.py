@@ -22,6 +22,7 @@ against; otherwise it leaves them alone and says so.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -149,7 +150,14 @@ async def _read_data(self: Any) -> None:
         except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
             break
         else:
-            await self.protocol.handle(RawData(bytes(data)))
+            try:
+                await self.protocol.handle(RawData(bytes(data)))
+            except trio.BusyResourceError:
+                # Hypercorn's TCPServer._close (send_eof) takes no send lock: when the app's
+                # task closes the connection while this one answers a protocol error (a client
+                # gone mid-body), the answer finds the socket busy. The connection is ending
+                # either way; uncaught, this would end the whole server.
+                break
             if data == b"":
                 break
             if conn is not None and conn.sink is not None:
@@ -160,7 +168,8 @@ async def _read_data(self: Any) -> None:
                     except Exception:  # a bug: h11's count may be off, so the connection ends here
                         log.exception("direct_body_failed")
                         break
-    await self.protocol.handle(Closed())
+    with contextlib.suppress(trio.BusyResourceError):
+        await self.protocol.handle(Closed())
 
 
 _ORIGINAL = tcp_server.TCPServer._read_data

@@ -17,6 +17,7 @@ import orjson
 from quart import current_app, request
 
 from engine.errors import InvalidRequest, PayloadTooLarge
+from engine.jsonlimits import MAX_BODY_DEPTH, check_depth, too_deep
 from engine.pagination import DEFAULT_LIMIT, check_limit
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object"}
@@ -112,10 +113,19 @@ async def json_body_any() -> Any:
     data = await raw_body()
     if not data.strip():
         raise InvalidRequest("a JSON body is required", {"fields": {"body": "is required"}})
+    return _loads(data)
+
+
+def _loads(data: bytes) -> Any:
+    """Parse a JSON body, refusing one nested past MAX_BODY_DEPTH before anything walks it."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson's own bound (1024), past ours
+            raise too_deep("body", MAX_BODY_DEPTH) from None
         raise InvalidRequest(f"the body is not valid JSON: {exc}", {"fields": {"body": "malformed JSON"}}) from None
+    check_depth(value, MAX_BODY_DEPTH, "body")
+    return value
 
 
 async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:
@@ -130,11 +140,7 @@ async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> 
         raise InvalidRequest(
             "the body must be sent as Content-Type: application/json", {"fields": {"content_type": f"got {mimetype}"}}
         )
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", {"fields": {"body": "malformed JSON"}}) from None
-    return validate(spec, body)
+    return validate(spec, _loads(data))
 
 
 def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
