@@ -61,7 +61,7 @@ async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any)
     if data_dir not in _backends:
         _backends[data_dir] = backend_overrides()
     # One process: no lease heartbeats or store re-reads to wake a virtual clock every few seconds.
-    quiet = {"actors.lease_ttl_seconds": 1e7, "actors.scan_seconds": 1e7}
+    quiet = {"actors.lease_ttl_seconds": 1e7, "actors.scan_seconds": 1e7, "billing.settle_scan_seconds": 1e7}
     cfg = load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **_backends[data_dir], **quiet, **overrides})
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     async with (

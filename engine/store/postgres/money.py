@@ -220,7 +220,7 @@ class MoneyMixin(PgAccess):
             scope = ("FROM ledger_entries e WHERE e.provider_tenant_id = ? AND e.currency = ? AND e.period <= ?"
                      " AND NOT EXISTS (SELECT 1 FROM payout_entries x WHERE x.ledger_entry_id = e.id)")
             args = (p.provider_tenant_id, p.currency, p.period)
-            await c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ? {scope}"
+            await c.execute(f"INSERT INTO payout_entries (ledger_entry_id, payout_id) SELECT e.id, ?::text {scope}"
                             " AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.access_id = e.access_id AND d.status = 'open')",
                             payout_id, *args)
             failpoints.hit("settlement.in_transaction")  # crash tests: die with the release half-written
