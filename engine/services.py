@@ -24,9 +24,14 @@ from engine.identity import Identity
 from engine.ids import utcnow
 from engine.imports import Imports
 from engine.market.access import Accesses
+from engine.market.activity import Activity
+from engine.market.analytics import Analytics
 from engine.market.discovery import Discovery
+from engine.market.disputes import Disputes
+from engine.market.payouts import Payouts
 from engine.market.recorder import Recorder
 from engine.market.search import Search
+from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
@@ -65,6 +70,11 @@ class Services:
     vectors: VectorCache
     search: Search
     accesses: Accesses
+    activity: Activity
+    disputes: Disputes
+    payouts: Payouts
+    settlement: SettlementClock
+    analytics: Analytics
     webhooks: Webhooks
     deliveries: DeliveryWorker
 
@@ -107,6 +117,8 @@ class Services:
         identity.now = now
         discovery = Discovery(store, now)
         recorder = Recorder(store, cfg.search.record_flush_seconds)
+        settlement = SettlementClock(store, cfg.billing.hold_seconds, now, shared,
+                                     cfg.billing.settle_scan_seconds if shared else math.inf)
         vectors = VectorCache(store)
         sealer = Sealer(secret)
         hooks_cfg = cfg.webhooks
@@ -121,7 +133,10 @@ class Services:
             leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
             search=Search(store, discovery, recorder, vectors, cfg.search, now),
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
+            activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
+            payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
             webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
         )
+        svc.accesses.on_charged = settlement.wake_for
         actors.context = svc
         return svc

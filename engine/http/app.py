@@ -9,15 +9,19 @@ from quart_trio import QuartTrio
 
 from engine.http import (
     access,
+    activity,
     admin_datasets,
     api_keys,
+    bulk,
     console,
     datasets,
+    disputes,
     grants,
     health,
     identity,
     imports,
     objects,
+    provider,
     review,
     search,
     webhooks,
@@ -35,8 +39,10 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access, webhooks):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access,
+                   activity, disputes, provider, webhooks):
         app.register_blueprint(module.bp)
+    app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
     install_error_handlers(app)
 
     @app.before_request

@@ -124,40 +124,16 @@ class BlobRoutes:
         except EngineError as exc:
             status = status_for(exc)
             body = error_body(exc.code, exc.message, exc.details, request_id)
-            if scope["method"] == "PUT":
-                await self._refuse_upload(receive, send, status, body, request_id)
-            else:
-                await self._answer(send, status, body, request_id)
+            await self._answer(send, status, body, request_id)  # an unread body: engine/http/body_guard.py
         except Exception:
             log.exception("blob_route_failed")
             body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
-            if scope["method"] == "PUT":  # a write failed (disk full...): the body may still be arriving
-                await self._refuse_upload(receive, send, 500, body, request_id)
-            else:
-                await self._answer(send, 500, body, request_id)
+            await self._answer(send, 500, body, request_id)  # a write failed (disk full...): the body may still be arriving
         finally:
             access_log.info(
                 "request", method=scope["method"], path=scope["path"], status=status,
                 duration_ms=round((trio.current_time() - started) * 1000, 2),
             )
-
-    async def _refuse_upload(self, receive: Receive, send: Send, status: int, body: bytes, request_id: str) -> None:
-        """Answer a PUT whose body is left unread, and close the connection.
-
-        Hypercorn's last step of a response waits to queue an ``http.disconnect`` for the
-        app; with the body still arriving that queue is full and the response would never
-        finish. So unread body messages are discarded while the answer goes out."""
-
-        async def discard() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                    return
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(discard)
-            await self._answer(send, status, body, request_id, [(b"connection", b"close")])
-            nursery.cancel_scope.cancel()
 
     @staticmethod
     async def _answer(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:

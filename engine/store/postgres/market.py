@@ -173,6 +173,10 @@ class MarketMixin(PgAccess):
             await _insert(c, "accesses", _ACCESS_COLUMNS, access)
             for entry in entries:
                 await _insert(c, "ledger_entries", _LEDGER_COLUMNS, entry)
+            if entries:
+                from engine.store.postgres.money import ensure_statement  # its module imports this one
+
+                await ensure_statement(c, access.provider_tenant_id, access.period, access.currency, access.created_at)
             await emit(c, access.provider_tenant_id, "access.created", ev.access_created(access), access.created_at)
             return _access(await c.fetchrow("SELECT * FROM accesses WHERE id = ?", access.id)), await _entries(c, access.id), True
 

@@ -21,8 +21,10 @@ import trio_asyncio
 
 from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn, translate
+from engine.store.postgres.bulk import BulkMixin
 from engine.store.postgres.imports import ImportsMixin
 from engine.store.postgres.market import MarketMixin
+from engine.store.postgres.money import MoneyMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.postgres.review_queue import ReviewQueueMixin
@@ -142,7 +144,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, WebhooksMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.

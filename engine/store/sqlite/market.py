@@ -172,6 +172,10 @@ class MarketMixin(SqliteAccess):
             _insert(c, "accesses", _ACCESS_COLUMNS, access)
             for entry in entries:
                 _insert(c, "ledger_entries", _LEDGER_COLUMNS, entry)
+            if entries:
+                from engine.store.sqlite.money import ensure_statement  # its module imports this one
+
+                ensure_statement(c, access.provider_tenant_id, access.period, access.currency, access.created_at)
             emit(c, access.provider_tenant_id, "access.created", ev.access_created(access), access.created_at)
             return _access(c.execute("SELECT * FROM accesses WHERE id = ?", (access.id,)).fetchone()), _entries(c, access.id), True
 
