@@ -208,7 +208,8 @@ class WebhooksMixin(SqliteAccess):
                 jobs.append(DeliveryJob(_delivery(r), hook, body))
             return jobs
 
-        return await self.write(op, quick=True)
+        # Not waiting for the disk: a lease lost to a power loss only means the delivery is claimed again.
+        return await self.write(op, quick=True, durable=False)
 
     async def next_delivery_due(self) -> datetime | None:
         """The earliest ``next_attempt_at`` of a pending delivery of an enabled endpoint."""
@@ -277,4 +278,6 @@ class WebhooksMixin(SqliteAccess):
                 (ts(a.started_at), hook_id, ts(outcome.disable_failing_before)),
             )
 
-        await self.write(op, quick=True)
+        # Not waiting for the disk (the commit survives a crash of the process; a power loss
+        # could lose it, and the delivery is then sent again: at least once, same webhook-id).
+        await self.write(op, quick=True, durable=False)
