@@ -12,7 +12,6 @@ import sys
 import trio
 
 from engine.logging import configure_logging
-from engine.memory import tune_allocator
 from engine.service import ServiceHandle, run_service
 from engine.workers import WorkerSpec, read_spec
 
@@ -31,7 +30,6 @@ async def _run(spec: WorkerSpec) -> None:
 
 
 def main() -> None:
-    tune_allocator()
     spec = read_spec(sys.stdin.buffer)
     configure_logging(spec.cfg.log)
     trio.run(_run, spec)
