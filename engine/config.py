@@ -28,6 +28,10 @@ __all__ = ["Config", "ConfigError", "load_config", "REPO_CONFIG"]
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "engine.toml"
 
 
+# A listener on one of these is reachable from this machine only: /metrics may share it.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
@@ -141,6 +145,12 @@ class AdminConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    bind: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"
@@ -162,6 +172,7 @@ class Config:
     search: SearchConfig = SearchConfig()
     billing: BillingConfig = BillingConfig()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
 
     @property
@@ -173,6 +184,16 @@ class Config:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http.port}"
+
+    @property
+    def metrics_where(self) -> str:
+        """Where ``GET /metrics`` is served: ``"off"``, ``"main"`` (the API's own listener,
+        only when it is a loopback address) or ``"separate"`` (``metrics.bind``)."""
+        if not self.metrics.enabled:
+            return "off"
+        if self.metrics.bind:
+            return "separate"
+        return "main" if self.http.host in LOOPBACK_HOSTS else "off"
 
     @property
     def store_url(self) -> str:
@@ -251,6 +272,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError("invalid config value for imports.batch_records: at most 65535 records per batch")
     if key == "billing.platform_fee_bps" and not 0 <= value <= 10_000:
         raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
+    if key == "metrics.bind" and value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", value):
+        raise ConfigError(f"invalid config value for metrics.bind: {value!r} is not host:port (or empty)")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:

@@ -28,6 +28,7 @@ from engine.market.discovery import Discovery
 from engine.market.recorder import Recorder
 from engine.market.search import Search
 from engine.market.vectors import VectorCache
+from engine.metrics import Metrics, MetricsSink
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
 from engine.pipeline.runner import Pipeline
@@ -61,6 +62,7 @@ class Services:
     vectors: VectorCache
     search: Search
     accesses: Accesses
+    metrics: Metrics | None = None  # None: metrics are off (``Config.metrics_where``)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -110,6 +112,10 @@ class Services:
             leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
             search=Search(store, discovery, recorder, vectors, cfg.search, now),
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
+            metrics=None if cfg.metrics_where == "off" else Metrics(),
         )
         actors.context = svc
+        if svc.metrics is not None:
+            sink: MetricsSink = svc.metrics
+            objects.metrics = pipeline.metrics = svc.imports.metrics = sink
         return svc

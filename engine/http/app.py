@@ -17,6 +17,7 @@ from engine.http import (
     health,
     identity,
     imports,
+    metrics,
     objects,
     review,
     search,
@@ -36,7 +37,10 @@ def create_app(svc: Services) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
         app.register_blueprint(module.bp)
+    if svc.cfg.metrics_where == "main" and svc.metrics is not None:
+        app.register_blueprint(metrics.bp)
     install_error_handlers(app)
+    observe = svc.metrics.observe_request if svc.metrics is not None else None
 
     @app.before_request
     async def _start() -> None:
@@ -48,13 +52,11 @@ def create_app(svc: Services) -> QuartTrio:
     @app.after_request
     async def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        access_log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round((trio.current_time() - g.get("started", trio.current_time())) * 1000, 2),
-        )
+        seconds = trio.current_time() - g.get("started", trio.current_time())
+        access_log.info("request", method=request.method, path=request.path, status=response.status_code,
+                        duration_ms=round(seconds * 1000, 2))
+        if observe is not None:
+            observe(request.method, metrics.current_route(), response.status_code, seconds)
         return response
 
     return app

@@ -78,6 +78,7 @@ from engine.store.records import (
     User,
 )
 from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.gauges import GaugesMixin
 from engine.store.sqlite.imports import ImportsMixin
 from engine.store.sqlite.market import MarketMixin
 from engine.store.sqlite.objects import ObjectsMixin
@@ -250,7 +251,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, SqliteAccess):
+class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, GaugesMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(self, writer: sqlite3.Connection, readers: list[sqlite3.Connection], offload: Offload = to_thread) -> None:
