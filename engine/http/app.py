@@ -18,6 +18,7 @@ from engine.http import (
     identity,
     imports,
     metrics,
+    openapi,
     objects,
     review,
     search,
@@ -35,7 +36,9 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access):
+    for module in (
+        health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access, openapi,
+    ):
         app.register_blueprint(module.bp)
     if svc.cfg.metrics_where == "main" and svc.metrics is not None:
         app.register_blueprint(metrics.bp)

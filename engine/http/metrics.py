@@ -19,6 +19,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
+from engine.http.routes import route
 from engine.metrics import CONTENT_TYPE, Metrics
 
 bp = Blueprint("metrics", __name__)
@@ -44,8 +45,10 @@ async def render(metrics: Metrics, svc: Any) -> tuple[bytes, str]:
     return metrics.render(), CONTENT_TYPE
 
 
-@bp.get("/metrics")
+@route(bp, "GET", "/metrics", summary="Prometheus metrics", wrap=False, ok=(200, {"type": "string"}),
+       ok_content_type="text/plain")
 async def scrape() -> Response:
+    """Prometheus text format; on the API's listener only when it is loopback (``metrics.bind``)."""
     svc = current_app.extensions["ipto"]
     body, content_type = await render(svc.metrics, svc)
     return Response(body, content_type=content_type)
