@@ -23,6 +23,7 @@ from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFo
 from engine.http import direct_body
 from engine.http.errors import status_for
 from engine.http.respond import envelope, error_body
+from engine.http.unread_body import close_unread_bodies
 from engine.ids import new_id
 from engine.services import Services
 from engine.store.blobs.local import LocalBlobStore, PartWriter
@@ -241,7 +242,9 @@ class BlobRoutes:
 
 
 def create_asgi(svc: Services, quart_app: Any) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes` (local blobs), everything else to Quart."""
+    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes` (local blobs), everything else to
+    Quart, whose unread request bodies never stall a connection (:mod:`engine.http.unread_body`)."""
+    quart_app = close_unread_bodies(quart_app)
     if not isinstance(svc.blobs, LocalBlobStore):
         return quart_app
     blobs = BlobRoutes(svc, svc.blobs)

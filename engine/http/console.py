@@ -107,13 +107,13 @@ async def page() -> Response:
 
 
 @route(bp, "GET", "/console/", summary="The review console page (redirect)", wrap=False, ok=(308, None),
-       ok_content_type="text/plain")
+       ok_content_type="text/html")
 async def page_with_slash() -> Response:
     return Response(b"", status=308, headers={"Location": "/console"})
 
 
 @route(bp, "GET", "/console/static/<name>", summary="A review console asset", wrap=False, ok=(200, {"type": "string"}),
-       ok_content_type="application/octet-stream", errors=(304,))
+       ok_content_type=("text/css", "text/javascript"), errors=(304,), path_schemas={"name": {"type": "string", "enum": [*ASSETS]}})
 async def asset(name: str) -> Response:
     if name not in ASSETS or (name not in PUBLIC_ASSETS and await _console_admin() is None):
         raise NotFound("no such console file")

@@ -19,8 +19,9 @@ from engine.store.records import Tenant, User
 bp = Blueprint("identity", __name__)
 
 SIGNUP = Body("Signup", {
-    "email": Field(str, required=True, max_len=254),
-    "password": Field(str, required=True, max_len=1024),
+    "email": Field(str, required=True, max_len=254, schema={"format": "email"}),
+    "password": Field(str, required=True, max_len=1024, schema={"minLength": 8},
+                      check=lambda v: None if len(v) >= 8 else "must be 8 to 1024 characters"),
     "name": Field(str, nullable=True, max_len=200),
     "tenant_name": Field(str, nullable=True, min_len=1, max_len=200),
 })

@@ -87,7 +87,8 @@ def _operation(spec: RouteSpec, path_params: list[str]) -> dict[str, Any]:
     if description:
         op["description"] = description
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}} for name in path_params
+        {"name": name, "in": "path", "required": True,
+         "schema": spec.path_schemas.get(name, {"type": "string", "minLength": 1})} for name in path_params
     ]
     params += [{"name": q.name, "in": "query", "required": False, "schema": q.json_schema(),
                 **({"description": q.description} if q.description else {})} for q in spec.query]
@@ -103,7 +104,8 @@ def _operation(spec: RouteSpec, path_params: list[str]) -> dict[str, Any]:
     if spec.ok_content_type == JSON:
         ok_content: dict[str, Any] = {JSON: {"schema": _envelope(spec.ok_schema)}}
     else:
-        ok_content = {spec.ok_content_type: {"schema": spec.ok_schema or {"type": "string"}}}
+        types = (spec.ok_content_type,) if isinstance(spec.ok_content_type, str) else spec.ok_content_type
+        ok_content = {t: {"schema": spec.ok_schema or {"type": "string"}} for t in types}
     responses: dict[str, Any] = {str(spec.ok_status): {"description": "success", "content": ok_content}}
     for status in _error_statuses(spec, path_params):
         responses[str(status)] = ({"$ref": f"#/components/responses/E{status}"} if status >= 400
@@ -224,7 +226,8 @@ async def docs_page() -> Response:
 
 
 @route(bp, "GET", "/docs/static/<name>", summary="API docs asset", public=True, ok=(200, {"type": "string"}),
-       ok_content_type="application/octet-stream", errors=(404,))
+       ok_content_type=("text/css", "text/javascript", "image/png"), errors=(404,),
+       path_schemas={"name": {"type": "string", "enum": ["init.js", *DOCS_ASSETS]}})
 async def docs_asset(name: str) -> Response:
     """One file of the docs page (Swagger UI's, from its wheel)."""
     if name == "init.js":

@@ -154,7 +154,7 @@ async def preview(principal: Principal, object_id: str) -> Response:
 
 
 @route(bp, "GET", "/v1/admin/staged-objects/<object_id>/preview/image", summary="A staged image, re-encoded",
-       scope=ADMIN_SCOPE, ok=(200, {"type": "string", "format": "binary"}), ok_content_type="image/*", errors=(409,))
+       scope=ADMIN_SCOPE, ok=(200, {"type": "string", "format": "binary"}), ok_content_type=("image/png", "image/jpeg"), errors=(409,))
 async def preview_image(principal: Principal, object_id: str) -> Response:
     data, content_type = await services().review.preview_image(object_id)
     return Response(data, content_type=content_type, headers=PREVIEW_HEADERS)

@@ -140,12 +140,12 @@ class RouteSpec:
     query: tuple[Query, ...]
     ok_status: int
     ok_schema: Schema | None  # the ``data`` of the success envelope; None: not JSON
-    ok_content_type: str
+    ok_content_type: str | tuple[str, ...]  # several: the route answers any of these
     errors: tuple[int, ...]
     tag: str
     description: str = ""
     cookie: bool = False  # the console's session cookie is accepted too
-    extra_headers: tuple[str, ...] = ()
+    path_schemas: Mapping[str, Schema] = field(default_factory=dict)  # path parameters other than plain strings
 
 
 def route(
@@ -159,13 +159,14 @@ def route(
     body: Body | None = None,
     query: tuple[Query, ...] = (),
     ok: tuple[int, Schema | None] = (200, None),
-    ok_content_type: str = JSON,
+    ok_content_type: str | tuple[str, ...] = JSON,
     errors: tuple[int, ...] = (),
     description: str = "",
     refresh: Callable[..., Awaitable[Response | None]] | None = None,
     changes_state: bool = False,
     wrap: bool = True,
     precheck: Callable[[], None] | None = None,
+    path_schemas: Mapping[str, Schema] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
     """Declare, register and wrap an API handler (see the module docstring).
 
@@ -179,6 +180,7 @@ def route(
             name=fn.__name__, method=method, path=path, summary=summary, scope=scope, public=public or not wrap, body=body, query=query,
             ok_status=ok[0], ok_schema=ok[1], ok_content_type=ok_content_type, errors=errors, tag=bp.name,
             description=description or (fn.__doc__ or "").strip(), cookie=wrap and not public,
+            path_schemas=dict(path_schemas or {}),
         )
 
         @functools.wraps(fn)
