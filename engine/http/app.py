@@ -18,8 +18,8 @@ from engine.http import (
     identity,
     imports,
     metrics,
-    openapi,
     objects,
+    openapi,
     review,
     search,
 )

@@ -12,9 +12,9 @@ from quart import Blueprint, Response
 from engine.auth import ADMIN_SCOPE, Principal
 from engine.errors import EngineError, NotFound
 from engine.http.api import services
+from engine.http.identity import EMPTY
 from engine.http.objects import object_view
 from engine.http.respond import ok
-from engine.http.identity import EMPTY
 from engine.http.routes import PAGE, Body, Query, route
 from engine.http.schemas import PREVIEW, REVIEW_DECISION, STR, batch_results, listing, null, ref
 from engine.http.validate import Field

@@ -27,6 +27,7 @@ own anyway. The specs are frozen dataclasses; the schema of each is derived from
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,8 +101,6 @@ class Query:
         if self.kind == "cursor":
             return request.args.get(self.name) or None
         if self.kind == "pattern":
-            import re
-
             value = request.args.get(self.name) or None
             if value is not None and (len(value) > self.max_len or not re.fullmatch(self.pattern or ".*", value)):
                 raise InvalidRequest(f"{self.name} must be {self.message}", {"fields": {self.name: self.message}})

@@ -6,6 +6,8 @@ and returns ``(kind, state, count)`` rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 OPERATIONAL_COUNTS_SQL = """
 SELECT 'jobs', status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status
 UNION ALL
@@ -17,9 +19,9 @@ SELECT 'review', review_state, count(*) FROM objects
 """
 
 
-def counts_of(rows: list[tuple[str, str, int]] | list[object]) -> dict[str, dict[str, int]]:
-    """``{"jobs": {"queued": n, ...}, "imports": {...}, "review": {...}}``."""
+def counts_of(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, int]]:
+    """``{"jobs": {"queued": n, ...}, "imports": {...}, "review": {...}}`` from ``(kind, state, count)`` rows."""
     out: dict[str, dict[str, int]] = {"jobs": {}, "imports": {}, "review": {}}
-    for kind, state, count in rows:  # type: ignore[misc]
-        out[kind][state] = int(count)
+    for kind, state, count in rows:
+        out[str(kind)][str(state)] = int(count)
     return out

@@ -4,7 +4,10 @@ The engine runs as ``python -m engine serve`` (a child process, on the backends 
 selects; the default pass is SQLite and local blobs) with a bootstrapped platform admin.
 Requests carry an ``X-API-Key`` holding every scope (``admin:*`` included), so every
 operation is reached past authentication; an API key rather than a session so that
-fuzzing ``POST /v1/auth/logout`` cannot log the run itself out (logout refuses keys).
+fuzzing ``POST /v1/auth/logout`` cannot log the run itself out (logout refuses keys, and
+the key wins over a bearer token). A well-formed ``Authorization`` header is sent too:
+otherwise schemathesis fills the bearer scheme with an empty token, which the engine
+rightly refuses (401) before looking at the key.
 
 Schemathesis runs all its phases — examples, coverage (boundary values of every
 constraint), fuzzing, and stateful sequences following the links it infers between
@@ -75,7 +78,8 @@ def _start_engine(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError("the engine did not start:\n" + (tmp_path / "engine.log").read_text()[-4000:])
 
 
-def _api_key(base: str) -> str:
+def _credentials(base: str) -> tuple[str, str]:
+    """``(API key, session token)`` of the platform admin, with a little data to find."""
     with httpx.Client(base_url=base, timeout=30) as client:
         r = client.post("/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
         assert r.status_code == 200, r.text
@@ -89,16 +93,17 @@ def _api_key(base: str) -> str:
                          json={"filename": "a.txt", "content_type": "text/plain", "size_bytes": 5}).json()["data"]
         assert client.put(up["upload_url"], content=b"hello").status_code == 200
         assert client.post(f"/v1/objects/{up['object_id']}/confirm", headers=headers, json={}).status_code == 200
-        return str(key)
+        return str(key), str(headers["Authorization"].split()[1])
 
 
 def test_schemathesis_finds_no_server_error_no_hang_and_no_answer_outside_the_document(tmp_path):
     proc, base = _start_engine(tmp_path)
     try:
-        key = _api_key(base)
+        key, token = _credentials(base)
         run = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/v1/openapi.json",
-             "--header", f"X-API-Key: {key}", "--checks", CHECKS, "--max-examples", str(EXAMPLES), "--seed", str(SEED),
+             "--header", f"X-API-Key: {key}", "--header", f"Authorization: Bearer {token}",
+             "--checks", CHECKS, "--max-examples", str(EXAMPLES), "--seed", str(SEED),
              "--request-timeout", str(TIMEOUT), "--workers", "2", "--no-color", "--suppress-health-check", "all",
              "--report", "junit", "--report-dir", str(tmp_path / "report")],
             capture_output=True, text=True, timeout=900, cwd=tmp_path,
