@@ -19,7 +19,7 @@ from engine.store.records import Tenant, User
 bp = Blueprint("identity", __name__)
 
 SIGNUP = Body("Signup", {
-    "email": Field(str, required=True, max_len=254, schema={"format": "email"}),
+    "email": Field(str, required=True, max_len=254, schema={"format": "email", "examples": ["ann@example.com"]}),
     "password": Field(str, required=True, max_len=1024, schema={"minLength": 8},
                       check=lambda v: None if len(v) >= 8 else "must be 8 to 1024 characters"),
     "name": Field(str, nullable=True, max_len=200),

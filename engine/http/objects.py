@@ -34,8 +34,9 @@ def _part_list(value: list[Any]) -> str | None:
 
 
 _INITIATE = {
-    "filename": Field(str, required=True, min_len=1, max_len=1024),
-    "content_type": Field(str, required=True, min_len=1, max_len=255),
+    "filename": Field(str, required=True, min_len=1, max_len=1024, schema={"examples": ["invoice-0425.pdf"]}),
+    "content_type": Field(str, required=True, min_len=1, max_len=255, schema={"examples": ["application/pdf", "text/plain"]},
+                          description="a MIME type the dataset's source_modality accepts (else 400 naming the allowed ones)"),
     "size_bytes": Field(int, required=True, min_value=1),
     "checksum_sha256": Field(str, nullable=True, check=_sha_check, schema={"pattern": "^[0-9a-fA-F]{64}$"}),
 }
