@@ -84,6 +84,32 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (an engine's ``--workers``, its record readers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                queue.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants."""
+    return sum(c for c in (cpu_seconds(p) for p in process_tree(pid)) if c == c)
+
+
+def tree_status(pid: int, key: str) -> float:
+    """A /proc status figure (VmHWM, VmRSS) summed over ``pid`` and its live descendants
+    (resident pages two processes share, such as libraries, are counted in each)."""
+    values = [v for v in (proc_status(p, key) for p in process_tree(pid)) if v == v]
+    return sum(values) if values else float("nan")
+
+
 def sha256_file(path: Path, offset: int = 0, length: int | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -119,13 +145,13 @@ class Server:
         return self.proc.pid
 
     def peak_rss_mib(self) -> float:
-        return proc_status(self.pid, "VmHWM")
+        return tree_status(self.pid, "VmHWM")
 
     def rss_mib(self) -> float:
-        return proc_status(self.pid, "VmRSS")
+        return tree_status(self.pid, "VmRSS")
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        return tree_cpu_seconds(self.pid)
 
     def tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -186,11 +212,15 @@ def running(name: str, argv: Sequence[str], base: str, log: Path, *, probe: str,
 
 
 def engine(data_dir: Path, *, env: dict[str, str] | None = None, log_level: str = "warning",
-           grace: float = 60.0) -> contextlib.AbstractContextManager[Server]:
-    """``python -m engine serve`` on a free loopback port with its own data dir."""
+           grace: float = 60.0, cpus: str | None = None) -> contextlib.AbstractContextManager[Server]:
+    """``python -m engine serve`` on a free loopback port with its own data dir
+    (``cpus``: under ``taskset -c cpus``, its workers included)."""
     port = free_port()
     full_env = {**os.environ, "IPTO_LOG_LEVEL": log_level, "IPTO_LOG_FORMAT": "json", **(env or {})}
     argv = [sys.executable, "-m", "engine", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    if cpus is not None:
+        argv = [sys.executable, "-c", f"import os, sys; os.sched_setaffinity(0, {{{cpus}}}); os.execv(sys.executable, sys.argv[1:])",
+                *argv]
     return running("engine", argv, f"http://127.0.0.1:{port}", data_dir.parent / f"{data_dir.name}.log",
                    probe="/v1/health", env=full_env, grace=grace)
 

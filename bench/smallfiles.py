@@ -30,7 +30,7 @@ import trio
 
 from bench.client import ApiError, Conn
 from bench.drive import describe, percentile
-from bench.harness import cpu_seconds
+from bench.harness import tree_cpu_seconds
 
 TUS = {"Tus-Resumable": "1.0.0"}
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*(B|KiB|MiB)?\s*$", re.IGNORECASE)
@@ -119,7 +119,7 @@ async def _pass(files: Files, concurrency: int, base: str, server_pids: list[int
                 result.latencies.append(time.perf_counter() - t0)
 
     def server_cpu() -> float:
-        return sum(cpu_seconds(pid) for pid in server_pids)
+        return sum(tree_cpu_seconds(pid) for pid in server_pids)
 
     try:
         cpu0, srv0, t0 = time.process_time(), server_cpu(), time.perf_counter()

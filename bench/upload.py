@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--spread", type=int, default=16, help="datasets of the small files' spread case (0: none)")
     parser.add_argument("--shapes", default="single,many,small", help="which shapes: single, many, small")
     parser.add_argument("--no-peer", action="store_true", help="skip the tus peer (no node/npm)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the engine's http.workers (default: the engine's own default; 0: one per core it may use)")
+    parser.add_argument("--engine-cpus", default=None, help="run the engine under taskset -c CPUS (e.g. 0 for one core)")
     stores.add_argument(parser)
 
 
@@ -143,12 +146,15 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
         small_files[count, small_size] = smallfiles.Files(
             big, small_size, offsets, [harness.sha256_file(big, off, small_size) for off in offsets])
     env = {"IPTO_UPLOADS_MULTIPART_THRESHOLD_BYTES": str(5 * 1024 * MiB)}
+    if args.workers is not None:
+        env["IPTO_HTTP_WORKERS"] = str(args.workers)
     tus_dir = work / "tus-files"
     small_results: dict[str, list[smallfiles.Result]] = {}
     with stores.open_stores(args.store, work) as st, contextlib.ExitStack() as stack:
         figures: dict[str, list[float]] = {k: [] for k in ("physical", "tus_single", "tus_single_sync", "tus_multi")}
         figures |= {st.key(k, store): [] for k in ("ours_single", "ours_multi") for store in st.names}
-        engines = {store: stack.enter_context(harness.engine(work / f"data-{store}", env={**env, **st.env(store)}))
+        engines = {store: stack.enter_context(harness.engine(work / f"data-{store}", env={**env, **st.env(store)},
+                                                              cpus=args.engine_cpus))
                    for store in st.names}
         tus = stack.enter_context(peer.tus_server(tus_dir, work / "tus.log")) if use_peer else None
 

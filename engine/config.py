@@ -44,6 +44,9 @@ class HttpConfig:
     max_json_bytes: int = 1048576
     graceful_timeout_seconds: float = 10.0
     backlog: int = 1024
+    # Engine processes serving one socket (``ipto serve --workers``); 0: one per CPU core
+    # this process may run on. See README "Workers".
+    workers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,21 @@ class SearchConfig:
 @dataclasses.dataclass(frozen=True)
 class BillingConfig:
     platform_fee_bps: int = 2000
+    hold_seconds: int = 1_209_600  # 14 days: the dispute window after a month ends, before its payout
+    settle_scan_seconds: float = 5.0  # with several processes: how often the settlement clock re-reads the store
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhooksConfig:
+    allow_private_targets: bool = False
+    timeout_seconds: float = 10.0
+    max_response_bytes: int = 65536
+    concurrency: int = 64
+    per_endpoint_concurrency: int = 4
+    poll_seconds: float = 1.0
+    lease_seconds: float = 120.0
+    disable_after_seconds: int = 259200
+    secret_overlap_seconds: int = 86400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +189,7 @@ class Config:
     imports: ImportsConfig = ImportsConfig()
     search: SearchConfig = SearchConfig()
     billing: BillingConfig = BillingConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
@@ -215,7 +234,9 @@ _POSITIVE = {
     "actors.restart_backoff_seconds", "actors.lease_ttl_seconds", "actors.scan_seconds", "pipeline.workers", "pipeline.max_attempts", "pipeline.chunk_chars",
     "pipeline.ocr_threads", "pipeline.ocr_dpi", "pipeline.ocr_max_page_pixels", "pipeline.ocr_max_pages", "pipeline.ocr_timeout_seconds",
     "imports.max_bytes", "imports.batch_records", "imports.reader_processes",
-    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds",
+    "search.max_expansions", "search.max_result_window", "search.record_flush_seconds", "billing.settle_scan_seconds",
+    "webhooks.timeout_seconds", "webhooks.max_response_bytes", "webhooks.concurrency", "webhooks.per_endpoint_concurrency",
+    "webhooks.poll_seconds", "webhooks.lease_seconds", "webhooks.disable_after_seconds", "webhooks.secret_overlap_seconds",
 }
 
 
@@ -274,6 +295,10 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
     if key == "metrics.bind" and value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", value):
         raise ConfigError(f"invalid config value for metrics.bind: {value!r} is not host:port (or empty)")
+    if key == "billing.hold_seconds" and value < 0:
+        raise ConfigError(f"invalid config value for billing.hold_seconds: must be 0 or more, got {value!r}")
+    if key == "http.workers" and not 0 <= value <= 64:
+        raise ConfigError(f"invalid config value for http.workers: {value!r} is not 0 (one per core) to 64")
     if key == "http.port" and not 0 <= value <= 65535:
         raise ConfigError(f"invalid config value for http.port: {value!r} is not a TCP port")
     if key == "uploads.part_size_bytes" and not 5 * 1024**2 <= value <= 5 * 1024**3:

@@ -15,7 +15,9 @@ they are translated at the store boundary into :class:`StoreError` subclasses.
     ├── NotFound                  404 not_found         (also: another tenant's resource)
     ├── MethodNotAllowed          405 method_not_allowed
     ├── Conflict                  409 conflict          (illegal state transition, duplicate)
-    │   └── IdempotencyInProgress 409 idempotency_in_progress
+    │   ├── IdempotencyInProgress 409 idempotency_in_progress
+    │   ├── AlreadyDisputed       409 already_disputed  (a second dispute of one access)
+    │   └── NotDisputable         409 not_disputable    (free access, window closed, already paid out)
     ├── PayloadTooLarge           413 payload_too_large
     ├── Unprocessable             422 unprocessable
     │   ├── SizeMismatch          422 size_mismatch
@@ -79,6 +81,14 @@ class Conflict(EngineError):
 
 class IdempotencyInProgress(Conflict):
     code = "idempotency_in_progress"
+
+
+class AlreadyDisputed(Conflict):
+    code = "already_disputed"
+
+
+class NotDisputable(Conflict):
+    code = "not_disputable"
 
 
 class PayloadTooLarge(EngineError):

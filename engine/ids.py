@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 
 PREFIXES = frozenset({"tnt", "usr", "dset", "obj", "upl", "blob", "job", "imp", "key", "req", "ses",
-                      "grt", "srch", "res", "acc", "led", "dsp", "pay"})
+                      "grt", "srch", "res", "acc", "led", "dsp", "pay", "wh", "evt", "dlv"})
 
 
 def new_id(prefix: str) -> str:

@@ -13,17 +13,16 @@ verified (S3 gives the same guarantee by the ETag it verified, see
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import unicodedata
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
-import trio
 
 from engine.actors.messages import Message
 from engine.actors.supervisor import Supervisor
@@ -41,6 +40,7 @@ from engine.errors import (
     Unprocessable,
 )
 from engine.ids import new_id, utcnow
+from engine.keyed_locks import KeyedLocks
 from engine.metrics import NO_METRICS, MetricsSink
 from engine.pagination import Page, page_of
 from engine.store.base import Store
@@ -177,27 +177,6 @@ class DeleteObject(Message):
         return await ctx.objects.apply_delete(self.tenant_id, self.object_id)
 
 
-class _KeyedLocks:
-    """A ``trio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[trio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (trio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class Objects:
     metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
 
@@ -218,8 +197,12 @@ class Objects:
         self.cfg = uploads
         self.review_window = timedelta(seconds=review_window_seconds)
         self.now = now
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self.on_staged: Callable[[datetime], None] | None = None  # wakes the review clock with the new deadline
+
+    def share_locks(self, path: Path) -> None:
+        """Several processes serve this engine's uploads: lock each upload in ``path`` too."""
+        self._locks = KeyedLocks(path)
 
     # -- lookups --------------------------------------------------------------------
     async def get(self, principal: Principal, object_id: str) -> ObjectRecord:

@@ -20,6 +20,7 @@ from engine.errors import InvalidRequest
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_SEQ = 2**63 - 1  # the stores' INTEGER / BIGINT: a position past it is no position
 
 
 class HasSeq(Protocol):
@@ -48,7 +49,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         seq = data["s"]
-        if data.get("v") != 1 or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        if data.get("v") != 1 or not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
             raise ValueError
         return seq
     except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):

@@ -24,13 +24,16 @@ import trio
 import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
+from engine.actors.remote import ActorLink, serve_link
 from engine.config import Config, ConfigError
 from engine.http import direct_body, h11_buffer
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
+from engine.http.body_guard import BodyGuard
 from engine.http.metrics import metrics_asgi
 from engine.services import Services
 from engine.store import open_store
+from engine.workers import Workers, WorkerSpec, embedded, listening_socket, resolve_workers
 
 log = structlog.get_logger(__name__)
 
@@ -141,11 +144,17 @@ async def _bootstrap_admin(svc: Services) -> None:
         log.info("platform_admin_bootstrapped", user_id=user.id)
 
 
-async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run until stopped; ``task_status.started`` receives a :class:`ServiceHandle`."""
+async def run_service(
+    cfg: Config, *, worker: WorkerSpec | None = None,
+    task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until stopped; ``task_status.started`` receives a :class:`ServiceHandle`.
+
+    With ``http.workers`` above 1 this process is the primary and starts the workers
+    (:mod:`engine.workers`); ``worker`` is given to each of those."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    cfg = _resolve_port(cfg)
-    lock = _lock_data_dir(cfg.data_dir) if cfg.store_url.startswith("sqlite") else None
+    cfg = resolve_workers(_resolve_port(cfg))
+    lock = _lock_data_dir(cfg.data_dir) if worker is None and embedded(cfg) else None
     try:
         # asyncpg and aiobotocore are asyncio libraries: one asyncio loop, run by Trio, for the
         # service's life (DESIGN.md "Backends"); the embedded default never calls into it.
@@ -154,8 +163,13 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
             if getattr(store, "shared", False):
                 secret = await store.shared_secret(secret)  # type: ignore[attr-defined]  # every process signs alike
             async with Services.open(cfg, store, secret) as svc, trio.open_nursery() as leasing:
+                if cfg.http.workers > 1:
+                    svc.objects.share_locks(cfg.data_dir / "uploads.lock")
                 await leasing.start(svc.leases.run)
-                await _serve(cfg, svc, task_status)
+                if worker is not None and worker.link_fd is not None:
+                    await _serve_forwarding(cfg, svc, worker, task_status)
+                else:
+                    await _serve(cfg, svc, worker, task_status)
                 leasing.cancel_scope.cancel()
     finally:
         if lock is not None:
@@ -163,48 +177,113 @@ async def run_service(cfg: Config, *, task_status: trio.TaskStatus[ServiceHandle
     log.info("service_stopped")
 
 
-async def _serve(cfg: Config, svc: Services, task_status: trio.TaskStatus[ServiceHandle]) -> None:
+def _hypercorn_config(cfg: Config, listen_fd: int | None) -> HypercornConfig:
+    hc = HypercornConfig()
+    if listen_fd is None:
+        host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
+        hc.bind = [f"{host}:{cfg.http.port}"]
+    else:
+        hc.bind = [f"fd://{os.dup(listen_fd)}"]  # Hypercorn closes what it serves; the original stays ours
+    hc.accesslog = None  # our own access line, with the request id, is logged by the app
+    hc.errorlog = None
+    hc.graceful_timeout = cfg.http.graceful_timeout_seconds
+    hc.backlog = cfg.http.backlog  # Hypercorn's 100 overflows when many clients connect at once
+    hc.read_timeout = None
+    hc.max_app_queue_size = APP_QUEUE_MESSAGES
+    hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
+    h11_buffer.install()  # upload bodies reach the app without h11's copies
+    direct_body.install()  # ... or go from the socket straight to the hashing thread
+    return hc
+
+
+async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_status: trio.TaskStatus[ServiceHandle]) -> None:
+    """A whole engine: the primary (or the only process), or a PostgreSQL worker."""
     await _bootstrap_admin(svc)
     stop = trio.Event()
-    async with svc.actors.running(cfg.http.graceful_timeout_seconds):
-        # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
-        await svc.pipeline.resume_unfinished()
-        await svc.imports.resume_pending()
-        svc.actors.start_soon(svc.review_clock.run)
-        svc.actors.start_soon(svc.imports.watch_arrivals)
-        if svc.leases.shared:
-            svc.actors.start_soon(_scan, svc)
+    listener = workers = None
+    if worker is None and cfg.http.workers > 1:
+        listener = listening_socket(cfg)
+        workers = Workers.start(cfg, listener)
+    listen_fd = worker.listen_fd if worker is not None else None if listener is None else listener.fileno()
+    try:
+        async with svc.actors.running(cfg.http.graceful_timeout_seconds), trio.open_nursery() as linked:
+            if workers is not None:
+                for link in workers.links:
+                    linked.start_soon(serve_link, trio.SocketStream(trio.socket.from_stdlib_socket(link)), svc.actors)
+                linked.start_soon(workers.watch)
+            # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
+            await svc.pipeline.resume_unfinished()
+            await svc.imports.resume_pending()
+            svc.actors.start_soon(svc.review_clock.run)
+            svc.actors.start_soon(svc.settlement.run)
+            svc.actors.start_soon(svc.imports.watch_arrivals)
+            svc.actors.start_soon(svc.deliveries.run)
+            if svc.leases.shared:
+                svc.actors.start_soon(_scan, svc)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_maintenance, svc)
+                await nursery.start(svc.recorder.run)
+                if workers is not None:
+                    nursery.start_soon(_terminate_on, stop, workers)
+                await _start_http(cfg, svc, listen_fd, stop, nursery, task_status)
+            if workers is not None:  # HTTP drained here; the workers' forwarded messages still get answers
+                await workers.wait(cfg.http.graceful_timeout_seconds + 5)
+            linked.cancel_scope.cancel()
+    finally:
+        if workers is not None:
+            workers.terminate()
+            with trio.CancelScope(shield=True):
+                await workers.wait(0)
+        if listener is not None:
+            listener.close()
+
+
+async def _terminate_on(stop: trio.Event, workers: Workers) -> None:
+    await stop.wait()
+    workers.terminate()
+
+
+async def _serve_forwarding(cfg: Config, svc: Services, worker: WorkerSpec, task_status: trio.TaskStatus[ServiceHandle]) -> None:
+    """A worker of the embedded engine: HTTP only, every actor message forwarded to the primary."""
+    assert worker.link_fd is not None
+    stop = trio.Event()
+    link = ActorLink(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=worker.link_fd))))
+    svc.actors.remote = link
+    async with trio.open_nursery() as outer:
+
+        async def follow_link() -> None:
+            await link.run()
+            stop.set()  # the primary is gone: drain and stop
+
+        outer.start_soon(follow_link)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_maintenance, svc)
             await nursery.start(svc.recorder.run)
-            hc = HypercornConfig()
-            host = f"[{cfg.http.host}]" if ":" in cfg.http.host else cfg.http.host
-            hc.bind = [f"{host}:{cfg.http.port}"]
-            hc.accesslog = None  # our own access line, with the request id, is logged by the app
-            hc.errorlog = None
-            hc.graceful_timeout = cfg.http.graceful_timeout_seconds
-            hc.backlog = cfg.http.backlog  # Hypercorn's 100 overflows when many clients connect at once
-            hc.read_timeout = None
-            hc.max_app_queue_size = APP_QUEUE_MESSAGES
-            hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
-            h11_buffer.install()  # upload bodies reach the app without h11's copies
-            direct_body.install()  # ... or go from the socket straight to the hashing thread
-            app = create_asgi(svc, create_app(svc))
+            await _start_http(cfg, svc, worker.listen_fd, stop, nursery, task_status)
+        outer.cancel_scope.cancel()
 
-            async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-                await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
-                                           shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
-                log.info("http_drained")
-                nursery.cancel_scope.cancel()
 
-            binds = await nursery.start(serve_http)
-            if cfg.metrics_where == "separate":
-                binds += await nursery.start(_serve_metrics, cfg, svc, stop)
-            elif cfg.metrics.enabled and cfg.metrics_where == "off":
-                log.info("metrics_not_served", reason="http.host is not loopback and metrics.bind is empty")
-            log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir),
-                     metrics=cfg.metrics_where)
-            task_status.started(ServiceHandle(cfg.public_url, svc, stop))
+async def _start_http(
+    cfg: Config, svc: Services, listen_fd: int | None, stop: trio.Event, nursery: trio.Nursery,
+    task_status: trio.TaskStatus[ServiceHandle],
+) -> None:
+    """Serve HTTP in ``nursery`` until ``stop``; once drained, cancel the nursery."""
+    hc = _hypercorn_config(cfg, listen_fd)
+    app = BodyGuard(create_asgi(svc, create_app(svc)))  # every response finishes, read body or not
+
+    async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
+                                   shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
+        log.info("http_drained")
+        nursery.cancel_scope.cancel()
+
+    binds = await nursery.start(serve_http)
+    if cfg.metrics_where == "separate" and listen_fd is None:  # the primary (or only) process serves it
+        binds += await nursery.start(_serve_metrics, cfg, svc, stop)
+    elif cfg.metrics.enabled and cfg.metrics_where == "off":
+        log.info("metrics_not_served", reason="http.host is not loopback and metrics.bind is empty")
+    log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir), pid=os.getpid(),
+             metrics=cfg.metrics_where)
+    task_status.started(ServiceHandle(cfg.public_url, svc, stop))
 
 
 async def _serve_metrics(cfg: Config, svc: Services, stop: trio.Event, *,

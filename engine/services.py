@@ -24,9 +24,14 @@ from engine.identity import Identity
 from engine.ids import utcnow
 from engine.imports import Imports
 from engine.market.access import Accesses
+from engine.market.activity import Activity
+from engine.market.analytics import Analytics
 from engine.market.discovery import Discovery
+from engine.market.disputes import Disputes
+from engine.market.payouts import Payouts
 from engine.market.recorder import Recorder
 from engine.market.search import Search
+from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
 from engine.metrics import Metrics, MetricsSink
 from engine.objects import Objects
@@ -37,6 +42,10 @@ from engine.signing import Signer
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore
 from engine.store.blobs.local import LocalBlobStore
+from engine.webhooks.endpoints import Webhooks
+from engine.webhooks.keys import Sealer
+from engine.webhooks.sender import Sender
+from engine.webhooks.worker import DeliveryWorker
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,13 @@ class Services:
     vectors: VectorCache
     search: Search
     accesses: Accesses
+    activity: Activity
+    disputes: Disputes
+    payouts: Payouts
+    settlement: SettlementClock
+    analytics: Analytics
+    webhooks: Webhooks
+    deliveries: DeliveryWorker
     metrics: Metrics | None = None  # None: metrics are off (``Config.metrics_where``)
 
     @classmethod
@@ -103,7 +119,14 @@ class Services:
         identity.now = now
         discovery = Discovery(store, now)
         recorder = Recorder(store, cfg.search.record_flush_seconds)
+        settlement = SettlementClock(store, cfg.billing.hold_seconds, now, shared,
+                                     cfg.billing.settle_scan_seconds if shared else math.inf)
         vectors = VectorCache(store)
+        sealer = Sealer(secret)
+        hooks_cfg = cfg.webhooks
+        sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,
+                        max_response_bytes=hooks_cfg.max_response_bytes)
+        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, leases.owner, close=sender.aclose)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             idempotency=Idempotency(store, cfg.idempotency, secret, now), signer=signer, blobs=blobs,
@@ -112,8 +135,12 @@ class Services:
             leases=leases, csrf=CsrfTokens(secret), discovery=discovery, recorder=recorder, vectors=vectors,
             search=Search(store, discovery, recorder, vectors, cfg.search, now),
             accesses=Accesses(store, discovery, recorder, blobs, cfg.billing.platform_fee_bps, cfg.uploads.url_ttl_seconds, now),
+            activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
+            payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
+            webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
             metrics=None if cfg.metrics_where == "off" else Metrics(),
         )
+        svc.accesses.on_charged = settlement.wake_for
         actors.context = svc
         if svc.metrics is not None:
             sink: MetricsSink = svc.metrics

@@ -19,6 +19,8 @@
 * **One process.** Where several engine processes share the store, an actor serves only
   while it holds its dataset's lease (:mod:`engine.actors.leases`): a new actor waits for
   it, and the holder hands it over once its inbox is empty when another process asks.
+  Workers of one embedded engine (``--workers``) run no actors: they forward every
+  message to the primary's supervisor (``remote``, :mod:`engine.actors.remote`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Supervisor:
     context: Any = None  # what messages are applied with (the Services); bound before running
     leases: Leases | None = None  # where several processes share the store
     flush: Callable[[], Awaitable[None]] | None = None  # the store's flush, for Message.flush_by_asker
+    remote: Any = None  # an ActorLink: this worker forwards every message to the primary's actors
     _slots: dict[str, _Slot] = field(default_factory=dict)
     _nursery: trio.Nursery | None = None
     _background: trio.Nursery | None = None
@@ -138,6 +141,8 @@ class Supervisor:
 
     async def ask(self, dataset_id: str, message: Message, timeout: float | None = None) -> Any:
         """Deliver ``message`` to the dataset's actor and wait for its one answer."""
+        if self.remote is not None:
+            return await self.remote.ask(dataset_id, message, timeout or self.cfg.ask_timeout_seconds)
         slot = self._slot(dataset_id)
         reply_send, reply_recv = trio.open_memory_channel[outcome.Outcome[Any]](1)
         envelope = Envelope(message, reply_send)

@@ -34,12 +34,13 @@ def _config(config_path: Path | None, overrides: dict[str, Any]) -> Config:
 @click.option("--port", type=int, help="TCP port (http.port); 0 picks a free one.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where the embedded store and blobs live.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="A TOML file replacing config/engine.toml.")
-def serve(host: str | None, port: int | None, data_dir: Path | None, config_path: Path | None) -> None:
+@click.option("--workers", type=int, help="Engine processes serving the socket (http.workers); 0: one per CPU core available.")
+def serve(host: str | None, port: int | None, data_dir: Path | None, config_path: Path | None, workers: int | None) -> None:
     """Run the service until SIGINT or SIGTERM."""
     from engine.logging import configure_logging
     from engine.service import serve_until_signalled
 
-    cfg = _config(config_path, {"http.host": host, "http.port": port, "data_dir": data_dir})
+    cfg = _config(config_path, {"http.host": host, "http.port": port, "data_dir": data_dir, "http.workers": workers})
     configure_logging(cfg.log)
     code = 0
     try:

@@ -8,7 +8,9 @@ interrupted run is resumed by running the same command again: the parts the serv
 accepted are not sent twice (state in the user's state dir, see engine.client.transfer).
 Files the dataset already holds under the same name with the same SHA-256 are skipped and
 reported as such (like ``aws s3 sync``), so running the command twice uploads nothing
-twice; ``--force`` uploads them anyway. Exit code 1 when any file failed.
+twice; ``--force`` uploads them anyway. Exit code 1 when any file failed. Several files
+go through the batch routes (up to 500 initiated, and later confirmed, per request; see
+engine.client.bulk_transfer), one file through the single ones.
 """
 
 from __future__ import annotations
@@ -111,9 +113,13 @@ class RichEvents:
 
 async def _upload_all(api: Any, dataset_id: str, files: list[Path], content_type: str | None, parallel: int,
                       resume: bool, events: Any, force: bool) -> list[UploadResult]:
+    from engine.client.bulk_transfer import upload_files
     from engine.client.transfer import ResumeStore, upload_file
 
     store = ResumeStore(state_dir() / "uploads") if resume else None
+    if len(files) > 1:  # a folder's worth: batch initiate and confirm (engine.client.bulk_transfer)
+        return await upload_files(api, dataset_id, [(path, content_type or guess_type(path)) for path in files],
+                                  resume=store, parallel=parallel, events=events, skip_existing=not force)
     parts = trio.CapacityLimiter(parallel)  # PUTs in flight, all files together
     files_at_once = trio.CapacityLimiter(parallel)
     results: list[UploadResult | None] = [None] * len(files)

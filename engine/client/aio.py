@@ -218,6 +218,12 @@ class AsyncClient:
         """PATCH any of the create fields, or ``status`` (``paused`` / ``archived`` / ``active``)."""
         return await self.call("PATCH", f"/v1/datasets/{_q(dataset_id)}", json=fields)
 
+    async def update_datasets(self, dataset_ids: Sequence[str], **change: Any) -> list[dict[str, Any]]:
+        """``PATCH /v1/datasets``: one change to up to 1,000 datasets; each item stands alone:
+        ``[{index, dataset_id, ok, data | error}]``."""
+        body = await self.call("PATCH", "/v1/datasets", json={"dataset_ids": list(dataset_ids), "set": change})
+        return list(body["results"])
+
     async def suspend_dataset(self, dataset_id: str) -> m.Dataset:
         """Platform admins: suspend any tenant's dataset."""
         return await self.call("POST", f"/v1/admin/datasets/{_q(dataset_id)}/suspend")
@@ -309,6 +315,27 @@ class AsyncClient:
 
     async def delete_object(self, object_id: str) -> m.Object:
         return await self.call("DELETE", f"/v1/objects/{_q(object_id)}")
+
+    async def initiate_uploads(
+        self, dataset_id: str, files: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Initiate up to 1,000 uploads in one request (``files``: ``{filename, content_type,
+        size_bytes, checksum_sha256?}`` each): ``[{index, ok, upload | error}]``. Re-sent with
+        the same ``idempotency_key`` and files, it answers the same objects (fresh URLs once
+        the old ones expired)."""
+        path = f"/v1/datasets/{_q(dataset_id)}/objects/upload/batch"
+        body = await self.call("POST", path, json={"files": [_clean(f) for f in files]}, idempotency_key=idempotency_key)
+        return list(body["results"])
+
+    async def confirm_uploads(self, object_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Confirm up to 1,000 uploads (each verified on its own): ``[{index, object_id, ok, data | error}]``."""
+        body = await self.call("POST", "/v1/objects/confirm/batch", json={"object_ids": list(object_ids)})
+        return list(body["results"])
+
+    async def delete_objects(self, object_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Delete up to 1,000 objects: ``[{index, object_id, ok, data | error}]``."""
+        body = await self.call("POST", "/v1/objects/delete/batch", json={"object_ids": list(object_ids)})
+        return list(body["results"])
 
     async def download_url(self, object_id: str) -> m.DownloadUrl:
         return await self.call("GET", f"/v1/objects/{_q(object_id)}/download-url")

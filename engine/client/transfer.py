@@ -107,6 +107,8 @@ class ResumeState:
     object_id: str | None = None
     upload_id: str | None = None
     parts: dict[str, str] = field(default_factory=dict)  # part number (as str, JSON keys) → ETag
+    batch_key: str | None = None  # initiated in a batch (engine.client.bulk_transfer): its Idempotency-Key
+    batch_index: int | None = None  # and this file's place in it
 
 
 class ResumeStore:

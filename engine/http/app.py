@@ -9,10 +9,13 @@ from quart_trio import QuartTrio
 
 from engine.http import (
     access,
+    activity,
     admin_datasets,
     api_keys,
+    bulk,
     console,
     datasets,
+    disputes,
     grants,
     health,
     identity,
@@ -20,8 +23,10 @@ from engine.http import (
     metrics,
     objects,
     openapi,
+    provider,
     review,
     search,
+    webhooks,
 )
 from engine.http.errors import install_error_handlers
 from engine.ids import new_id
@@ -36,10 +41,11 @@ def create_app(svc: Services) -> QuartTrio:
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    for module in (
-        health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access, openapi,
-    ):
+    for module in (health, identity, api_keys, datasets, admin_datasets, objects, review, imports, console, grants, search, access,
+                   activity, disputes, provider, webhooks):
         app.register_blueprint(module.bp)
+    app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
+    app.register_blueprint(openapi.bp)
     if svc.cfg.metrics_where == "main" and svc.metrics is not None:
         app.register_blueprint(metrics.bp)
     install_error_handlers(app)

@@ -23,7 +23,6 @@ from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFo
 from engine.http import direct_body
 from engine.http.errors import status_for
 from engine.http.respond import envelope, error_body
-from engine.http.unread_body import close_unread_bodies
 from engine.ids import new_id
 from engine.services import Services
 from engine.store.blobs.local import LocalBlobStore, PartWriter
@@ -131,41 +130,17 @@ class BlobRoutes:
         except EngineError as exc:
             status = status_for(exc)
             body = error_body(exc.code, exc.message, exc.details, request_id)
-            if scope["method"] == "PUT":
-                await self._refuse_upload(receive, send, status, body, request_id)
-            else:
-                await self._answer(send, status, body, request_id)
+            await self._answer(send, status, body, request_id)  # an unread body: engine/http/body_guard.py
         except Exception:
             log.exception("blob_route_failed")
             body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
-            if scope["method"] == "PUT":  # a write failed (disk full...): the body may still be arriving
-                await self._refuse_upload(receive, send, 500, body, request_id)
-            else:
-                await self._answer(send, 500, body, request_id)
+            await self._answer(send, 500, body, request_id)  # a write failed (disk full...): the body may still be arriving
         finally:
             seconds = trio.current_time() - started
             access_log.info("request", method=scope["method"], path=scope["path"], status=status,
                             duration_ms=round(seconds * 1000, 2))
             if self.svc.metrics is not None:
                 self.svc.metrics.observe_request(scope["method"], _route(scope["path"]), status, seconds)
-
-    async def _refuse_upload(self, receive: Receive, send: Send, status: int, body: bytes, request_id: str) -> None:
-        """Answer a PUT whose body is left unread, and close the connection.
-
-        Hypercorn's last step of a response waits to queue an ``http.disconnect`` for the
-        app; with the body still arriving that queue is full and the response would never
-        finish. So unread body messages are discarded while the answer goes out."""
-
-        async def discard() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                    return
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(discard)
-            await self._answer(send, status, body, request_id, [(b"connection", b"close")])
-            nursery.cancel_scope.cancel()
 
     @staticmethod
     async def _answer(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -242,9 +217,7 @@ class BlobRoutes:
 
 
 def create_asgi(svc: Services, quart_app: Any) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes` (local blobs), everything else to
-    Quart, whose unread request bodies never stall a connection (:mod:`engine.http.unread_body`)."""
-    quart_app = close_unread_bodies(quart_app)
+    """One ASGI app: ``/blobs/`` to :class:`BlobRoutes` (local blobs), everything else to Quart."""
     if not isinstance(svc.blobs, LocalBlobStore):
         return quart_app
     blobs = BlobRoutes(svc, svc.blobs)

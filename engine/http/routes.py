@@ -121,6 +121,7 @@ class Query:
         return {"type": "string", "maxLength": self.max_len}
 
 
+WINDOW = (Query("from", "instant", description="inclusive"), Query("to", "instant", description="exclusive"))
 PAGE = (Query("limit", "limit", description="page size, 1–100"),
         Query("cursor", "cursor", description="the next_cursor of the previous page (opaque)"))
 

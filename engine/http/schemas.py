@@ -19,6 +19,7 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ANY: Schema = {}
+OBJECT_ANY: Schema = {"type": "object"}  # an object whose fields are not (yet) described here
 
 
 def null(schema: Schema) -> Schema:

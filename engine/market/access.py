@@ -52,6 +52,7 @@ class Accesses:
         self.fee_bps = fee_bps
         self.url_ttl = timedelta(seconds=url_ttl_seconds)
         self.now = now
+        self.on_charged: Callable[[str], None] | None = None  # a charge in a month: its statement's deadline exists
 
     async def access(self, principal: Principal, object_id: str, search_id: str | None, result_id: str | None,
                      idempotency_key: str | None) -> Retrieval:
@@ -80,6 +81,8 @@ class Accesses:
         if created:
             log.info("access_created", access_id=access.id, object_id=obj.id, dataset_id=obj.dataset_id,
                      amount_micros=access.amount_micros, fee_micros=access.fee_micros)
+            if access.amount_micros and self.on_charged is not None:
+                self.on_charged(access.period)
         expires_at = self.now() + self.url_ttl
         return Retrieval(obj, access, entries, await self.blobs.download_url(obj, expires_at), expires_at, created)
 

@@ -21,7 +21,8 @@ async def open_store(cfg: Config) -> AsyncIterator[Store]:
     if url.startswith("sqlite:///"):
         from engine.store.sqlite.store import SqliteStore
 
-        async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers) as store:
+        processes = cfg.http.workers
+        async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers, processes=processes) as store:
             yield store
     elif url.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres.store import PgStore

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from engine.market.query import Node
 from engine.store.market import AccessPricer, PriceInputs
+from engine.store.money import MoneyStore
 from engine.store.records import (
     Access,
     ApiKey,
@@ -64,7 +65,7 @@ def is_flush_deferred() -> bool:
     return _flush_deferred.get()
 
 
-class Store(Protocol):
+class Store(MoneyStore, Protocol):
     """Persistence for the engine. Implementations: ``SqliteStore``, ``PgStore``."""
 
     async def ping(self) -> None:

@@ -75,6 +75,7 @@ async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any)
             await svc.pipeline.resume_unfinished()
             await svc.imports.resume_pending()
             svc.actors.start_soon(svc.review_clock.run)
+            svc.actors.start_soon(svc.settlement.run)
             yield svc
         leasing.cancel_scope.cancel()
 

@@ -100,12 +100,14 @@ def _put(url, data):
         assert r.status == 200
 
 
-@pytest.mark.parametrize("kill_after", [0.0, 0.4])
-def test_kill_9_then_restart_finishes_pipelines_and_expires_overdue_reviews(tmp_path, kill_after):
+@pytest.mark.parametrize(("kill_after", "workers"), [(0.0, 1), (0.4, 1), (0.4, 2)])
+def test_kill_9_then_restart_finishes_pipelines_and_expires_overdue_reviews(tmp_path, kill_after, workers):
+    """With ``workers`` 2 the primary is killed; its worker dies with it (PR_SET_PDEATHSIG)."""
     data_dir = tmp_path / "data"
     backend = backend_overrides()
     env = {**os.environ, **as_env(backend), "IPTO_ADMIN_BOOTSTRAP_EMAIL": "root@example.com",
-           "IPTO_ADMIN_BOOTSTRAP_PASSWORD": "admin password", "IPTO_REVIEW_WINDOW_SECONDS": "4", "IPTO_PIPELINE_WORKERS": "1"}
+           "IPTO_ADMIN_BOOTSTRAP_PASSWORD": "admin password", "IPTO_REVIEW_WINDOW_SECONDS": "4", "IPTO_PIPELINE_WORKERS": "1",
+           "IPTO_HTTP_WORKERS": str(workers)}
 
     log = open(tmp_path / "engine.log", "ab")  # a file, not a pipe nobody reads: a full pipe blocks the server  # noqa: SIM115
 

@@ -403,3 +403,92 @@ async def test_objects_list_get_download_delete(ipto, provider, tmp_path):
     r = await ipto("objects", "download", big["object_id"], "-o", str(tmp_path / "again.txt"))
     assert r.exit_code == 1 and "conflict" in one_error_line(r)
     assert not (tmp_path / "again.txt").exists()
+
+
+# -- folders go through the batch routes ----------------------------------------------------------
+
+class _AskCount:
+    """The messages the engine's actors are asked, by type (batch routes: one per dataset)."""
+
+    def __init__(self, monkeypatch, service) -> None:
+        self.names: list[str] = []
+        actors = service.services.actors
+        original = actors.ask
+
+        async def ask(dataset_id, message, timeout=None):
+            self.names.append(type(message).__name__)
+            return await original(dataset_id, message, timeout)
+
+        monkeypatch.setattr(actors, "ask", ask)
+
+
+async def test_a_folder_is_initiated_and_confirmed_in_one_batch(ipto, provider, client, tmp_path, monkeypatch, service):
+    for i in range(12):
+        _write(tmp_path / "many" / f"receipt-{i:02d}.txt", f"receipt {i}\n".encode() * (i + 1))
+    dsid = await _dataset(ipto)
+    asked = _AskCount(monkeypatch, service)
+    out = json_out(await ipto("upload", str(tmp_path / "many"), "--dataset", dsid, "--json"))
+    assert (out["uploaded"], out["failed"]) == (12, 0)
+    assert asked.names.count("CreateObjects") == 1 and asked.names.count("FinishUploads") == 1
+    assert "CreateObject" not in asked.names and "FinishUpload" not in asked.names  # no single initiate or confirm
+    ds = (await client.get(f"/v1/datasets/{dsid}", headers=provider.headers)).json()["data"]
+    assert ds["object_count"] == 12
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
+    assert not list((ipto.state_dir / "uploads").glob("batches/*.json"))  # the batch record is gone too
+
+
+async def test_a_folder_rerun_after_a_failed_part_sends_only_that_part(ipto, provider, client, tmp_path, monkeypatch, service, cfg):
+    """A folder (one multipart file, two small ones) initiated in one batch; part 2 of the
+    big file is refused. The re-run replays the remembered batch (same objects) and sends
+    only part 2; the small files were confirmed the first time."""
+    files = _folder(tmp_path / "f")
+    dsid = await _dataset(ipto)
+    spy = part_spy(monkeypatch, service, cfg, refuse={2})
+    first = await ipto("--retries", "2", "upload", str(tmp_path / "f"), "--dataset", dsid, "--json")
+    assert first.exit_code == 1
+    report = json.loads(first.stdout)
+    assert (report["uploaded"], report["failed"]) == (2, 1)
+    big = next(f for f in report["files"] if f["path"].endswith("big.txt"))
+    assert big["status"] == "failed" and sorted(spy.accepted) == [1, 1, 1, 3]
+    states = [json.loads(p.read_text()) for p in (ipto.state_dir / "uploads").glob("*.json")]
+    assert len(states) == 1 and sorted(states[0]["parts"]) == ["1", "3"] and states[0]["batch_index"] is not None
+    assert len(list((ipto.state_dir / "uploads").glob("batches/*.json"))) == 1
+
+    monkeypatch.undo()
+    spy = part_spy(monkeypatch, service, cfg)
+    second = json_out(await ipto("upload", str(tmp_path / "f"), "--dataset", dsid, "--json"))
+    assert spy.accepted == [2]  # only the missing part; the small files are skipped as already there
+    assert (second["uploaded"], second["skipped"], second["failed"]) == (1, 2, 0)
+    done = next(f for f in second["files"] if f["path"].endswith("big.txt"))
+    assert done["resumed"] and done["parts_sent"] == 1 and done["object_id"] == big["object_id"]
+    obj = (await client.get(f"/v1/objects/{done['object_id']}", headers=provider.headers)).json()["data"]
+    assert obj["status"] == "uploaded" and obj["checksum_sha256"] == sha(files["big.txt"])
+    objects = (await client.get(f"/v1/datasets/{dsid}/objects", headers=provider.headers)).json()["data"]["objects"]
+    assert len(objects) == 3
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
+    assert not list((ipto.state_dir / "uploads").glob("batches/*.json"))
+
+
+async def test_a_folder_with_refused_and_failing_files_fails_only_those(ipto, provider, client, tmp_path):
+    _write(tmp_path / "d" / "a.txt", b"fine")
+    _write(tmp_path / "d" / "b.txt", b"also fine")
+    _write(tmp_path / "d" / "tune.mp3", b"ID3 not really")
+    _write(tmp_path / "d" / "empty.txt", b"")
+    dsid = await _dataset(ipto)
+    r = await ipto("upload", str(tmp_path / "d"), "--dataset", dsid, "--json")
+    assert r.exit_code == 1
+    report = json.loads(r.stdout)
+    assert (report["uploaded"], report["failed"]) == (2, 2)
+    by_name = {Path(f["path"]).name: f for f in report["files"]}
+    assert by_name["tune.mp3"]["error"]["code"] == "invalid_request" and by_name["tune.mp3"]["error"]["status"] == 400
+    assert "empty" in by_name["empty.txt"]["error"]["message"]
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))  # the refused file left nothing to resume
+
+    paused = await _dataset(ipto, "Paused")
+    await ipto("datasets", "update", paused, "--status", "paused")
+    r = await ipto("upload", str(tmp_path / "d" / "a.txt"), str(tmp_path / "d" / "b.txt"), "--dataset", paused, "--json")
+    assert r.exit_code == 1
+    report = json.loads(r.stdout)
+    assert report["failed"] == 2 and {f["error"]["status"] for f in report["files"]} == {409}
+    assert not list((ipto.state_dir / "uploads").glob("*.json"))
+    assert not list((ipto.state_dir / "uploads").glob("batches/*.json"))

@@ -19,8 +19,10 @@ from typing import Any
 
 import asyncpg
 
+from engine.store import webhook_events as ev
 from engine.store.packing import unpack_text
 from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.webhooks import emit
 from engine.store.records import IN_LIVE_DATASET, Datapoint, ImportJob
 
 ERRORS_KEPT = 1000
@@ -201,12 +203,15 @@ class ImportsMixin(PgAccess):
 
     async def finish_import(self, import_id: str, status: str, reason: str | None, now: datetime) -> ImportJob:
         async def op(c: PgConn) -> ImportJob:
-            await c.execute(
+            finished = await c.execute(
                 "UPDATE imports SET status = ?, reason = ?, finished_at = ?, started_at = coalesce(started_at, ?)"
                 " WHERE id = ? AND status = 'processing'",
                 status, reason, now, now, import_id,
             )
-            return _import(await _row(c, import_id))
+            imp = _import(await _row(c, import_id))
+            if finished:
+                await emit(c, imp.tenant_id, "import.finished", ev.import_finished(imp), now)
+            return imp
 
         return await self.write(op)
 

@@ -18,8 +18,10 @@ import asyncpg
 import orjson
 
 from engine.errors import UniqueViolation
+from engine.store import webhook_events as ev
 from engine.store.market import AccessPricer, PriceInputs
 from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.webhooks import emit
 from engine.store.records import HIDDEN_FROM_CATALOG, Access, Grant, Impression, LedgerEntry, Searchable, SearchRecord
 
 _ACCESS_COLUMNS = (
@@ -171,6 +173,11 @@ class MarketMixin(PgAccess):
             await _insert(c, "accesses", _ACCESS_COLUMNS, access)
             for entry in entries:
                 await _insert(c, "ledger_entries", _LEDGER_COLUMNS, entry)
+            if entries:
+                from engine.store.postgres.money import ensure_statement  # its module imports this one
+
+                await ensure_statement(c, access.provider_tenant_id, access.period, access.currency, access.created_at)
+            await emit(c, access.provider_tenant_id, "access.created", ev.access_created(access), access.created_at)
             return _access(await c.fetchrow("SELECT * FROM accesses WHERE id = ?", access.id)), await _entries(c, access.id), True
 
         try:

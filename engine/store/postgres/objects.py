@@ -20,8 +20,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.search import remove_index
+from engine.store.postgres.webhooks import emit
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 
 _OBJECT_COLUMNS = (
@@ -166,6 +168,7 @@ class ObjectsMixin(PgAccess):
             target = next_dataset_status(status)
             if target != status:
                 await c.execute("UPDATE datasets SET status = ? WHERE id = ?", target, obj.dataset_id)
+            await emit(c, obj.tenant_id, "object.uploaded", ev.object_data(obj), now)
             return obj, True
 
         return await self.write(op)
@@ -236,6 +239,7 @@ class ObjectsMixin(PgAccess):
                 await c.execute(
                     "UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", before.dataset_id
                 )
+            await emit(c, before.tenant_id, "object.status_changed", ev.status_changed(before, before.status, "deleted"), now)
             return before, parts
 
         return await self.write(op)

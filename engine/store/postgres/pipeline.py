@@ -17,9 +17,11 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.objects import _adjust_dataset, _get_object, _object
 from engine.store.postgres.search import remove_index
+from engine.store.postgres.webhooks import emit
 from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
 
 _JOB_COLUMNS = ("id", "tenant_id", "dataset_id", "type", "object_id", "import_id", "status", "stage", "attempts", "error",
@@ -79,9 +81,11 @@ class PipelineMixin(PgAccess):
                 " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
                 admin_id, now, job.id, now, object_id,
             )
+            obj = await _get_object(c, object_id)
             if changed:
                 await insert_job(c, job)
-            return await _get_object(c, object_id), bool(changed)
+                await emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "approved", None, job.id), now)
+            return obj, bool(changed)
 
         return await self.write(op)
 
@@ -93,9 +97,11 @@ class PipelineMixin(PgAccess):
                 " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
                 reason, admin_id, now, now, object_id,
             )
+            obj = await _get_object(c, object_id)
             if changed:
                 await _uncount(c, before, now)
-            return await _get_object(c, object_id), bool(changed)
+                await emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "rejected", reason), now)
+            return obj, bool(changed)
 
         return await self.write(op)
 
@@ -121,7 +127,10 @@ class PipelineMixin(PgAccess):
             counted = [o for o in due if o.counted]
             if counted:
                 await _adjust_dataset(c, dataset_id, -len(counted), -sum(o.size_bytes for o in counted), now)
-            return sorted((_object(r) for r in rows), key=lambda o: o.seq)
+            expired = sorted((_object(r) for r in rows), key=lambda o: o.seq)
+            for obj in expired:
+                await emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "expired", obj.review_reason), now)
+            return expired
 
         return await self.write(op)
 
@@ -170,6 +179,8 @@ class PipelineMixin(PgAccess):
                 stage, stage, now, job_id,
             )
             await c.execute("UPDATE objects SET status = ?, updated_at = ? WHERE id = ?", stage, now, obj.id)
+            if obj.status != stage:
+                await emit(c, obj.tenant_id, "object.status_changed", ev.status_changed(obj, obj.status, stage, job_id), now)
             return await _get_job(c, job_id), await _get_object(c, obj.id)
 
         return await self.write(op)
@@ -208,6 +219,7 @@ class PipelineMixin(PgAccess):
                     " status = ? WHERE id = ?",
                     now, now, next_dataset_status(status), obj.dataset_id,
                 )
+                await emit(c, obj.tenant_id, "object.status_changed", ev.status_changed(obj, obj.status, "active", job_id), now)
             return await _get_job(c, job_id), await _get_object(c, obj.id)
 
         return await self.write(op)
@@ -218,10 +230,13 @@ class PipelineMixin(PgAccess):
             if job.status in ("queued", "running"):
                 await c.execute("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?", error, now, job_id)
                 if job.object_id:
-                    await c.execute(
+                    before = await _get_object(c, job.object_id)
+                    if await c.execute(
                         "UPDATE objects SET status = 'failed', failure_reason = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
                         error, now, job.object_id,
-                    )
+                    ):
+                        await emit(c, before.tenant_id, "object.status_changed",
+                                   ev.status_changed(before, before.status, "failed", job_id, error), now)
                     await remove_index(c, job.object_id)
             return await _get_job(c, job_id)
 

@@ -19,14 +19,18 @@ import orjson
 import trio
 import trio_asyncio
 
+from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn, translate
+from engine.store.postgres.bulk import BulkMixin
 from engine.store.postgres.gauges import GaugesMixin
 from engine.store.postgres.imports import ImportsMixin
 from engine.store.postgres.market import MarketMixin
+from engine.store.postgres.money import MoneyMixin
 from engine.store.postgres.objects import ObjectsMixin
 from engine.store.postgres.pipeline import PipelineMixin, _job
 from engine.store.postgres.review_queue import ReviewQueueMixin
 from engine.store.postgres.search import SearchMixin, upgrade_legacy_index
+from engine.store.postgres.webhooks import WebhooksMixin, emit
 from engine.store.records import (
     DATASET_COLUMNS,
     DATASET_MUTABLE,
@@ -141,7 +145,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, ImportsMixin, GaugesMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, GaugesMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.
@@ -496,12 +500,16 @@ class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, Market
         values = [_dataset_value(column, value) for column, value in changes.items()]
 
         async def op(c: PgConn) -> asyncpg.Record | None:
-            if sets:
-                await c.execute(
-                    f"UPDATE datasets SET {', '.join(sets)} WHERE id = ? AND tenant_id = ? AND status != 'deleted'",
-                    *values, dataset_id, tenant_id,
-                )
-            return await c.fetchrow("SELECT * FROM datasets WHERE id = ? AND tenant_id = ?", dataset_id, tenant_id)
+            changed = sets and await c.execute(
+                f"UPDATE datasets SET {', '.join(sets)} WHERE id = ? AND tenant_id = ? AND status != 'deleted'",
+                *values, dataset_id, tenant_id,
+            )
+            row = await c.fetchrow("SELECT * FROM datasets WHERE id = ? AND tenant_id = ?", dataset_id, tenant_id)
+            if changed:
+                ds = _dataset(row)
+                await emit(c, tenant_id, "dataset.updated", ev.dataset_updated(ds, [k for k in changes if k != "updated_at"]),
+                           ds.updated_at)
+            return row
 
         row = await self.write(op)
         return None if row is None else _dataset(row)

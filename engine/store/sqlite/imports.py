@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.packing import unpack
 from engine.store.records import IN_LIVE_DATASET, Datapoint, ImportJob
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import emit
 
 T = TypeVar("T")
 ERRORS_KEPT = 1000
@@ -178,12 +180,15 @@ class ImportsMixin(SqliteAccess):
 
     async def finish_import(self, import_id: str, status: str, reason: str | None, now: datetime) -> ImportJob:
         def op(c: sqlite3.Connection) -> ImportJob:
-            c.execute(
+            finished = c.execute(
                 "UPDATE imports SET status = ?, reason = ?, finished_at = ?, started_at = coalesce(started_at, ?)"
                 " WHERE id = ? AND status = 'processing'",
                 (status, reason, ts(now), ts(now), import_id),
-            )
-            return _get(c, import_id)
+            ).rowcount
+            imp = _get(c, import_id)
+            if finished:
+                emit(c, imp.tenant_id, "import.finished", ev.import_finished(imp), now)
+            return imp
 
         return await self.write(op, quick=True)
 

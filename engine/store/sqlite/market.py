@@ -15,10 +15,12 @@ from datetime import datetime
 
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.market import AccessPricer, PriceInputs
 from engine.store.records import HIDDEN_FROM_CATALOG, Access, Grant, Impression, LedgerEntry, Searchable, SearchRecord
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import emit
 
 _ACCESS_COLUMNS = (
     "id", "buyer_tenant_id", "user_id", "api_key_id", "provider_tenant_id", "dataset_id", "object_id", "search_id", "result_id",
@@ -170,6 +172,11 @@ class MarketMixin(SqliteAccess):
             _insert(c, "accesses", _ACCESS_COLUMNS, access)
             for entry in entries:
                 _insert(c, "ledger_entries", _LEDGER_COLUMNS, entry)
+            if entries:
+                from engine.store.sqlite.money import ensure_statement  # its module imports this one
+
+                ensure_statement(c, access.provider_tenant_id, access.period, access.currency, access.created_at)
+            emit(c, access.provider_tenant_id, "access.created", ev.access_created(access), access.created_at)
             return _access(c.execute("SELECT * FROM accesses WHERE id = ?", (access.id,)).fetchone()), _entries(c, access.id), True
 
         return await self.write(op)

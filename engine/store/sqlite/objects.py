@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.search import remove_index
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import emit
 
 T = TypeVar("T")
 
@@ -178,6 +180,7 @@ class ObjectsMixin(SqliteAccess):
                 target = next_dataset_status(status)
                 if target != status:
                     c.execute("UPDATE datasets SET status = ? WHERE id = ?", (target, obj.dataset_id))
+                emit(c, obj.tenant_id, "object.uploaded", ev.object_data(obj), now)
             return obj, bool(changed)
 
         return await self.write(op, quick=True)
@@ -242,6 +245,7 @@ class ObjectsMixin(SqliteAccess):
                 _adjust_dataset(c, before.dataset_id, -1, -before.size_bytes, now)
             if before.status == "active":
                 c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?", (before.dataset_id,))
+            emit(c, before.tenant_id, "object.status_changed", ev.status_changed(before, before.status, "deleted"), now)
             return before, parts
 
         return await self.write(op, quick=True)

@@ -15,11 +15,13 @@ from typing import TypeVar
 
 import orjson
 
+from engine.store import webhook_events as ev
 from engine.store.records import IN_LIVE_DATASET, Artifacts, Job, ObjectRecord
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.objects import _adjust_dataset, _get_object, _object
 from engine.store.sqlite.search import remove_index
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import emit
 
 T = TypeVar("T")
 
@@ -86,9 +88,11 @@ class PipelineMixin(SqliteAccess):
                 " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
                 (admin_id, ts(now), job.id, ts(now), object_id),
             ).rowcount
+            obj = _get_object(c, object_id)
             if changed:
                 insert_job(c, job)
-            return _get_object(c, object_id), bool(changed)
+                emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "approved", None, job.id), now)
+            return obj, bool(changed)
 
         return await self.write(op, quick=True)
 
@@ -100,9 +104,11 @@ class PipelineMixin(SqliteAccess):
                 " WHERE id = ? AND review_state IN ('staged', 'under_review') AND status = 'uploaded'",
                 (reason, admin_id, ts(now), ts(now), object_id),
             ).rowcount
+            obj = _get_object(c, object_id)
             if changed:
                 _uncount(c, before, now)
-            return _get_object(c, object_id), bool(changed)
+                emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "rejected", reason), now)
+            return obj, bool(changed)
 
         return await self.write(op, quick=True)
 
@@ -119,7 +125,9 @@ class PipelineMixin(SqliteAccess):
                     (ts(now), before.id),
                 )
                 _uncount(c, before, now)
-                expired.append(_get_object(c, before.id))
+                obj = _get_object(c, before.id)
+                emit(c, obj.tenant_id, "object.review_decided", ev.review_decided(obj, "expired", obj.review_reason), now)
+                expired.append(obj)
             return expired
 
         return await self.write(op)
@@ -164,6 +172,8 @@ class PipelineMixin(SqliteAccess):
                 (stage, stage, ts(now), job_id),
             )
             c.execute("UPDATE objects SET status = ?, updated_at = ? WHERE id = ?", (stage, ts(now), obj.id))
+            if obj.status != stage:
+                emit(c, obj.tenant_id, "object.status_changed", ev.status_changed(obj, obj.status, stage, job_id), now)
             return _get_job(c, job_id), _get_object(c, obj.id)
 
         return await self.write(op, quick=True)
@@ -202,6 +212,7 @@ class PipelineMixin(SqliteAccess):
                     " status = ? WHERE id = ?",
                     (ts(now), ts(now), next_dataset_status(status), obj.dataset_id),
                 )
+                emit(c, obj.tenant_id, "object.status_changed", ev.status_changed(obj, obj.status, "active", job_id), now)
             return _get_job(c, job_id), _get_object(c, obj.id)
 
         return await self.write(op, quick=True)
@@ -212,10 +223,13 @@ class PipelineMixin(SqliteAccess):
             if job.status in ("queued", "running"):
                 c.execute("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?", (error, ts(now), job_id))
                 if job.object_id:
-                    c.execute(
+                    before = _get_object(c, job.object_id)
+                    if c.execute(
                         "UPDATE objects SET status = 'failed', failure_reason = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
                         (error, ts(now), job.object_id),
-                    )
+                    ).rowcount:
+                        emit(c, before.tenant_id, "object.status_changed",
+                             ev.status_changed(before, before.status, "failed", job_id, error), now)
                     remove_index(c, job.object_id, now)
             return _get_job(c, job_id)
 

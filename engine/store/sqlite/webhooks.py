@@ -1,0 +1,252 @@
+"""Webhooks on SQLite: endpoints, the outbox (:func:`emit`), deliveries and their attempts.
+
+:func:`emit` runs inside the write transaction of the change an event reports: it writes
+one delivery per enabled endpoint of the tenant that subscribes to the event's type, and
+the event's bytes once, only when some endpoint wants it (a tenant without webhooks pays
+one indexed lookup). Nothing is announced that was rolled back; nothing committed is lost.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from engine.ids import iso, new_id
+from engine.store.sqlite.access import SqliteAccess
+from engine.store.sqlite.sqltime import dt, ts
+from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, event_filter
+
+
+def event_body(event_type: str, data: Mapping[str, Any], now: datetime) -> bytes:
+    """The delivered body (Standard Webhooks): ``{type, timestamp, data}``."""
+    return orjson.dumps({"type": event_type, "timestamp": iso(now), "data": data})
+
+
+_FANOUT = (
+    "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, attempts, next_attempt_at, created_at)"
+    " SELECT 'dlv_' || lower(hex(randomblob(10))), w.id, w.tenant_id, ?, ?, 'pending', 0, ?, ? FROM webhooks w"
+    " WHERE w.tenant_id = ? AND w.status = 'enabled' AND (instr(w.event_filter, ?) > 0 OR w.event_filter = ',*,')"
+)
+
+
+def emit(c: sqlite3.Connection, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
+    """Write ``event_type`` for ``tenant_id``'s subscribed endpoints, in ``c``'s transaction."""
+    event_id = new_id("evt")
+    stamp = ts(now)
+    fanned = c.execute(_FANOUT, (event_id, event_type, stamp, stamp, tenant_id, f",{event_type},")).rowcount
+    if fanned:
+        c.execute(
+            "INSERT INTO webhook_events (id, tenant_id, type, body, created_at) VALUES (?, ?, ?, ?, ?)",
+            (event_id, tenant_id, event_type, event_body(event_type, data, now), stamp),
+        )
+
+
+def _webhook(r: sqlite3.Row) -> Webhook:
+    return Webhook(
+        id=r["id"], tenant_id=r["tenant_id"], url=r["url"], events=tuple(orjson.loads(r["events"])),
+        description=r["description"], status=r["status"], disabled_reason=r["disabled_reason"],
+        secret_sealed=r["secret_sealed"], previous_secret_sealed=r["previous_secret_sealed"],
+        previous_secret_expires_at=dt(r["previous_secret_expires_at"]), failing_since=dt(r["failing_since"]),
+        created_at=dt(r["created_at"]), updated_at=dt(r["updated_at"]), seq=r["seq"],  # type: ignore[arg-type]
+    )
+
+
+def _delivery(r: sqlite3.Row) -> Delivery:
+    return Delivery(
+        id=r["id"], webhook_id=r["webhook_id"], tenant_id=r["tenant_id"], event_id=r["event_id"], event_type=r["event_type"],
+        status=r["status"], attempts=r["attempts"], next_attempt_at=dt(r["next_attempt_at"]),
+        last_attempt_at=dt(r["last_attempt_at"]), last_status_code=r["last_status_code"], last_error=r["last_error"],
+        last_duration_ms=r["last_duration_ms"], created_at=dt(r["created_at"]), seq=r["seq"],  # type: ignore[arg-type]
+    )
+
+
+def _attempt(r: sqlite3.Row) -> Attempt:
+    return Attempt(r["delivery_id"], r["attempt"], dt(r["started_at"]), r["status_code"], r["duration_ms"],  # type: ignore[arg-type]
+                   r["error"], r["response_excerpt"])
+
+
+_MUTABLE = {"url", "events", "description", "status", "disabled_reason", "secret_sealed", "previous_secret_sealed",
+            "previous_secret_expires_at", "failing_since", "updated_at"}
+
+
+def _value(column: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return ts(value)
+    if column == "events":
+        return orjson.dumps(list(value)).decode()
+    return value
+
+
+class WebhooksMixin(SqliteAccess):
+    """Endpoints, deliveries and attempts; relies on ``read``/``write`` of the store."""
+
+    # -- endpoints ------------------------------------------------------------------
+    async def create_webhook(self, hook: Webhook) -> None:
+        await self.write(
+            lambda c: c.execute(
+                "INSERT INTO webhooks (id, tenant_id, url, events, event_filter, description, status, secret_sealed,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (hook.id, hook.tenant_id, hook.url, _value("events", hook.events), event_filter(hook.events), hook.description,
+                 hook.status, hook.secret_sealed, ts(hook.created_at), ts(hook.updated_at)),
+            ), quick=True,
+        )
+
+    async def get_webhook(self, tenant_id: str, webhook_id: str) -> Webhook | None:
+        return await self.one(_webhook, "SELECT * FROM webhooks WHERE id = ? AND tenant_id = ?", (webhook_id, tenant_id))
+
+    async def list_webhooks(self, tenant_id: str, after: int | None, limit: int) -> list[Webhook]:
+        return await self.newest_page(_webhook, "webhooks", ["tenant_id = ?"], [tenant_id], after, limit)
+
+    async def update_webhook(self, tenant_id: str, webhook_id: str, changes: Mapping[str, Any]) -> Webhook | None:
+        assert set(changes) <= _MUTABLE, changes
+        sets = [f"{column} = ?" for column in changes]
+        values = [_value(column, value) for column, value in changes.items()]
+        if "events" in changes:
+            sets.append("event_filter = ?")
+            values.append(event_filter(changes["events"]))
+
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            if sets:
+                c.execute(f"UPDATE webhooks SET {', '.join(sets)} WHERE id = ? AND tenant_id = ?", (*values, webhook_id, tenant_id))
+            return c.execute("SELECT * FROM webhooks WHERE id = ? AND tenant_id = ?", (webhook_id, tenant_id)).fetchone()
+
+        row = await self.write(op, quick=True)
+        return None if row is None else _webhook(row)
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
+        """Delete the endpoint with its deliveries and their attempts."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            if not c.execute("DELETE FROM webhooks WHERE id = ? AND tenant_id = ?", (webhook_id, tenant_id)).rowcount:
+                return False
+            c.execute("DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ?)",
+                      (webhook_id,))
+            c.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,))
+            return True
+
+        return await self.write(op)
+
+    # -- the outbox ---------------------------------------------------------------------
+    async def emit_event(self, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
+        """An event that reports no other write (tests, the benchmark)."""
+        await self.write(emit, tenant_id, event_type, data, now, quick=True)
+
+    # -- the delivery log -------------------------------------------------------------------
+    async def list_deliveries(self, tenant_id: str, webhook_id: str, after: int | None, limit: int) -> list[Delivery]:
+        return await self.newest_page(_delivery, "webhook_deliveries", ["webhook_id = ?", "tenant_id = ?"], [webhook_id, tenant_id],
+                                      after, limit)
+
+    async def get_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> Delivery | None:
+        return await self.one(_delivery, "SELECT * FROM webhook_deliveries WHERE id = ? AND webhook_id = ? AND tenant_id = ?",
+                              (delivery_id, webhook_id, tenant_id))
+
+    async def delivery_attempts(self, delivery_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        if not delivery_ids:
+            return {}
+        ids = list(delivery_ids)
+        rows = await self.read(lambda c: c.execute(
+            f"SELECT * FROM webhook_attempts WHERE delivery_id IN ({', '.join('?' * len(ids))}) ORDER BY delivery_id, attempt", ids,
+        ).fetchall())
+        found: dict[str, list[Attempt]] = {i: [] for i in ids}
+        for r in rows:
+            found[r["delivery_id"]].append(_attempt(r))
+        return found
+
+    async def retry_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str, now: datetime) -> Delivery | None:
+        """Make the delivery due now (again), whatever its state; None if there is no such delivery."""
+
+        def op(c: sqlite3.Connection) -> sqlite3.Row | None:
+            c.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND webhook_id = ? AND tenant_id = ?",
+                (ts(now), delivery_id, webhook_id, tenant_id),
+            )
+            return c.execute("SELECT * FROM webhook_deliveries WHERE id = ? AND webhook_id = ? AND tenant_id = ?",
+                             (delivery_id, webhook_id, tenant_id)).fetchone()
+
+        row = await self.write(op, quick=True)
+        return None if row is None else _delivery(row)
+
+    # -- the delivery worker --------------------------------------------------------------
+    async def claim_deliveries(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int, per_webhook: int, busy: Sequence[str]
+    ) -> list[DeliveryJob]:
+        """Lease up to ``limit`` due deliveries of enabled endpoints, at most ``per_webhook``
+        per endpoint and none of the ``busy`` ones, with the endpoint and the event's bytes."""
+        skip = list(busy)
+        not_busy = f"AND d.webhook_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+
+        def op(c: sqlite3.Connection) -> list[DeliveryJob]:
+            stamp = ts(now)
+            rows = c.execute(
+                "SELECT * FROM (SELECT d.*, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.seq) AS rn"
+                " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
+                f" AND w.status = 'enabled' {not_busy}) WHERE rn <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+                (stamp, stamp, *skip, per_webhook, limit),
+            ).fetchall()
+            jobs = []
+            hooks: dict[str, Webhook] = {}
+            for r in rows:
+                c.execute("UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?", (owner, ts(lease_until), r["id"]))
+                hook = hooks.get(r["webhook_id"])
+                if hook is None:
+                    hook = hooks[r["webhook_id"]] = _webhook(c.execute("SELECT * FROM webhooks WHERE id = ?", (r["webhook_id"],)).fetchone())
+                (body,) = c.execute("SELECT body FROM webhook_events WHERE id = ?", (r["event_id"],)).fetchone()
+                jobs.append(DeliveryJob(_delivery(r), hook, body))
+            return jobs
+
+        return await self.write(op, quick=True)
+
+    async def next_delivery_due(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending delivery of an enabled endpoint."""
+        value = await self.read(lambda c: c.execute(
+            "SELECT min(d.next_attempt_at) FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+            " WHERE d.status = 'pending' AND w.status = 'enabled'").fetchone()[0], quick=True, single=True)
+        return dt(value)
+
+    async def release_delivery_leases(self) -> int:
+        """Forget every lease (SQLite: one process, so a lease left at start is a dead process's)."""
+        return await self.write(lambda c: c.execute(
+            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").rowcount)
+
+    async def record_attempt(self, outcome: AttemptOutcome) -> None:
+        """Log an attempt; move its delivery on; keep the endpoint's failure streak (and disable it)."""
+        a = outcome.attempt
+
+        def op(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ?", (a.delivery_id,)).fetchone()
+            if row is None:
+                return  # its endpoint was deleted meanwhile
+            number = row["attempts"] + 1
+            c.execute(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (a.delivery_id, number, ts(a.started_at), a.status_code, a.duration_ms, a.error, a.response_excerpt),
+            )
+            status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
+            c.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
+                " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
+                (status, number, ts(outcome.next_attempt_at) if status == "pending" else None, ts(a.started_at),
+                 a.status_code, a.error, a.duration_ms, a.delivery_id),
+            )
+            hook_id = row["webhook_id"]
+            if outcome.succeeded:
+                c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
+                return
+            c.execute("UPDATE webhooks SET failing_since = coalesce(failing_since, ?) WHERE id = ?", (ts(a.started_at), hook_id))
+            if outcome.disable_reason is not None:
+                c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
+                          (outcome.disable_reason, ts(a.started_at), hook_id))
+            c.execute(
+                "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
+                " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
+                (ts(a.started_at), hook_id, ts(outcome.disable_failing_before)),
+            )
+
+        await self.write(op, quick=True)
