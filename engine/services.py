@@ -144,5 +144,5 @@ class Services:
         actors.context = svc
         if svc.metrics is not None:
             sink: MetricsSink = svc.metrics
-            objects.metrics = pipeline.metrics = svc.imports.metrics = sink
+            objects.metrics = pipeline.metrics = svc.imports.metrics = svc.deliveries.metrics = sink
         return svc

@@ -19,7 +19,7 @@ ADMIN = {"admin.bootstrap_email": "root@example.com", "admin.bootstrap_password"
 
 @pytest.fixture(name="cfg")
 def _cfg(tmp_path):
-    return make_config(tmp_path / "data", **ADMIN)
+    return make_config(tmp_path / "data", **ADMIN, **{"webhooks.allow_private_targets": True})
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -95,6 +95,19 @@ async def test_import_records_are_counted(client, service, alice):
     assert value(after, "ipto_import_records_total", outcome="accepted") - value(before, "ipto_import_records_total", outcome="accepted") == 2
     assert value(after, "ipto_import_records_total", outcome="rejected") - value(before, "ipto_import_records_total", outcome="rejected") == 1
     assert value(after, "ipto_imports", status="queued") == 0
+
+
+async def test_webhook_delivery_attempts_are_counted_by_outcome(client, alice):
+    """An endpoint where nothing listens: the attempt fails and is retried later."""
+    r = await client.post("/v1/webhooks", headers=alice.headers, json={"url": "http://127.0.0.1:9/hook", "events": ["*"]})
+    assert r.status_code == 201, r.text
+    ds = await create_dataset(client, alice.headers)
+    r = await client.patch(f"/v1/datasets/{ds['dataset_id']}", headers=alice.headers, json={"description": "x"})
+    assert r.status_code == 200  # dataset.updated: a delivery to the endpoint
+    with trio.fail_after(30):
+        while value(await scrape(client), "ipto_webhook_deliveries_total", outcome="retrying") < 1:
+            await trio.sleep(0.1)
+    assert value(await scrape(client), "ipto_webhook_deliveries_total", outcome="succeeded") == 0
 
 
 async def test_metrics_disabled_is_a_404(nursery, tmp_path):
