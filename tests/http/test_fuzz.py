@@ -20,7 +20,7 @@ a fixed seed and ``EXAMPLES`` cases per operation, and these checks:
   the document;
 * ``--request-timeout`` — a request unanswered for ``TIMEOUT`` seconds fails the run (a hang).
 
-Budget: ~2–4 minutes on a 2-core machine (55 operations). Raise ``IPTO_FUZZ_EXAMPLES``
+Budget: about a minute on a 2-core machine (76 operations), a few at most. Raise ``IPTO_FUZZ_EXAMPLES``
 for a deeper run; ``IPTO_FUZZ_SEED`` picks another seed.
 """
 
