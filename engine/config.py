@@ -28,6 +28,10 @@ __all__ = ["Config", "ConfigError", "load_config", "REPO_CONFIG"]
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "engine.toml"
 
 
+# A listener on one of these is reachable from this machine only: /metrics may share it.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 class ConfigError(Exception):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
@@ -164,6 +168,12 @@ class AdminConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    bind: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "auto"
@@ -186,6 +196,7 @@ class Config:
     billing: BillingConfig = BillingConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
 
     @property
@@ -197,6 +208,16 @@ class Config:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http.port}"
+
+    @property
+    def metrics_where(self) -> str:
+        """Where ``GET /metrics`` is served: ``"off"``, ``"main"`` (the API's own listener,
+        only when it is a loopback address) or ``"separate"`` (``metrics.bind``)."""
+        if not self.metrics.enabled:
+            return "off"
+        if self.metrics.bind:
+            return "separate"
+        return "main" if self.http.host in LOOPBACK_HOSTS else "off"
 
     @property
     def store_url(self) -> str:
@@ -279,6 +300,8 @@ def _check(key: str, value: Any) -> None:
         raise ConfigError("invalid config value for imports.batch_records: at most 65535 records per batch")
     if key == "billing.platform_fee_bps" and not 0 <= value <= 10_000:
         raise ConfigError(f"invalid config value for billing.platform_fee_bps: {value!r} is not 0 to 10000 basis points")
+    if key == "metrics.bind" and value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", value):
+        raise ConfigError(f"invalid config value for metrics.bind: {value!r} is not host:port (or empty)")
     if key == "billing.hold_seconds" and value < 0:
         raise ConfigError(f"invalid config value for billing.hold_seconds: must be 0 or more, got {value!r}")
     if key == "http.workers" and not 0 <= value <= 64:

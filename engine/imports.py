@@ -48,6 +48,7 @@ from engine.config import ImportsConfig
 from engine.datasets import Datasets
 from engine.errors import EngineError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from engine.ids import new_id
+from engine.metrics import NO_METRICS, MetricsSink
 from engine.objects import clean_filename
 from engine.pagination import Page, page_of
 from engine.records import FRAME_HEADER, Batch, check_schema
@@ -117,6 +118,8 @@ class SetSchema(Message):
 
 
 class Imports:
+    metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
+
     def __init__(
         self,
         store: Store,
@@ -432,4 +435,5 @@ class Imports:
         done = await self.actors.ask(imp.dataset_id, FinishImport(imp.id, status, reason))
         await self.blobs.delete_import(imp.id)
         log.info("import_finished", status=done.status, accepted=done.accepted_count, rejected=done.rejected_count, reason=reason)
+        self.metrics.import_finished(done.accepted_count, done.rejected_count)
 

@@ -41,6 +41,7 @@ from engine.errors import (
 )
 from engine.ids import new_id, utcnow
 from engine.keyed_locks import KeyedLocks
+from engine.metrics import NO_METRICS, MetricsSink
 from engine.pagination import Page, page_of
 from engine.store.base import Store
 from engine.store.blobs.base import BlobStore, ReceivedPart
@@ -177,6 +178,8 @@ class DeleteObject(Message):
 
 
 class Objects:
+    metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
+
     def __init__(
         self,
         store: Store,
@@ -360,6 +363,7 @@ class Objects:
         confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
         await self.blobs.discard_upload(upload.id, obj.blob_id)
         log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
+        self.metrics.upload_confirmed(staged.size)
         return confirmed
 
     async def apply_finish_upload(self, object_id: str, sha256: str) -> ObjectRecord:

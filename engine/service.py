@@ -31,6 +31,7 @@ from engine.http import direct_body, h11_buffer
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
+from engine.http.metrics import metrics_asgi
 from engine.services import Services
 from engine.store import open_store
 from engine.workers import Workers, WorkerSpec, embedded, listening_socket, resolve_workers
@@ -285,8 +286,25 @@ async def _start_http(
         nursery.cancel_scope.cancel()
 
     binds = await nursery.start(serve_http)
-    log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir), pid=os.getpid())
+    if cfg.metrics_where == "separate" and listen_fd is None:  # the primary (or only) process serves it
+        binds += await nursery.start(_serve_metrics, cfg, svc, stop)
+    elif cfg.metrics.enabled and cfg.metrics_where == "off":
+        log.info("metrics_not_served", reason="http.host is not loopback and metrics.bind is empty")
+    log.info("service_started", binds=binds, public_url=cfg.public_url, data_dir=str(cfg.data_dir), pid=os.getpid(),
+             metrics=cfg.metrics_where)
     task_status.started(ServiceHandle(cfg.public_url, svc, stop))
+
+
+async def _serve_metrics(cfg: Config, svc: Services, stop: trio.Event, *,
+                         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """``metrics.bind``: a listener of its own serving ``GET /metrics`` only."""
+    hc = HypercornConfig()
+    hc.bind = [cfg.metrics.bind]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.graceful_timeout = 1
+    await hypercorn.trio.serve(metrics_asgi(svc), hc,  # type: ignore[arg-type]  # plain ASGI callable
+                               shutdown_trigger=stop.wait, task_status=task_status, mode="asgi")
 
 
 async def serve_until_signalled(cfg: Config) -> None:

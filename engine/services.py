@@ -33,6 +33,7 @@ from engine.market.recorder import Recorder
 from engine.market.search import Search
 from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
+from engine.metrics import Metrics, MetricsSink
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
 from engine.pagination import CursorSeal
@@ -79,6 +80,7 @@ class Services:
     analytics: Analytics
     webhooks: Webhooks
     deliveries: DeliveryWorker
+    metrics: Metrics | None = None  # None: metrics are off (``Config.metrics_where``)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -139,7 +141,11 @@ class Services:
             activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
             payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
             webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
+            metrics=None if cfg.metrics_where == "off" else Metrics(),
         )
         svc.accesses.on_charged = settlement.wake_for
         actors.context = svc
+        if svc.metrics is not None:
+            sink: MetricsSink = svc.metrics
+            objects.metrics = pipeline.metrics = svc.imports.metrics = svc.deliveries.metrics = sink
         return svc

@@ -111,6 +111,11 @@ class Supervisor:
     def actor_count(self) -> int:
         return sum(1 for slot in self._slots.values() if not slot.failed)
 
+    def inbox_levels(self) -> tuple[int, int, int]:
+        """``(live actors, messages waiting in all their inboxes, the fullest inbox)`` (metrics)."""
+        depths = [slot.send.statistics().current_buffer_used for slot in self._slots.values() if not slot.failed]
+        return len(depths), sum(depths), max(depths, default=0)
+
     @property
     def actors_started(self) -> int:
         return self._started

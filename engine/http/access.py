@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response, request
 
 from engine.auth import Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body
+from engine.http.routes import Body, route
+from engine.http.schemas import ACCESS as ACCESS_VIEW
+from engine.http.validate import Field
 from engine.ids import iso
 
 bp = Blueprint("access", __name__)
 
-ACCESS = {
+ACCESS = Body("Access", {
     "search_id": Field(str, nullable=True, max_len=64, pattern=r"srch_[a-z2-7]{20}"),
     "result_id": Field(str, nullable=True, max_len=64, pattern=r"res_[a-z2-7]{24}"),
-}
+}, optional=True)
 
 
-@bp.post("/v1/objects/<object_id>/access")
-@endpoint("search:query")
-async def access(principal: Principal, object_id: str) -> Response:
-    body = await json_body(ACCESS, allow_empty=True)
+@route(bp, "POST", "/v1/objects/<object_id>/access", summary="Retrieve an object (priced)", scope="search:query", body=ACCESS,
+       ok=(201, ACCESS_VIEW))
+async def access(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
+    """One access, one charge; a retry with the same Idempotency-Key is the same access.
+    403 ``grant_required`` for a restricted dataset without a grant."""
     done = await services().accesses.access(
         principal, object_id, body.get("search_id"), body.get("result_id"), request.headers.get("Idempotency-Key")
     )

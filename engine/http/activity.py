@@ -7,9 +7,10 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from engine.auth import Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import page_args, query_instant, query_text
+from engine.http.routes import PAGE, WINDOW, Query, route
+from engine.http.schemas import OBJECT_ANY, listing
 from engine.ids import iso
 from engine.store.money import AccessView
 from engine.store.records import SearchRecord
@@ -29,27 +30,28 @@ def access_view(v: AccessView) -> dict[str, Any]:
             "created_at": iso(a.created_at)}
 
 
-@bp.get("/v1/agent/activity/searches")
-@endpoint("usage:read")
-async def searches(principal: Principal) -> Response:
-    since, until, key = query_instant("from"), query_instant("to"), query_text("api_key_id")
-    page = await services().activity.searches(principal, key, since, until, *page_args())
+@route(bp, "GET", "/v1/agent/activity/searches", summary="Buyer activity: searches", scope="usage:read",
+       query=(Query("api_key_id", "text"), *WINDOW, *PAGE), ok=(200, listing("searches", OBJECT_ANY)))
+async def searches(principal: Principal, query: dict[str, Any]) -> Response:
+    since, until, key = query["from"], query["to"], query["api_key_id"]
+    page = await services().activity.searches(principal, key, since, until, query["cursor"], query["limit"])
     return ok({"searches": [search_view(s) for s in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.get("/v1/agent/activity/accesses")
-@endpoint("usage:read")
-async def accesses(principal: Principal) -> Response:
-    since, until = query_instant("from"), query_instant("to")
-    key, dataset = query_text("api_key_id"), query_text("dataset_id")
-    page = await services().activity.accesses(principal, key, dataset, since, until, *page_args())
+@route(bp, "GET", "/v1/agent/activity/accesses", summary="Buyer activity: accesses", scope="usage:read",
+       query=(Query("api_key_id", "text"), Query("dataset_id", "text"), *WINDOW, *PAGE), ok=(200, listing("accesses", OBJECT_ANY)))
+async def accesses(principal: Principal, query: dict[str, Any]) -> Response:
+    since, until = query["from"], query["to"]
+    key, dataset = query["api_key_id"], query["dataset_id"]
+    page = await services().activity.accesses(principal, key, dataset, since, until, query["cursor"], query["limit"])
     return ok({"accesses": [access_view(s.view) for s in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.get("/v1/agent/spend")
-@endpoint("billing:read")
-async def spend(principal: Principal) -> Response:
-    since, until = query_instant("from"), query_instant("to")
+@route(bp, "GET", "/v1/agent/spend", summary="Buyer spend", scope="billing:read",
+       query=(Query("group_by", "text", description="day (default), dataset or api_key"), Query("currency", "text"), *WINDOW),
+       ok=(200, OBJECT_ANY))
+async def spend(principal: Principal, query: dict[str, Any]) -> Response:
+    since, until = query["from"], query["to"]
     group_by = request.args.get("group_by") or "day"
     currency = request.args.get("currency") or "USD"
     return ok(await services().activity.spend(principal, group_by, currency, since, until))

@@ -21,7 +21,9 @@ from engine.http import (
     health,
     identity,
     imports,
+    metrics,
     objects,
+    openapi,
     provider,
     review,
     search,
@@ -45,7 +47,11 @@ def create_app(svc: Services) -> QuartTrio:
                    activity, disputes, provider, webhooks):
         app.register_blueprint(module.bp)
     app.register_blueprint(bulk.bp)  # after objects': its routes sit beside the single ones
+    app.register_blueprint(openapi.bp)
+    if svc.cfg.metrics_where == "main" and svc.metrics is not None:
+        app.register_blueprint(metrics.bp)
     install_error_handlers(app)
+    observe = svc.metrics.observe_request if svc.metrics is not None else None
 
     @app.before_request
     async def _start() -> None:
@@ -58,13 +64,11 @@ def create_app(svc: Services) -> QuartTrio:
     @app.after_request
     async def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        access_log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round((trio.current_time() - g.get("started", trio.current_time())) * 1000, 2),
-        )
+        seconds = trio.current_time() - g.get("started", trio.current_time())
+        access_log.info("request", method=request.method, path=request.path, status=response.status_code,
+                        duration_ms=round(seconds * 1000, 2))
+        if observe is not None:
+            observe(request.method, metrics.current_route(), response.status_code, seconds)
         return response
 
     return app

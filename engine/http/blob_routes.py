@@ -105,6 +105,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _route(path: str) -> str:
+    """The metrics label of a blob URL: its kind, never its key."""
+    kind = path[len("/blobs/"):].partition("/")[0]
+    return f"/blobs/{kind}/{{key}}" if kind in ("uploads", "objects", "imports") else "/blobs/unmatched"
+
+
 class BlobRoutes:
     def __init__(self, svc: Services, blobs: LocalBlobStore) -> None:
         self.svc = svc
@@ -130,10 +136,11 @@ class BlobRoutes:
             body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
             await self._answer(send, 500, body, request_id)  # a write failed (disk full...): the body may still be arriving
         finally:
-            access_log.info(
-                "request", method=scope["method"], path=scope["path"], status=status,
-                duration_ms=round((trio.current_time() - started) * 1000, 2),
-            )
+            seconds = trio.current_time() - started
+            access_log.info("request", method=scope["method"], path=scope["path"], status=status,
+                            duration_ms=round(seconds * 1000, 2))
+            if self.svc.metrics is not None:
+                self.svc.metrics.observe_request(scope["method"], _route(scope["path"]), status, seconds)
 
     @staticmethod
     async def _answer(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -22,11 +22,13 @@ from quart import Blueprint, Response, current_app
 from engine.auth import Principal
 from engine.bulk import BATCH_MAX, Bulk, Outcome
 from engine.errors import EngineError, InvalidRequest
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.datasets import UPDATE, current_prices, dataset_view
 from engine.http.objects import INITIATE, _confirmed_view, initiated_view, object_view
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body, validate
+from engine.http.routes import Body, route
+from engine.http.schemas import OBJECT_ANY
+from engine.http.validate import Field, validate
 from engine.ids import iso
 from engine.store.records import Dataset
 
@@ -42,9 +44,12 @@ def _count(value: list[Any]) -> str | None:
     return None
 
 
-INITIATE_BATCH = {"files": Field(list, required=True, check=_count)}
-IDS_BATCH = {"object_ids": Field(list, required=True, check=_count)}
-UPDATE_BATCH = {"dataset_ids": Field(list, required=True, check=_count), "set": Field(dict, required=True)}
+INITIATE_BATCH = Body("UploadInitiateBatch", {"files": Field(list, required=True, check=_count, schema={"minItems": 1, "maxItems": BATCH_MAX},
+                                                          description="each as the single initiate's body (UploadInitiate)")})
+IDS_BATCH = Body("ObjectIdsBatch", {"object_ids": Field(list, required=True, check=_count, schema={"minItems": 1, "maxItems": BATCH_MAX})})
+UPDATE_BATCH = Body("DatasetUpdateBatch", {"dataset_ids": Field(list, required=True, check=_count, schema={"minItems": 1, "maxItems": BATCH_MAX}),
+                                           "set": Field(dict, required=True, description="fields of DatasetUpdate")})
+BATCH_RESULTS = {"type": "object", "properties": {"results": {"type": "array", "items": OBJECT_ANY}}, "required": ["results"]}
 
 
 def bulk() -> Bulk:
@@ -88,7 +93,7 @@ def _id_results(ids: Sequence[Any], outcomes: Sequence[Outcome[Any]], view: Call
 # -- batch initiate -------------------------------------------------------------------------
 def _file_item(value: Any) -> dict[str, Any] | EngineError:
     try:
-        return validate(INITIATE, value)
+        return validate(INITIATE.fields, value)
     except InvalidRequest as exc:
         return exc
 
@@ -109,10 +114,11 @@ async def _fresh_batch_urls(principal: Principal, status: int, body: bytes) -> R
     return ok(stored)
 
 
-@bp.post("/v1/datasets/<dataset_id>/objects/upload/batch")
-@endpoint("objects:write", refresh=_fresh_batch_urls)
-async def initiate_batch(principal: Principal, dataset_id: str) -> Response:
-    files = (await json_body(INITIATE_BATCH))["files"]
+@route(bp, "POST", "/v1/datasets/<dataset_id>/objects/upload/batch", summary="Initiate many uploads", scope="objects:write",
+       body=INITIATE_BATCH, ok=(200, BATCH_RESULTS), refresh=_fresh_batch_urls, errors=(409,))
+async def initiate_batch(principal: Principal, dataset_id: str, body: dict[str, Any]) -> Response:
+    """Each file stands alone: one bad item is an error in its result, never a 400."""
+    files = body["files"]
     outcomes = await bulk().initiate_many(principal, dataset_id, [_file_item(f) for f in files])
     results = []
     for index, outcome in enumerate(outcomes):
@@ -124,18 +130,18 @@ async def initiate_batch(principal: Principal, dataset_id: str) -> Response:
 
 
 # -- batch confirm and delete ------------------------------------------------------------------
-@bp.post("/v1/objects/confirm/batch")
-@endpoint("objects:write")
-async def confirm_batch(principal: Principal) -> Response:
-    ids = (await json_body(IDS_BATCH))["object_ids"]
+@route(bp, "POST", "/v1/objects/confirm/batch", summary="Confirm many uploads", scope="objects:write", body=IDS_BATCH,
+       ok=(200, BATCH_RESULTS))
+async def confirm_batch(principal: Principal, body: dict[str, Any]) -> Response:
+    ids = body["object_ids"]
     outcomes = await _per_item([_id_item(v, "object") for v in ids], lambda good: bulk().confirm_many(principal, good))
     return ok(_id_results(ids, outcomes, _confirmed_view))
 
 
-@bp.post("/v1/objects/delete/batch")
-@endpoint("objects:write")
-async def delete_batch(principal: Principal) -> Response:
-    ids = (await json_body(IDS_BATCH))["object_ids"]
+@route(bp, "POST", "/v1/objects/delete/batch", summary="Delete many objects", scope="objects:write", body=IDS_BATCH,
+       ok=(200, BATCH_RESULTS))
+async def delete_batch(principal: Principal, body: dict[str, Any]) -> Response:
+    ids = body["object_ids"]
     outcomes = await _per_item([_id_item(v, "object") for v in ids], lambda good: bulk().delete_many(principal, good))
     return ok(_id_results(ids, outcomes, object_view))
 
@@ -144,7 +150,7 @@ async def delete_batch(principal: Principal) -> Response:
 def _change(raw: dict[str, Any]) -> dict[str, Any]:
     """``set`` checked as the single PATCH's body is; its problems named ``set.<field>``."""
     try:
-        change = validate(UPDATE, raw)
+        change = validate(UPDATE.fields, raw)
     except InvalidRequest as exc:
         fields = (exc.details or {}).get("fields", {})
         raise InvalidRequest(f"invalid fields in set: {', '.join(sorted(fields))}",
@@ -154,10 +160,9 @@ def _change(raw: dict[str, Any]) -> dict[str, Any]:
     return change
 
 
-@bp.patch("/v1/datasets")
-@endpoint("datasets:write")
-async def update_datasets(principal: Principal) -> Response:
-    body = await json_body(UPDATE_BATCH)
+@route(bp, "PATCH", "/v1/datasets", summary="Update many datasets", scope="datasets:write", body=UPDATE_BATCH,
+       ok=(200, BATCH_RESULTS))
+async def update_datasets(principal: Principal, body: dict[str, Any]) -> Response:
     change = _change(body["set"])
     ids = body["dataset_ids"]
     outcomes = await _per_item([_id_item(v, "dataset") for v in ids],

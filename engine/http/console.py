@@ -28,15 +28,17 @@ from __future__ import annotations
 import functools
 import hashlib
 from importlib import resources
+from typing import Any
 
 from quart import Blueprint, Response, request
 
 from engine.auth import ADMIN_SCOPE, Principal
 from engine.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
-from engine.http.api import SESSION_COOKIE, credentials, endpoint, services
+from engine.http.api import SESSION_COOKIE, credentials, services
 from engine.http.identity import LOGIN, user_view
 from engine.http.respond import ok
-from engine.http.validate import json_body
+from engine.http.routes import route
+from engine.http.schemas import CONSOLE_LOGIN, CONSOLE_SESSION, LOGGED_OUT
 from engine.identity import token_hash
 from engine.ids import iso
 
@@ -97,18 +99,21 @@ def _secure_cookie() -> bool:
     return request.scheme == "https" or services().cfg.public_url.startswith("https://")
 
 
-@bp.get("/console")
+@route(bp, "GET", "/console", summary="The review console page", wrap=False, ok=(200, {"type": "string"}),
+       ok_content_type="text/html")
 async def page() -> Response:
     name = "console.html" if await _console_admin() is not None else "login.html"
     return _static(name, "text/html; charset=utf-8", "no-store")
 
 
-@bp.get("/console/")
+@route(bp, "GET", "/console/", summary="The review console page (redirect)", wrap=False, ok=(308, None),
+       ok_content_type="text/html")
 async def page_with_slash() -> Response:
     return Response(b"", status=308, headers={"Location": "/console"})
 
 
-@bp.get("/console/static/<name>")
+@route(bp, "GET", "/console/static/<name>", summary="A review console asset", wrap=False, ok=(200, {"type": "string"}),
+       ok_content_type=("text/css", "text/javascript"), errors=(304,), path_schemas={"name": {"type": "string", "enum": [*ASSETS]}})
 async def asset(name: str) -> Response:
     if name not in ASSETS or (name not in PUBLIC_ASSETS and await _console_admin() is None):
         raise NotFound("no such console file")
@@ -119,15 +124,19 @@ async def asset(name: str) -> Response:
     return response
 
 
-@bp.post("/console/login")
-async def login() -> Response:
+def _same_site_json() -> None:
     # A login form posted from another site would sign the browser into the attacker's
     # account (login CSRF): only our own page's fetch() is accepted.
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         raise Forbidden("sign in from the console's own page")
     if request.mimetype != "application/json":
         raise InvalidRequest("the body must be sent as Content-Type: application/json", {"fields": {"content_type": "must be application/json"}})
-    body = await json_body(LOGIN)
+
+
+@route(bp, "POST", "/console/login", summary="Console sign-in (platform admins)", wrap=False, body=LOGIN,
+       precheck=_same_site_json, ok=(200, CONSOLE_LOGIN), errors=(401, 403))
+async def login(body: dict[str, Any]) -> Response:
+    """Sets the ``ipto_console`` session cookie (HttpOnly, SameSite=Strict)."""
     svc = services()
     grant = await svc.identity.login(body["email"], body["password"], platform_admin_only=True)
     response = ok({"user": user_view(grant.user), "csrf_token": svc.csrf.token(token_hash(grant.token)), "expires_at": iso(grant.expires_at)})
@@ -139,8 +148,7 @@ async def login() -> Response:
     return response
 
 
-@bp.get("/console/session")
-@endpoint(ADMIN_SCOPE)
+@route(bp, "GET", "/console/session", summary="The console's session", scope=ADMIN_SCOPE, ok=(200, CONSOLE_SESSION))
 async def session(principal: Principal) -> Response:
     svc = services()
     user = await svc.store.get_user(principal.user_id)
@@ -150,8 +158,7 @@ async def session(principal: Principal) -> Response:
     return ok({"user": user_view(user), "csrf_token": csrf})
 
 
-@bp.post("/console/logout")
-@endpoint()
+@route(bp, "POST", "/console/logout", summary="Console sign-out", ok=(200, LOGGED_OUT))
 async def logout(principal: Principal) -> Response:
     await services().identity.logout(principal)
     response = ok({"logged_out": True})

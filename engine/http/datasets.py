@@ -8,9 +8,11 @@ from quart import Blueprint, Response
 
 from engine.auth import Principal
 from engine.datasets import MONETIZATION_MODES, OWNER_SETTABLE_STATUSES, PRICING_MODELS, SOURCE_MODALITIES, STATUSES, VISIBILITIES
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body, page_args, query_choice
+from engine.http.routes import PAGE, Body, Query, route
+from engine.http.schemas import listing, ref
+from engine.http.validate import Field
 from engine.ids import iso
 from engine.records import check_schema
 from engine.store.records import CatalogEntry, Dataset
@@ -26,8 +28,14 @@ _COMMON = {
     "price_micros": Field(int, min_value=0, max_value=10**15),
     "currency": Field(str, pattern=r"[A-Z]{3}"),
 }
-CREATE = {"name": Field(str, required=True, min_len=1, max_len=200), **_COMMON, "schema": Field(dict, nullable=True)}
-UPDATE = {"name": Field(str, min_len=1, max_len=200), **_COMMON, "status": Field(str, choices=OWNER_SETTABLE_STATUSES)}
+CREATE = Body("DatasetCreate", {
+    "name": Field(str, required=True, min_len=1, max_len=200), **_COMMON,
+    "schema": Field(dict, nullable=True, description="JSON Schema of the dataset's records (V4 imports)"),
+})
+UPDATE = Body("DatasetUpdate", {
+    "name": Field(str, min_len=1, max_len=200), **_COMMON, "status": Field(str, choices=OWNER_SETTABLE_STATUSES),
+})
+DATASET = ref("Dataset")
 
 
 def dataset_view(ds: Dataset, current_price_micros: int | None = None) -> dict[str, Any]:
@@ -90,22 +98,20 @@ async def priced_view(ds: Dataset) -> dict[str, Any]:
     return dataset_view(ds, (await current_prices(None, [ds]))[ds.id])
 
 
-@bp.post("/v1/datasets")
-@endpoint("datasets:write")
-async def create_dataset(principal: Principal) -> Response:
-    body = await json_body(CREATE)
+@route(bp, "POST", "/v1/datasets", summary="Create a dataset", scope="datasets:write", body=CREATE, ok=(201, DATASET),
+       errors=(409,))
+async def create_dataset(principal: Principal, body: dict[str, Any]) -> Response:
     schema = body.pop("schema", None)
     if schema is not None:
         body["record_schema"] = check_schema(schema)
     return ok(await priced_view(await services().datasets.create(principal, body)), 201)
 
 
-@bp.get("/v1/datasets")
-@endpoint("datasets:read")
-async def list_datasets(principal: Principal) -> Response:
-    status = query_choice("status", STATUSES)
-    visibility = query_choice("visibility", VISIBILITIES)
-    page, total = await services().datasets.list(principal, status, visibility, *page_args())
+@route(bp, "GET", "/v1/datasets", summary="List datasets", scope="datasets:read",
+       query=(Query("status", "choice", STATUSES), Query("visibility", "choice", VISIBILITIES), *PAGE),
+       ok=(200, listing("datasets", DATASET, total={"type": "integer"})))
+async def list_datasets(principal: Principal, query: dict[str, Any]) -> Response:
+    page, total = await services().datasets.list(principal, query["status"], query["visibility"], query["cursor"], query["limit"])
     prices = await current_prices(None, list(page.items))
     return ok(
         {
@@ -117,30 +123,28 @@ async def list_datasets(principal: Principal) -> Response:
     )
 
 
-@bp.get("/v1/datasets/<dataset_id>")
-@endpoint("datasets:read")
+@route(bp, "GET", "/v1/datasets/<dataset_id>", summary="Get a dataset", scope="datasets:read", ok=(200, DATASET))
 async def get_dataset(principal: Principal, dataset_id: str) -> Response:
     return ok(await priced_view(await services().datasets.get(principal, dataset_id)))
 
 
-@bp.patch("/v1/datasets/<dataset_id>")
-@endpoint("datasets:write")
-async def update_dataset(principal: Principal, dataset_id: str) -> Response:
-    body = await json_body(UPDATE)
+@route(bp, "PATCH", "/v1/datasets/<dataset_id>", summary="Update a dataset", scope="datasets:write", body=UPDATE,
+       ok=(200, DATASET), errors=(409,))
+async def update_dataset(principal: Principal, dataset_id: str, body: dict[str, Any]) -> Response:
     return ok(await priced_view(await services().datasets.update(principal, dataset_id, body)))
 
 
-@bp.delete("/v1/datasets/<dataset_id>")
-@endpoint("datasets:write")
+@route(bp, "DELETE", "/v1/datasets/<dataset_id>", summary="Delete a dataset", scope="datasets:write",
+       ok=(200, {"type": "object"}), errors=(409,))
 async def delete_dataset(principal: Principal, dataset_id: str) -> Response:
     await services().datasets.delete(principal, dataset_id)
     return ok({})
 
 
-@bp.get("/v1/catalog/datasets")
-@endpoint("search:query")
-async def catalog(principal: Principal) -> Response:
-    page = await services().datasets.catalog(*page_args())
+@route(bp, "GET", "/v1/catalog/datasets", summary="The buyer catalog", scope="search:query", query=PAGE,
+       ok=(200, listing("datasets", ref("CatalogEntry"))))
+async def catalog(principal: Principal, query: dict[str, Any]) -> Response:
+    page = await services().datasets.catalog(query["cursor"], query["limit"])
     prices = await current_prices(principal, [e.dataset for e in page.items])
     return ok({"datasets": [catalog_view(e, prices[e.dataset.id]) for e in page.items], "next_cursor": page.next_cursor,
                "has_more": page.has_more})

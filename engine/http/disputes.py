@@ -8,17 +8,20 @@ from typing import Any
 from quart import Blueprint, Response
 
 from engine.auth import ADMIN_SCOPE, Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body, page_args, query_text
+from engine.http.routes import PAGE, Body, Query, route
+from engine.http.schemas import OBJECT_ANY as OBJECT
+from engine.http.schemas import listing
+from engine.http.validate import Field
 from engine.ids import iso
 from engine.market.disputes import OUTCOMES
 from engine.store.money import Dispute
 
 bp = Blueprint("disputes", __name__)
 
-OPEN = {"reason": Field(str, required=True, max_len=2000)}
-RESOLVE = {"outcome": Field(str, required=True, choices=tuple(OUTCOMES))}
+OPEN = Body("DisputeOpen", {"reason": Field(str, required=True, max_len=2000)})
+RESOLVE = Body("DisputeResolve", {"outcome": Field(str, required=True, choices=tuple(OUTCOMES))})
 
 
 def dispute_view(d: Dispute) -> dict[str, Any]:
@@ -32,28 +35,25 @@ def admin_dispute_view(d: Dispute) -> dict[str, Any]:
             "opened_by": d.opened_by, "resolved_by": d.resolved_by}
 
 
-@bp.post("/v1/agent/accesses/<access_id>/dispute")
-@endpoint("search:query")
-async def open_dispute(principal: Principal, access_id: str) -> Response:
-    body = await json_body(OPEN)
+@route(bp, "POST", "/v1/agent/accesses/<access_id>/dispute", summary="Dispute an access", scope="search:query", body=OPEN,
+       ok=(201, OBJECT), errors=(409,))
+async def open_dispute(principal: Principal, access_id: str, body: dict[str, Any]) -> Response:
     return ok(dispute_view(await services().disputes.open(principal, access_id, body["reason"])), 201)
 
 
-@bp.get("/v1/admin/disputes")
-@endpoint(ADMIN_SCOPE)
-async def list_disputes(principal: Principal) -> Response:
-    page = await services().disputes.list(query_text("status"), *page_args())
+@route(bp, "GET", "/v1/admin/disputes", summary="List disputes", scope=ADMIN_SCOPE, query=(Query("status", "text"), *PAGE),
+       ok=(200, listing("disputes", OBJECT)))
+async def list_disputes(principal: Principal, query: dict[str, Any]) -> Response:
+    page = await services().disputes.list(query["status"], query["cursor"], query["limit"])
     return ok({"disputes": [admin_dispute_view(d) for d in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.get("/v1/admin/disputes/<dispute_id>")
-@endpoint(ADMIN_SCOPE)
+@route(bp, "GET", "/v1/admin/disputes/<dispute_id>", summary="Get a dispute", scope=ADMIN_SCOPE, ok=(200, OBJECT))
 async def get_dispute(principal: Principal, dispute_id: str) -> Response:
     return ok(admin_dispute_view(await services().disputes.get(dispute_id)))
 
 
-@bp.post("/v1/admin/disputes/<dispute_id>/resolve")
-@endpoint(ADMIN_SCOPE)
-async def resolve(principal: Principal, dispute_id: str) -> Response:
-    body = await json_body(RESOLVE)
+@route(bp, "POST", "/v1/admin/disputes/<dispute_id>/resolve", summary="Resolve a dispute", scope=ADMIN_SCOPE, body=RESOLVE,
+       ok=(200, OBJECT), errors=(409,))
+async def resolve(principal: Principal, dispute_id: str, body: dict[str, Any]) -> Response:
     return ok(admin_dispute_view(await services().disputes.resolve(principal, dispute_id, body["outcome"])))

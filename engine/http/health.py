@@ -9,8 +9,10 @@ import trio
 from quart import Blueprint, Response
 
 from engine import __version__
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
+from engine.http.routes import route
+from engine.http.schemas import HEALTH
 
 bp = Blueprint("health", __name__)
 log = structlog.get_logger(__name__)
@@ -26,8 +28,7 @@ async def _check(name: str, probe: Callable[[], Awaitable[None]]) -> str:
     return "ok"
 
 
-@bp.get("/v1/health")
-@endpoint(public=True)
+@route(bp, "GET", "/v1/health", summary="Health", public=True, ok=(200, HEALTH), errors=(503,))
 async def health() -> Response:
     svc = services()
     store = await _check("store", svc.store.ping)

@@ -7,22 +7,26 @@ from typing import Any
 from quart import Blueprint, Response
 
 from engine.auth import Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body
+from engine.http.routes import Body, route
+from engine.http.schemas import LOGGED_OUT, ME, SESSION_GRANT
+from engine.http.validate import Field
 from engine.identity import SessionGrant
 from engine.ids import iso
 from engine.store.records import Tenant, User
 
 bp = Blueprint("identity", __name__)
 
-SIGNUP = {
-    "email": Field(str, required=True, max_len=254),
-    "password": Field(str, required=True, max_len=1024),
+SIGNUP = Body("Signup", {
+    "email": Field(str, required=True, max_len=254, schema={"format": "email", "examples": ["ann@example.com"]}),
+    "password": Field(str, required=True, max_len=1024, schema={"minLength": 8},
+                      check=lambda v: None if len(v) >= 8 else "must be 8 to 1024 characters"),
     "name": Field(str, nullable=True, max_len=200),
     "tenant_name": Field(str, nullable=True, min_len=1, max_len=200),
-}
-LOGIN = {"email": Field(str, required=True, max_len=254), "password": Field(str, required=True, max_len=1024)}
+})
+LOGIN = Body("Login", {"email": Field(str, required=True, max_len=254), "password": Field(str, required=True, max_len=1024)})
+EMPTY = Body("Empty", optional=True, description="no fields: send {} or nothing")
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -48,31 +52,26 @@ def _grant_view(grant: SessionGrant) -> dict[str, Any]:
     }
 
 
-@bp.post("/v1/auth/signup")
-@endpoint(public=True)
-async def signup() -> Response:
-    body = await json_body(SIGNUP)
+@route(bp, "POST", "/v1/auth/signup", summary="Sign up", public=True, body=SIGNUP, ok=(201, SESSION_GRANT), errors=(409,))
+async def signup(body: dict[str, Any]) -> Response:
+    """Creates the tenant, its owner and a session."""
     grant = await services().identity.signup(body["email"], body["password"], body.get("name"), body.get("tenant_name"))
     return ok(_grant_view(grant), 201)
 
 
-@bp.post("/v1/auth/login")
-@endpoint(public=True)
-async def login() -> Response:
-    body = await json_body(LOGIN)
+@route(bp, "POST", "/v1/auth/login", summary="Log in", public=True, body=LOGIN, ok=(200, SESSION_GRANT))
+async def login(body: dict[str, Any]) -> Response:
     return ok(_grant_view(await services().identity.login(body["email"], body["password"])))
 
 
-@bp.post("/v1/auth/logout")
-@endpoint()
-async def logout(principal: Principal) -> Response:
-    await json_body({}, allow_empty=True)
+@route(bp, "POST", "/v1/auth/logout", summary="Log out", body=EMPTY, ok=(200, LOGGED_OUT))
+async def logout(principal: Principal, body: dict[str, Any]) -> Response:
+    """Ends the session: its token stops working at once."""
     await services().identity.logout(principal)
     return ok({"logged_out": True})
 
 
-@bp.get("/v1/me")
-@endpoint()
+@route(bp, "GET", "/v1/me", summary="Who am I", ok=(200, ME))
 async def me(principal: Principal) -> Response:
     store = services().store
     user = await store.get_user(principal.user_id)

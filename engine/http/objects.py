@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from engine.auth import Principal
-from engine.errors import InvalidRequest
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body, page_args, query_choice
+from engine.http.routes import PAGE, Body, Query, route
+from engine.http.schemas import CONFIRMED, DOWNLOAD_URL, listing, ref
+from engine.http.validate import Field
 from engine.ids import iso
 from engine.objects import OBJECT_STATUSES, REVIEW_STATES, Initiated
 from engine.store.records import ObjectRecord
@@ -33,14 +33,22 @@ def _part_list(value: list[Any]) -> str | None:
     return None
 
 
-INITIATE = {
-    "filename": Field(str, required=True, min_len=1, max_len=1024),
-    "content_type": Field(str, required=True, min_len=1, max_len=255),
+_INITIATE = {
+    "filename": Field(str, required=True, min_len=1, max_len=1024, schema={"examples": ["invoice-0425.pdf"]}),
+    "content_type": Field(str, required=True, min_len=1, max_len=255, schema={"examples": ["application/pdf", "text/plain"]},
+                          description="a MIME type the dataset's source_modality accepts (else 400 naming the allowed ones)"),
     "size_bytes": Field(int, required=True, min_value=1),
-    "checksum_sha256": Field(str, nullable=True, check=_sha_check),
+    "checksum_sha256": Field(str, nullable=True, check=_sha_check, schema={"pattern": "^[0-9a-fA-F]{64}$"}),
 }
-INITIATE_ANY = {**INITIATE, "dataset_id": Field(str, required=True, min_len=1, max_len=64)}
-CONFIRM = {"parts": Field(list, max_items=10_000, check=_part_list)}
+INITIATE = Body("UploadInitiate", _INITIATE)
+INITIATE_ANY = Body("UploadInitiateAny", {**_INITIATE, "dataset_id": Field(str, required=True, min_len=1, max_len=64)})
+_PART = {"type": "object", "properties": {"part_number": {"type": "integer"}, "etag": {"type": "string"}},
+         "required": ["part_number", "etag"], "additionalProperties": False}
+CONFIRM = Body("UploadConfirm", {"parts": Field(list, max_items=10_000, check=_part_list, schema={"items": _PART},
+                                                description="multipart uploads: every part's number and ETag")},
+               optional=True)
+INITIATED = ref("UploadInitiated")
+OBJECT = ref("Object")
 
 
 def object_view(obj: ObjectRecord) -> dict[str, Any]:
@@ -97,63 +105,59 @@ async def _fresh_urls(principal: Principal, status: int, body: bytes) -> Respons
     return None if fresh is None else ok(initiated_view(fresh), 201)
 
 
-@bp.post("/v1/datasets/<dataset_id>/objects/upload")
-@endpoint("objects:write", refresh=_fresh_urls)
-async def initiate(principal: Principal, dataset_id: str) -> Response:
-    body = await json_body(INITIATE)
+@route(bp, "POST", "/v1/datasets/<dataset_id>/objects/upload", summary="Initiate an upload", scope="objects:write",
+       body=INITIATE, ok=(201, INITIATED), refresh=_fresh_urls, errors=(409,))
+async def initiate(principal: Principal, dataset_id: str, body: dict[str, Any]) -> Response:
+    """A presigned URL (or one per part above the multipart threshold) for the bytes."""
     return ok(initiated_view(await services().objects.initiate(principal, dataset_id, body)), 201)
 
 
-@bp.post("/v1/uploads")
-@endpoint("objects:write", refresh=_fresh_urls)
-async def initiate_any(principal: Principal) -> Response:
-    body = await json_body(INITIATE_ANY)
+@route(bp, "POST", "/v1/uploads", summary="Initiate an upload (dataset in the body)", scope="objects:write",
+       body=INITIATE_ANY, ok=(201, INITIATED), refresh=_fresh_urls, errors=(404, 409))
+async def initiate_any(principal: Principal, body: dict[str, Any]) -> Response:
     dataset_id = body.pop("dataset_id")
     return ok(initiated_view(await services().objects.initiate(principal, dataset_id, body)), 201)
 
 
-@bp.post("/v1/objects/<object_id>/confirm")
-@endpoint("objects:write")
-async def confirm(principal: Principal, object_id: str) -> Response:
-    body = await json_body(CONFIRM, allow_empty=True)
+@route(bp, "POST", "/v1/objects/<object_id>/confirm", summary="Confirm an upload", scope="objects:write", body=CONFIRM,
+       ok=(200, CONFIRMED))
+async def confirm(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
+    """Verifies size and SHA-256 (422 ``size_mismatch`` / ``checksum_mismatch``) and stages the object for review."""
     return ok(_confirmed_view(await services().objects.confirm(principal, object_id, body.get("parts"))))
 
 
-@bp.post("/v1/uploads/<upload_id>/complete")
-@endpoint("objects:write")
-async def complete(principal: Principal, upload_id: str) -> Response:
-    body = await json_body(CONFIRM, allow_empty=True)
+@route(bp, "POST", "/v1/uploads/<upload_id>/complete", summary="Complete an upload", scope="objects:write", body=CONFIRM,
+       ok=(200, CONFIRMED))
+async def complete(principal: Principal, upload_id: str, body: dict[str, Any]) -> Response:
     return ok(_confirmed_view(await services().objects.complete(principal, upload_id, body.get("parts"))))
 
 
-@bp.get("/v1/objects/<object_id>")
-@endpoint("datasets:read")
+@route(bp, "GET", "/v1/objects/<object_id>", summary="Get an object", scope="datasets:read", ok=(200, OBJECT))
 async def get_object(principal: Principal, object_id: str) -> Response:
     return ok(object_view(await services().objects.get(principal, object_id)))
 
 
-@bp.get("/v1/datasets/<dataset_id>/objects")
-@endpoint("datasets:read")
-async def list_objects(principal: Principal, dataset_id: str) -> Response:
-    status = query_choice("status", OBJECT_STATUSES)
-    review_state = query_choice("review_state", REVIEW_STATES)
-    checksum = request.args.get("checksum_sha256") or None
-    if checksum is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", checksum):
-        raise InvalidRequest("checksum_sha256 must be 64 hex digits", {"fields": {"checksum_sha256": "64 hex digits (SHA-256)"}})
+@route(bp, "GET", "/v1/datasets/<dataset_id>/objects", summary="List a dataset's objects", scope="datasets:read",
+       query=(Query("status", "choice", OBJECT_STATUSES), Query("review_state", "choice", REVIEW_STATES),
+              Query("checksum_sha256", "pattern", pattern="[0-9a-fA-F]{64}", message="64 hex digits (SHA-256)",
+                    description="only objects whose verified bytes have this SHA-256"), *PAGE),
+       ok=(200, listing("objects", OBJECT)))
+async def list_objects(principal: Principal, dataset_id: str, query: dict[str, Any]) -> Response:
+    checksum = query["checksum_sha256"]
     page = await services().objects.list_for_dataset(
-        principal, dataset_id, status, review_state, *page_args(), checksum_sha256=checksum and checksum.lower()
+        principal, dataset_id, query["status"], query["review_state"], query["cursor"], query["limit"],
+        checksum_sha256=checksum and checksum.lower(),
     )
     return ok({"objects": [object_view(o) for o in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.delete("/v1/objects/<object_id>")
-@endpoint("objects:write")
+@route(bp, "DELETE", "/v1/objects/<object_id>", summary="Delete an object", scope="objects:write", ok=(200, OBJECT))
 async def delete_object(principal: Principal, object_id: str) -> Response:
     return ok(object_view(await services().objects.delete(principal, object_id)))
 
 
-@bp.get("/v1/objects/<object_id>/download-url")
-@endpoint("datasets:read")
+@route(bp, "GET", "/v1/objects/<object_id>/download-url", summary="A download URL for an object", scope="datasets:read",
+       ok=(200, DOWNLOAD_URL))
 async def download_url(principal: Principal, object_id: str) -> Response:
     url, expires_at = await services().objects.download_url(principal, object_id)
     return ok({"download_url": url, "expires_at": iso(expires_at)})

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response, request
 
 from engine.auth import Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import page_args, query_instant, query_text
+from engine.http.routes import PAGE, WINDOW, Query, route
+from engine.http.schemas import OBJECT_ANY, listing
 
 bp = Blueprint("provider", __name__)
 
 
-@bp.get("/v1/provider/analytics")
-@endpoint("usage:read")
-async def analytics(principal: Principal) -> Response:
-    since, until = query_instant("from"), query_instant("to")
-    dataset_id = query_text("dataset_id")
+@route(bp, "GET", "/v1/provider/analytics", summary="Provider analytics", scope="usage:read",
+       query=(*WINDOW, Query("dataset_id", "text"), Query("currency", "text")), ok=(200, OBJECT_ANY))
+async def analytics(principal: Principal, query: dict[str, Any]) -> Response:
+    since, until = query["from"], query["to"]
+    dataset_id = query["dataset_id"]
     return ok(await services().analytics.provider(principal, since, until, dataset_id, request.args.get("currency") or "USD"))
 
 
-@bp.get("/v1/provider/payouts")
-@endpoint("billing:read")
-async def payouts(principal: Principal) -> Response:
-    since, until = query_instant("from"), query_instant("to")
+@route(bp, "GET", "/v1/provider/payouts", summary="Provider payouts", scope="billing:read", query=(*WINDOW, *PAGE),
+       ok=(200, listing("payouts", OBJECT_ANY)))
+async def payouts(principal: Principal, query: dict[str, Any]) -> Response:
+    since, until = query["from"], query["to"]
     svc = services().payouts
-    page, previews = await svc.list(principal, since, until, *page_args())
+    page, previews = await svc.list(principal, since, until, query["cursor"], query["limit"])
     return ok({"payouts": [svc.view(p, previews) for p in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})

@@ -11,10 +11,13 @@ from quart import Blueprint, Response
 
 from engine.auth import ADMIN_SCOPE, Principal
 from engine.errors import EngineError, NotFound
-from engine.http.api import endpoint, services
+from engine.http.api import services
+from engine.http.identity import EMPTY
 from engine.http.objects import object_view
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body, page_args, query_choice, query_instant, query_text
+from engine.http.routes import PAGE, Body, Query, route
+from engine.http.schemas import PREVIEW, REVIEW_DECISION, STR, batch_results, listing, null, ref
+from engine.http.validate import Field
 from engine.ids import iso
 from engine.objects import OBJECT_MODALITIES, REVIEW_STATES, modality_of
 from engine.preview import Preview
@@ -23,7 +26,7 @@ from engine.store.records import Job, ObjectRecord, QueueFilter
 
 bp = Blueprint("review", __name__)
 
-REJECT = {"reason": Field(str, nullable=True, max_len=2000)}
+REJECT = Body("Reject", {"reason": Field(str, nullable=True, max_len=2000)}, optional=True)
 
 
 def _id_list(value: list[Any]) -> str | None:
@@ -34,8 +37,9 @@ def _id_list(value: list[Any]) -> str | None:
     return None
 
 
-APPROVE_BATCH = {"object_ids": Field(list, required=True, max_items=BATCH_MAX, check=_id_list)}
-ORDERS = ("newest", "oldest")
+APPROVE_BATCH = Body("ApproveBatch", {"object_ids": Field(
+    list, required=True, max_items=BATCH_MAX, check=_id_list,
+    schema={"minItems": 1, "items": {"type": "string", "minLength": 1, "maxLength": 64}})})
 # Previews carry the object's bytes re-encoded: never rendered as a document, never sniffed.
 PREVIEW_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; sandbox",
@@ -74,16 +78,25 @@ def preview_view(obj: ObjectRecord, shown: Preview) -> dict[str, Any]:
     }
 
 
-def _queue_filter() -> QueueFilter:
-    review_state = query_choice("review_state", REVIEW_STATES)
-    modality = query_choice("modality", tuple(OBJECT_MODALITIES))
+QUEUE_QUERY = (
+    Query("review_state", "choice", REVIEW_STATES, description="default: staged and under_review"),
+    Query("tenant_id", "text"), Query("dataset_id", "text"),
+    Query("modality", "choice", tuple(OBJECT_MODALITIES), description="the object's own, from its MIME type"),
+    Query("uploaded_from", "instant", description="inclusive"), Query("uploaded_to", "instant", description="exclusive"),
+    Query("order", "choice", ("newest", "oldest")),
+    *PAGE,
+)
+
+
+def _queue_filter(query: dict[str, Any]) -> QueueFilter:
+    review_state, modality = query["review_state"], query["modality"]
     return QueueFilter(
         review_states=(review_state,) if review_state else PENDING,
-        tenant_id=query_text("tenant_id"),
-        dataset_id=query_text("dataset_id"),
+        tenant_id=query["tenant_id"],
+        dataset_id=query["dataset_id"],
         mime_types=OBJECT_MODALITIES[modality] if modality else None,
-        uploaded_from=query_instant("uploaded_from"),
-        uploaded_to=query_instant("uploaded_to"),
+        uploaded_from=query["uploaded_from"],
+        uploaded_to=query["uploaded_to"],
     )
 
 
@@ -107,13 +120,15 @@ def job_view(job: Job) -> dict[str, Any]:
     return body
 
 
-@bp.get("/v1/admin/staged-objects")
-@endpoint(ADMIN_SCOPE)
-async def queue(principal: Principal) -> Response:
+@route(bp, "GET", "/v1/admin/staged-objects", summary="The review queue", scope=ADMIN_SCOPE, query=QUEUE_QUERY,
+       ok=(200, {**listing("objects", ref("AdminObject")), "properties": {
+           **listing("objects", ref("AdminObject"))["properties"], "poll_cursor": null(STR)}}))
+async def queue(principal: Principal, query: dict[str, Any]) -> Response:
+    """``order=oldest`` adds ``poll_cursor``: ask again with it for what arrived since."""
     review = services().review
-    f = _queue_filter()
-    oldest_first = query_choice("order", ORDERS) == "oldest"
-    page, poll_cursor = await review.queue(f, *page_args(), oldest_first=oldest_first)
+    f = _queue_filter(query)
+    oldest_first = query["order"] == "oldest"
+    page, poll_cursor = await review.queue(f, query["cursor"], query["limit"], oldest_first=oldest_first)
     names = await review.names(page.items)
     body: dict[str, Any] = {
         "objects": [admin_object_view(o, names) for o in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more,
@@ -123,32 +138,33 @@ async def queue(principal: Principal) -> Response:
     return ok(body)
 
 
-@bp.get("/v1/admin/staged-objects/<object_id>")
-@endpoint(ADMIN_SCOPE, changes_state=True)
+@route(bp, "GET", "/v1/admin/staged-objects/<object_id>", summary="Open (claim) a staged object", scope=ADMIN_SCOPE,
+       ok=(200, ref("AdminObject")), changes_state=True, errors=(409,))
 async def open_object(principal: Principal, object_id: str) -> Response:
     review = services().review
     obj = await review.open(principal, object_id)
     return ok(admin_object_view(obj, await review.names([obj])))
 
 
-@bp.get("/v1/admin/staged-objects/<object_id>/preview")
-@endpoint(ADMIN_SCOPE)
+@route(bp, "GET", "/v1/admin/staged-objects/<object_id>/preview", summary="Preview a staged object", scope=ADMIN_SCOPE,
+       ok=(200, PREVIEW), errors=(409,))
 async def preview(principal: Principal, object_id: str) -> Response:
     obj, shown = await services().review.preview(object_id)
     return ok(preview_view(obj, shown))
 
 
-@bp.get("/v1/admin/staged-objects/<object_id>/preview/image")
-@endpoint(ADMIN_SCOPE)
+@route(bp, "GET", "/v1/admin/staged-objects/<object_id>/preview/image", summary="A staged image, re-encoded",
+       scope=ADMIN_SCOPE, ok=(200, {"type": "string", "format": "binary"}), ok_content_type=("image/png", "image/jpeg"), errors=(409,))
 async def preview_image(principal: Principal, object_id: str) -> Response:
     data, content_type = await services().review.preview_image(object_id)
     return Response(data, content_type=content_type, headers=PREVIEW_HEADERS)
 
 
-@bp.post("/v1/admin/staged-objects/approve/batch")
-@endpoint(ADMIN_SCOPE)
-async def approve_batch(principal: Principal) -> Response:
-    object_ids: list[str] = (await json_body(APPROVE_BATCH))["object_ids"]
+@route(bp, "POST", "/v1/admin/staged-objects/approve/batch", summary="Approve many", scope=ADMIN_SCOPE, body=APPROVE_BATCH,
+       ok=(200, batch_results(REVIEW_DECISION)))
+async def approve_batch(principal: Principal, body: dict[str, Any]) -> Response:
+    """Each object is decided on its own: one bad id never fails the others."""
+    object_ids: list[str] = body["object_ids"]
     results = []
     for index, (object_id, outcome) in enumerate(zip(object_ids, await services().review.approve_many(principal, object_ids), strict=True)):
         if isinstance(outcome, EngineError):
@@ -161,32 +177,30 @@ async def approve_batch(principal: Principal) -> Response:
     return ok({"results": results})
 
 
-@bp.post("/v1/admin/staged-objects/<object_id>/claim")
-@endpoint(ADMIN_SCOPE)
-async def claim(principal: Principal, object_id: str) -> Response:
-    await json_body({}, allow_empty=True)
+@route(bp, "POST", "/v1/admin/staged-objects/<object_id>/claim", summary="Claim a staged object", scope=ADMIN_SCOPE,
+       body=EMPTY, ok=(200, REVIEW_DECISION))
+async def claim(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
     obj = await services().review.claim(principal, object_id)
     return ok({"object_id": obj.id, "review_state": obj.review_state})
 
 
-@bp.post("/v1/admin/staged-objects/<object_id>/approve")
-@endpoint(ADMIN_SCOPE)
-async def approve(principal: Principal, object_id: str) -> Response:
-    await json_body({}, allow_empty=True)
+@route(bp, "POST", "/v1/admin/staged-objects/<object_id>/approve", summary="Approve a staged object", scope=ADMIN_SCOPE,
+       body=EMPTY, ok=(200, REVIEW_DECISION))
+async def approve(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
+    """Starts the processing pipeline (``job_id``)."""
     obj, job_id = await services().review.approve(principal, object_id)
     return ok({"object_id": obj.id, "review_state": obj.review_state, "job_id": job_id})
 
 
-@bp.post("/v1/admin/staged-objects/<object_id>/reject")
-@endpoint(ADMIN_SCOPE)
-async def reject(principal: Principal, object_id: str) -> Response:
-    body = await json_body(REJECT, allow_empty=True)
+@route(bp, "POST", "/v1/admin/staged-objects/<object_id>/reject", summary="Reject a staged object", scope=ADMIN_SCOPE,
+       body=REJECT, ok=(200, REVIEW_DECISION))
+async def reject(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
+    """Purges the bytes; the object is never indexed."""
     obj = await services().review.reject(principal, object_id, body.get("reason"))
     return ok({"object_id": obj.id, "review_state": obj.review_state, "reason": obj.review_reason})
 
 
-@bp.get("/v1/jobs/<job_id>")
-@endpoint("datasets:read")
+@route(bp, "GET", "/v1/jobs/<job_id>", summary="Get a processing job", scope="datasets:read", ok=(200, ref("Job")))
 async def get_job(principal: Principal, job_id: str) -> Response:
     store = services().store
     # Platform admins follow the jobs their approvals started, in any tenant.

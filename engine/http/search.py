@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response
 
 from engine.auth import Principal
-from engine.http.api import endpoint, services
+from engine.http.api import services
 from engine.http.respond import ok
-from engine.http.validate import Field, json_body
+from engine.http.routes import Body, route
+from engine.http.schemas import SEARCH_PAGE
+from engine.http.validate import Field
 from engine.market.search import MODES, result_view
 
 bp = Blueprint("search", __name__)
 
-SEARCH = {
+SEARCH = Body("Search", {
     "query": Field(str, required=True, max_len=4096),
     "dataset_ids": Field(list, nullable=True, items=str, max_items=1000),
     "mode": Field(str, choices=MODES),
     "limit": Field(int, min_value=1, max_value=100),
     "cursor": Field(str, nullable=True, max_len=4096),
-}
+})
 
 
-@bp.post("/v1/search")
-@endpoint("search:query")
-async def search(principal: Principal) -> Response:
-    body = await json_body(SEARCH)
+@route(bp, "POST", "/v1/search", summary="Search", scope="search:query", body=SEARCH, ok=(200, SEARCH_PAGE))
+async def search(principal: Principal, body: dict[str, Any]) -> Response:
+    """Lucene's classic query syntax over every dataset the caller may search; a query that
+    does not parse is 400 ``invalid_query`` (``details.position``, ``expected``)."""
     page = await services().search.search(
         principal, body["query"], body.get("dataset_ids"), body.get("mode") or "hybrid", body.get("limit") or 10, body.get("cursor")
     )

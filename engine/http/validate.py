@@ -20,6 +20,7 @@ from engine.errors import InvalidRequest, PayloadTooLarge
 from engine.jsonlimits import MAX_BODY_DEPTH, check_depth, too_deep
 from engine.pagination import DEFAULT_LIMIT, check_limit
 
+_JSON_TYPES = {str: "string", int: "integer", bool: "boolean", list: "array", dict: "object"}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object"}
 
 
@@ -40,6 +41,42 @@ class Field:
     min_value: int | None = None
     max_value: int | None = None
     check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+    schema: Mapping[str, Any] | None = None  # what ``check`` demands, in JSON Schema (the document)
+    description: str = ""
+
+    def json_schema(self) -> dict[str, Any]:
+        """This field in JSON Schema (OpenAPI 3.1), derived from the checks :meth:`problem` runs."""
+        out: dict[str, Any] = {"type": _JSON_TYPES[self.kind]}
+        if self.choices is not None:
+            out["enum"] = list(self.choices)
+        if self.min_len is not None:
+            out["minLength"] = self.min_len
+            if self.min_len == 1:
+                out["pattern"] = r"\S"  # not blank: the check strips before counting
+        if self.max_len is not None:
+            out["maxLength"] = self.max_len
+        if self.pattern is not None:
+            out["pattern"] = f"^(?:{self.pattern})$"
+        if self.min_value is not None:
+            out["minimum"] = self.min_value
+        if self.max_value is not None:
+            out["maximum"] = self.max_value
+        if self.kind is list:
+            items: dict[str, Any] = {"type": _JSON_TYPES[self.items]} if self.items is not None else {}
+            if self.item_choices is not None:
+                items["enum"] = list(self.item_choices)
+            out["items"] = items
+            if self.max_items is not None:
+                out["maxItems"] = self.max_items
+        if self.schema:
+            out.update(self.schema)
+        if self.nullable:
+            out["type"] = [out["type"], "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        if self.description:
+            out["description"] = self.description
+        return out
 
     def problem(self, value: Any) -> str | None:  # noqa: PLR0911, PLR0912 - one flat list of checks reads best
         if value is None:

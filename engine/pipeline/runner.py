@@ -30,6 +30,7 @@ from engine.actors.messages import Message
 from engine.actors.supervisor import Supervisor
 from engine.config import PipelineConfig
 from engine.errors import ServiceUnavailable
+from engine.metrics import NO_METRICS, MetricsSink
 from engine.offload import cpu_bound
 from engine.pipeline import stages
 from engine.pipeline.embeddings import Embedder, load_embedder
@@ -119,6 +120,8 @@ def ocr_options(cfg: PipelineConfig) -> OcrOptions:
 
 
 class Pipeline:
+    metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
+
     def __init__(
         self, store: Store, blobs: BlobStore, actors: Supervisor, cfg: PipelineConfig, now: Callable[[], datetime],
         leases: Leases | None = None,
@@ -207,17 +210,22 @@ class Pipeline:
                 log.info("pipeline_skipped", stage=stage, reason="job finished or object no longer approved")
                 return False
             _, obj = started
+            began = trio.current_time()
             try:
                 async with self._limiter:
+                    began = trio.current_time()  # waiting for a worker is not the stage's time
                     await getattr(self, f"_{stage}")(obj)
+                self.metrics.stage_finished(stage, "succeeded", trio.current_time() - began)
                 return True
             except stages.StageRejected as exc:
+                self.metrics.stage_finished(stage, "rejected", trio.current_time() - began)
                 await self.actors.ask(job.dataset_id, FailJob(job.id, f"{stage}: {exc}"))
                 log.info("pipeline_rejected", stage=stage, reason=str(exc))
                 return False
             except ServiceUnavailable:
                 raise
             except Exception as exc:
+                self.metrics.stage_finished(stage, "error", trio.current_time() - began)
                 error = f"{stage}: {type(exc).__name__}: {exc}"
                 failed = await self.actors.ask(job.dataset_id, AttemptFailed(job.id, error))
                 log.warning("pipeline_attempt_failed", stage=stage, attempt=failed.attempts, error=error)

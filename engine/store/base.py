@@ -75,6 +75,10 @@ class Store(MoneyStore, Protocol):
         """Return once every write committed so far is on disk. Writes return only once
         they are, except inside :func:`flush_deferred`."""
 
+    async def operational_counts(self) -> dict[str, dict[str, int]]:
+        """Unfinished jobs and imports and the review queue, by state (``GET /metrics``)."""
+        ...
+
     # -- identity -----------------------------------------------------------------
     async def create_account(self, tenant: Tenant, user: User, membership: Membership) -> None:
         """Insert a tenant, its first user and the membership; UniqueViolation on a taken email."""

@@ -23,6 +23,7 @@ import structlog
 import trio
 
 from engine.config import WebhooksConfig
+from engine.metrics import NO_METRICS, MetricsSink
 from engine.store.webhook_records import Attempt, AttemptOutcome, DeliveryJob
 from engine.webhooks.keys import Sealer, signature_header
 from engine.webhooks.sender import SendResult
@@ -52,6 +53,8 @@ def decide(job: DeliveryJob, result: SendResult, started_at: datetime, disable_a
 
 
 class DeliveryWorker:
+    metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
+
     def __init__(self, store: Any, sealer: Sealer, cfg: WebhooksConfig, send: Send, now: Callable[[], datetime], owner: str,
                  close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store = store
@@ -171,6 +174,8 @@ class DeliveryWorker:
         with trio.CancelScope(shield=True):  # sent: record it even while stopping
             await self.store.record_attempt(outcome)
         self.delivered += 1
+        self.metrics.webhook_delivered("succeeded" if outcome.succeeded else "gone" if outcome.disable_reason == "gone"
+                                       else "retrying" if outcome.next_attempt_at else "failed")
         log.info("webhook_attempt", delivery_id=job.delivery.id, webhook_id=job.webhook.id, event_id=msg_id,
                  status_code=result.status_code, error=result.error, duration_ms=result.duration_ms,
                  succeeded=outcome.succeeded, next_attempt_at=str(outcome.next_attempt_at) if outcome.next_attempt_at else None)

@@ -181,6 +181,16 @@ def test_the_control_benchmark_runs_the_engine_and_the_ceiling_and_prints_ratios
     assert "c=4: initiate 1 KiB object, one dataset" in out and "spread over 3" in out and "1.00 (base)" in out
 
 
+def test_the_metrics_benchmark_compares_an_engine_with_metrics_on_to_one_with_them_off(tmp_path):
+    out, data = _bench(tmp_path, "metrics", "--levels", "1", "--seconds", "0.3", "--warmup", "0", "--runs", "1")
+    rows = _rows(data, "metrics")
+    for op in ("initiate", "cycle", "get"):
+        on, off = rows[f"{op}_1_on"], rows[f"{op}_1_off"]
+        assert off["is_baseline"] and on["baseline"] == f"{op}_1_off" and on["values"][0] > 0 and off["values"][0] > 0
+        assert on["ratio"] == pytest.approx(on["median"] / off["median"])
+    assert "on ÷ off, medians" in out and "µs" in out
+
+
 def test_the_upload_benchmark_measures_ours_tus_and_the_machine_on_the_same_bytes(tmp_path):
     out, data = _bench(tmp_path, "upload", "--size-mib", "8", "--files", "4", "--file-mib", "1", "--concurrency", "2",
                        "--small", "20x100KiB,30x3000", "--small-concurrency", "4", "--spread", "3", "--runs", "1")

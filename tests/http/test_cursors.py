@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 
-import json
 import pytest
 
 from tests.conftest import create_dataset, error_of, make_config

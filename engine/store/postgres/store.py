@@ -22,6 +22,7 @@ import trio_asyncio
 from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn, translate
 from engine.store.postgres.bulk import BulkMixin
+from engine.store.postgres.gauges import GaugesMixin
 from engine.store.postgres.imports import ImportsMixin
 from engine.store.postgres.market import MarketMixin
 from engine.store.postgres.money import MoneyMixin
@@ -144,7 +145,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
-class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, PgAccess):
+class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, GaugesMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
     # Several engine processes may share this store: leases decide who does what.

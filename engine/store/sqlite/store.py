@@ -87,6 +87,7 @@ from engine.store.records import (
 )
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.bulk import BulkMixin
+from engine.store.sqlite.gauges import GaugesMixin
 from engine.store.sqlite.imports import ImportsMixin
 from engine.store.sqlite.market import MarketMixin
 from engine.store.sqlite.money import MoneyMixin
@@ -262,7 +263,7 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
     return ("AND seq < ?", [after]) if after is not None else ("", [])
 
 
-class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, SqliteAccess):
+class SqliteStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, GaugesMixin, SqliteAccess):
     """The embedded store. Open it with :meth:`open`."""
 
     def __init__(
