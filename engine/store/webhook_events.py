@@ -56,6 +56,19 @@ def dataset_updated(ds: Dataset, changed: list[str]) -> dict[str, Any]:
             "monetization_mode": ds.monetization_mode, "changed": sorted(changed)}
 
 
+def dispute_data(d: Any) -> dict[str, Any]:
+    """A dispute (``engine.store.money.Dispute``): opened by the buyer, resolved by an admin."""
+    return {"dispute_id": d.id, "access_id": d.access_id, "dataset_id": d.dataset_id, "amount_micros": d.amount_micros,
+            "currency": d.currency, "period": d.period, "status": d.status, "resolved_at": iso(d.resolved_at)}
+
+
+def payout_data(p: Any) -> dict[str, Any]:
+    """A released payout statement (``engine.store.money.Payout``)."""
+    return {"payout_id": p.id, "period": p.period, "currency": p.currency, "gross_micros": p.gross_micros,
+            "fee_micros": p.fee_micros, "refunds_micros": p.refunds_micros, "held_micros": p.held_micros,
+            "earnings_micros": p.earnings_micros, "released_at": iso(p.released_at)}
+
+
 def access_created(access: Access) -> dict[str, Any]:
     """Sent to the provider: who bought is not said (other tenants are never revealed)."""
     return {"access_id": access.id, "dataset_id": access.dataset_id, "object_id": access.object_id,

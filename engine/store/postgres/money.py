@@ -20,6 +20,7 @@ import asyncpg
 from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
+from engine.store import webhook_events as ev
 from engine.store.money import (
     AccessView,
     Dispute,
@@ -33,6 +34,7 @@ from engine.store.money import (
 )
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.market import _LEDGER_COLUMNS, _access, _insert, _search
+from engine.store.postgres.webhooks import emit
 from engine.store.records import SearchRecord
 
 _DISPUTE_COLUMNS = ("id", "access_id", "buyer_tenant_id", "provider_tenant_id", "dataset_id", "amount_micros", "currency", "period",
@@ -135,7 +137,9 @@ class MoneyMixin(PgAccess):
                 raise NotDisputable("this access's month was already paid out: it can no longer be disputed",
                                {"access_id": dispute.access_id})
             await _insert(c, "disputes", _DISPUTE_COLUMNS, dispute)
-            return _dispute(await c.fetchrow("SELECT * FROM disputes WHERE id = ?", dispute.id))
+            opened = _dispute(await c.fetchrow("SELECT * FROM disputes WHERE id = ?", dispute.id))
+            await emit(c, opened.provider_tenant_id, "dispute.opened", ev.dispute_data(opened), opened.created_at)
+            return opened
 
         return await self.write(op)
 
@@ -164,7 +168,10 @@ class MoneyMixin(PgAccess):
                                         dispute.provider_tenant_id, dispute.period, dispute.currency)
             if released is not None and released[0] is not None:
                 await ensure_statement(c, carry.provider_tenant_id, carry.period, carry.currency, now)
-            return _dispute(await c.fetchrow("SELECT * FROM disputes WHERE id = ?", dispute_id))
+            resolved = _dispute(await c.fetchrow("SELECT * FROM disputes WHERE id = ?", dispute_id))
+            for tenant in dict.fromkeys((resolved.provider_tenant_id, resolved.buyer_tenant_id)):
+                await emit(c, tenant, "dispute.resolved", ev.dispute_data(resolved), now)
+            return resolved
 
         return await self.write(op)
 
@@ -231,7 +238,9 @@ class MoneyMixin(PgAccess):
             amounts = statement_amounts(sums, int(held))
             await c.execute("UPDATE payouts SET released_at = ?, gross_micros = ?, fee_micros = ?, refunds_micros = ?, held_micros = ?,"
                             " earnings_micros = ? WHERE id = ?", now, *amounts, payout_id)
-            return _payout(await c.fetchrow("SELECT * FROM payouts WHERE id = ?", payout_id))
+            released = _payout(await c.fetchrow("SELECT * FROM payouts WHERE id = ?", payout_id))
+            await emit(c, released.provider_tenant_id, "payout.released", ev.payout_data(released), now)
+            return released
 
         return await self.write(op)
 

@@ -19,6 +19,7 @@ import orjson
 from engine import failpoints
 from engine.errors import Conflict, NotDisputable, NotFound
 from engine.ids import new_id
+from engine.store import webhook_events as ev
 from engine.store.money import (
     AccessView,
     Dispute,
@@ -34,6 +35,7 @@ from engine.store.records import SearchRecord
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.market import _LEDGER_COLUMNS, _access, _insert, _search
 from engine.store.sqlite.sqltime import dt, ts
+from engine.store.sqlite.webhooks import emit
 
 _DISPUTE_COLUMNS = ("id", "access_id", "buyer_tenant_id", "provider_tenant_id", "dataset_id", "amount_micros", "currency", "period",
                     "reason", "status", "opened_by", "created_at", "resolved_at", "resolved_by")
@@ -138,7 +140,9 @@ class MoneyMixin(SqliteAccess):
                 raise NotDisputable("this access's month was already paid out: it can no longer be disputed",
                                {"access_id": dispute.access_id})
             _insert(c, "disputes", _DISPUTE_COLUMNS, dispute)
-            return _dispute(c.execute("SELECT * FROM disputes WHERE id = ?", (dispute.id,)).fetchone())
+            opened = _dispute(c.execute("SELECT * FROM disputes WHERE id = ?", (dispute.id,)).fetchone())
+            emit(c, opened.provider_tenant_id, "dispute.opened", ev.dispute_data(opened), opened.created_at)
+            return opened
 
         return await self.write(op)
 
@@ -168,7 +172,10 @@ class MoneyMixin(SqliteAccess):
                                   (dispute.provider_tenant_id, dispute.period, dispute.currency)).fetchone()
             if statement is not None and statement[0] is not None:
                 ensure_statement(c, carry.provider_tenant_id, carry.period, carry.currency, now)
-            return _dispute(c.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone())
+            resolved = _dispute(c.execute("SELECT * FROM disputes WHERE id = ?", (dispute_id,)).fetchone())
+            for tenant in dict.fromkeys((resolved.provider_tenant_id, resolved.buyer_tenant_id)):
+                emit(c, tenant, "dispute.resolved", ev.dispute_data(resolved), now)
+            return resolved
 
         return await self.write(op)
 
@@ -231,7 +238,9 @@ class MoneyMixin(SqliteAccess):
             amounts = statement_amounts(sums, int(held))
             c.execute("UPDATE payouts SET released_at = ?, gross_micros = ?, fee_micros = ?, refunds_micros = ?, held_micros = ?,"
                       " earnings_micros = ? WHERE id = ?", (ts(now), *amounts, payout_id))
-            return _payout(c.execute("SELECT * FROM payouts WHERE id = ?", (payout_id,)).fetchone())
+            released = _payout(c.execute("SELECT * FROM payouts WHERE id = ?", (payout_id,)).fetchone())
+            emit(c, released.provider_tenant_id, "payout.released", ev.payout_data(released), now)
+            return released
 
         return await self.write(op)
 
