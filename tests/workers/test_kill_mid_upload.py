@@ -5,7 +5,6 @@ process, or the primary of two) is killed with SIGKILL mid-stream, its workers d
 it. After a restart every upload whose confirm was answered is there, uploaded, with the
 SHA-256 it was confirmed with, and the dataset's counters agree with its objects: nothing
 acknowledged is lost and nothing is counted twice or half.
-
 """
 
 from __future__ import annotations
