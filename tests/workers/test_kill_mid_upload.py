@@ -5,11 +5,6 @@ process, or the primary of two) is killed with SIGKILL mid-stream, its workers d
 it. After a restart every upload whose confirm was answered is there, uploaded, with the
 SHA-256 it was confirmed with, and the dataset's counters agree with its objects: nothing
 acknowledged is lost and nothing is counted twice or half.
-
-NOT YET RUN: written at the end of the cores session while the shared machine's test
-slots were held by other sessions, so it has never been executed. It is named so pytest
-does not collect it; run it (``machine test python -m pytest tests/workers/kill_mid_upload_unrun.py``,
-both stores) and rename it to ``test_kill_mid_upload.py`` once it passes.
 """
 
 from __future__ import annotations
