@@ -41,7 +41,7 @@ RSS_SLACK_MIB = 48
 def _routes() -> list[tuple[str, set[str]]]:
     """Every route of the Quart app: its path template and methods."""
     cfg = make_config(__import__("pathlib").Path("/nonexistent"))
-    app = create_app(types.SimpleNamespace(cfg=cfg))  # type: ignore[arg-type]  # only the routing table is read
+    app = create_app(types.SimpleNamespace(cfg=cfg, metrics=None))  # type: ignore[arg-type]  # only the routing table is read
     return sorted({(rule.rule, frozenset(rule.methods or ())) for rule in app.url_map.iter_rules() if rule.endpoint != "static"})
 
 
