@@ -116,6 +116,9 @@ async def write_index(c: PgConn, obj: ObjectRecord, rows: list[_Row], holding: C
     await c.execute("INSERT INTO search_log (object_id) VALUES (?)", obj.id)
 
 
+_UPGRADE_LOCK = 0x1970_0031  # any constant: the key of the advisory lock held while upgrading
+
+
 async def upgrade_legacy_index(raw: asyncpg.Connection) -> int:
     """Copy the index of engines before migration 0031 (``chunk_index``, ``chunk_vectors``)
     into the folded index and drop the old tables; return the objects moved. Asyncio side."""
@@ -123,7 +126,9 @@ async def upgrade_legacy_index(raw: asyncpg.Connection) -> int:
         return 0
     c = PgConn(raw)
     async with raw.transaction():
-        await raw.execute("LOCK TABLE chunk_index IN ACCESS EXCLUSIVE MODE")
+        # Several processes may start at once: one copies, the others find the table gone. A
+        # lock on the table itself fails in those others when it is dropped before they take it.
+        await raw.execute("SELECT pg_advisory_xact_lock($1)", _UPGRADE_LOCK)
         if not await raw.fetchval("SELECT to_regclass('chunk_index') IS NOT NULL"):
             return 0
         objects = [r[0] for r in await raw.fetch("SELECT DISTINCT object_id FROM chunk_index")]
