@@ -1,7 +1,4 @@
-"""NOT YET RUN (named unverified_* so pytest does not collect it): written at the end of
-issue 19 while the shared machine ran benchmarks; rename to test_*.py once it passes.
-
-Settlement killed with SIGKILL (one engine process, either store): inside a release
+"""Settlement killed with SIGKILL (one engine process, either store): inside a release
 transaction (nothing of it stays), and right after committing a release (it is not done
 again); the restarted engine releases the rest, each statement exactly once."""
 

@@ -1,7 +1,4 @@
-"""NOT YET RUN (named unverified_* so pytest does not collect it): written at the end of
-issue 19 while the shared machine ran benchmarks; rename to test_*.py once it passes.
-
-Monthly settlement with several engine processes on one PostgreSQL, killed with SIGKILL
+"""Monthly settlement with several engine processes on one PostgreSQL, killed with SIGKILL
 mid-release: every statement is released exactly once and pays every ledger entry once.
 
 Months long past their hold are loaded through the store (accesses and their ledger
