@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from engine.bulk import CreateObjects, DeleteObjects, FinishUploads
 from tests.conftest import S3, create_dataset, create_key, error_of, make_config, signup
 from tests.http.uploads_helpers import MULTIPART, MiB, sha
+from tests.rawdb import query
 
 
 @pytest.fixture(name="cfg")
 def _cfg(tmp_path):
-    return make_config(tmp_path / "data", **MULTIPART)
+    # Webhook endpoints on loopback are allowed (the outbox test below only reads what was queued).
+    return make_config(tmp_path / "data", **MULTIPART, **{"webhooks.allow_private_targets": True})
 
 
 @pytest.fixture(name="dataset")
@@ -376,3 +379,52 @@ async def test_a_second_tenant_cannot_tell_its_batches_from_missing_ids(client, 
         "dataset_ids": [dataset["dataset_id"], "dset_madeup"], "set": {"name": "mine now"}})).json()["data"]["results"]
     assert res[0]["error"] == res[1]["error"] and res[0]["error"]["code"] == "not_found"
     assert (await _dataset_row(client, alice.headers, dataset["dataset_id"]))["name"] == "Batch set"
+
+
+def _events(cfg, event_type: str) -> list[dict]:
+    """The ``data`` of every queued event of ``event_type``, oldest first."""
+    rows = query(cfg, "SELECT body FROM webhook_events WHERE type = ? ORDER BY created_at, id", event_type)
+    return [orjson.loads(bytes(body))["data"] for (body,) in rows]
+
+
+async def test_batch_confirm_and_delete_write_the_single_routes_events(client, alice, dataset, cfg):
+    """A batch announces what the single routes announce, in the outbox (so in the same
+    transaction): object.uploaded per object it confirmed, object.status_changed per object
+    it deleted; nothing for items that failed or changed nothing (a repeat, a tombstone)."""
+    hook = await client.post("/v1/webhooks", headers=alice.headers, json={
+        "url": "http://127.0.0.1:9/hook", "events": ["object.uploaded", "object.status_changed"]})
+    assert hook.status_code == 201, hook.text
+    bodies = [b"zero", b"one, never sent", b"two", b"three, confirmed alone"]
+    ups = [x["upload"] for x in (await _initiate(client, alice.headers, dataset["dataset_id"],
+                                                 [_file(i, b) for i, b in enumerate(bodies)])).json()["data"]["results"]]
+    ids = [u["object_id"] for u in ups]
+    for i in (0, 2, 3):
+        assert (await client.put(ups[i]["upload_url"], content=bodies[i])).status_code == 200
+    single = await client.post(f"/v1/objects/{ids[3]}/confirm", headers=alice.headers, json={})
+    assert single.status_code == 200, single.text
+    res = (await _confirm(client, alice.headers, [ids[0], ids[1], ids[2], "obj_nope", ids[0], ids[3]])).json()["data"]["results"]
+    assert [x["ok"] for x in res] == [True, False, True, False, False, True]
+
+    uploaded = _events(cfg, "object.uploaded")
+    assert uploaded[0]["object_id"] == ids[3]  # once: confirming it again in the batch changed nothing
+    assert sorted(e["object_id"] for e in uploaded[1:]) == sorted([ids[0], ids[2]])
+    assert set(uploaded[1]) == set(uploaded[0])  # the single route's event, field for field
+    for event in uploaded[1:]:
+        obj = (await client.get(f"/v1/objects/{event['object_id']}", headers=alice.headers)).json()["data"]
+        assert event == {"object_id": obj["object_id"], "dataset_id": dataset["dataset_id"],
+                         "original_filename": obj["original_filename"], "mime_type": "text/plain",
+                         "size_bytes": obj["size_bytes"], "checksum_sha256": obj["checksum_sha256"],
+                         "status": "uploaded", "review_state": "staged"}
+
+    assert (await client.delete(f"/v1/objects/{ids[3]}", headers=alice.headers)).status_code == 200
+    res = (await _delete(client, alice.headers, [ids[0], ids[1], "obj_nope", ids[0], ids[3]])).json()["data"]["results"]
+    assert [x["ok"] for x in res] == [True, True, False, False, True]  # ids[3]: already a tombstone
+    changed = _events(cfg, "object.status_changed")
+    assert [(e["object_id"], e["previous_status"], e["status"]) for e in changed[:1]] == [(ids[3], "uploaded", "deleted")]
+    assert sorted((e["object_id"], e["previous_status"], e["status"]) for e in changed[1:]) == sorted(
+        [(ids[0], "uploaded", "deleted"), (ids[1], "pending_upload", "deleted")])
+    batch_of_0 = next(e for e in changed if e["object_id"] == ids[0])
+    assert batch_of_0 == {**changed[0], "object_id": ids[0]}  # the single route's event, field for field
+    deliveries = (await client.get(f"/v1/webhooks/{hook.json()['data']['webhook_id']}/deliveries?limit=100",
+                                   headers=alice.headers)).json()["data"]["deliveries"]
+    assert len(deliveries) == len(uploaded) + len(changed)  # one delivery per event to the one endpoint

@@ -2,21 +2,35 @@
 
 Set-wide statements (``= ANY($1::text[])``, ``unnest``) instead of a statement per row:
 a batch of 500 is a handful of round trips on the asyncio side and one commit. Serializable
-and retried like every write (:mod:`engine.store.postgres.access`); counters change in the
-same transaction as the objects that cause them.
+and retried like every write (:mod:`engine.store.postgres.access`); counters change, and the
+webhook events the single operations announce are written (:func:`emit_many`, one statement),
+in the same transaction as the objects that cause them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
+from engine.store import webhook_events as ev
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.postgres.objects import _OBJECT_COLUMNS, _adjust_dataset, _object, _part, _upload
 from engine.store.postgres.search import remove_index
+from engine.store.postgres.webhooks import emit_many
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
+
+
+async def _emit_by_tenant(c: PgConn, objs: Sequence[ObjectRecord], event: Callable[[ObjectRecord], tuple[str, dict[str, Any]]],
+                          now: datetime) -> None:
+    """The event each object's change announces (as the single operation does), in ``c``'s transaction."""
+    by_tenant: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for obj in objs:
+        by_tenant.setdefault(obj.tenant_id, []).append(event(obj))
+    for tenant_id, events in by_tenant.items():
+        await emit_many(c, tenant_id, events, now)
 
 
 class BulkMixin(PgAccess):
@@ -109,6 +123,8 @@ class BulkMixin(PgAccess):
                 target = next_dataset_status(status)
                 if target != status:
                     await c.execute("UPDATE datasets SET status = ? WHERE id = ?", target, dataset_id)
+            await _emit_by_tenant(c, [changed[oid] for oid in ids if oid in changed],
+                                  lambda o: ("object.uploaded", ev.object_data(o)), now)
             unchanged = [oid for oid in ids if oid not in changed]
             others = {r["id"]: _object(r) for r in await c.fetch("SELECT * FROM objects WHERE id = ANY(?::text[])", unchanged)} \
                 if unchanged else {}
@@ -155,6 +171,8 @@ class BulkMixin(PgAccess):
                     if active:
                         await c.execute("UPDATE datasets SET active_object_count = active_object_count - ? WHERE id = ?",
                                         active, dataset_id)
+                await _emit_by_tenant(c, [before[oid] for oid in object_ids if oid in before and before[oid].status != "deleted"],
+                                      lambda o: ("object.status_changed", ev.status_changed(o, o.status, "deleted")), now)
             return [(before[oid], after[oid]) if oid in before else None for oid in object_ids]
 
         return await self.write(op)

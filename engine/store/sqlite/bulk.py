@@ -2,8 +2,9 @@
 
 A batch of one dataset is written by one transaction on a worker thread (hundreds of rows
 are not a "quick" write for the Trio thread), so a batch of 500 initiations costs one
-commit and one group-committed fsync instead of 500. Counters change in the same
-transaction as the objects that cause them, as in :mod:`engine.store.sqlite.objects`.
+commit and one group-committed fsync instead of 500. Counters change, and the webhook
+events the single operations announce are written, in the same transaction as the objects
+that cause them, as in :mod:`engine.store.sqlite.objects`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from engine.store import webhook_events as ev
 from engine.store.records import IN_LIVE_DATASET, ObjectRecord, Upload, UploadPart
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.objects import _OBJECT_COLUMNS, _adjust_dataset, _object, _part, _upload, _value
 from engine.store.sqlite.search import remove_index
 from engine.store.sqlite.sqltime import ts
+from engine.store.sqlite.webhooks import emit
 
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's variable limit
 
@@ -114,6 +117,7 @@ class BulkMixin(SqliteAccess):
                     c.execute("UPDATE uploads SET state = 'completed', completed_at = ? WHERE id = ?", (ts(now), obj.upload_id))
                     n, size = counted.get(obj.dataset_id, (0, 0))
                     counted[obj.dataset_id] = (n + 1, size + obj.size_bytes)
+                    emit(c, obj.tenant_id, "object.uploaded", ev.object_data(obj), now)
                 out.append((obj, bool(changed)))
             for dataset_id, (n, size) in counted.items():
                 _adjust_dataset(c, dataset_id, n, size, now)
@@ -154,6 +158,7 @@ class BulkMixin(SqliteAccess):
                     if before.status == "active":
                         c.execute("UPDATE datasets SET active_object_count = active_object_count - 1 WHERE id = ?",
                                   (before.dataset_id,))
+                    emit(c, before.tenant_id, "object.status_changed", ev.status_changed(before, before.status, "deleted"), now)
                 after = _object(c.execute("SELECT * FROM objects WHERE id = ?", (object_id,)).fetchone())
                 out.append((before, after))
             return out
