@@ -13,9 +13,11 @@ makes a batch cheaper than as many single requests:
 * **One directory sync.** On local blobs the verified objects are renamed into place and
   their directory is fsynced once for the batch (:mod:`engine.store.blobs.bulk`).
 
-A confirmation still verifies every object on its own (the size and SHA-256 of the bytes
-received, as :meth:`engine.objects.Objects.confirm` does) and answers only once the bytes
-and the rows are durable. Work on one upload is serialised with single confirmations and
+Each item goes through the single operation's own checks: an initiation plans it by
+:func:`engine.objects.plan_upload`, a confirmation verifies it by
+:meth:`engine.objects.Objects.verify` (the parts, the size and SHA-256 of the bytes
+received), so both answer the same errors; a confirmation answers only once the bytes and
+the rows are durable. Work on one upload is serialised with single confirmations and
 part PUTs by the same per-upload locks (taken in a fixed order, so two overlapping batches
 cannot deadlock). Ids of another tenant are ``not_found`` per item, exactly like ids that
 do not exist.
@@ -37,17 +39,12 @@ from engine.actors.messages import Message
 from engine.auth import Principal
 from engine.datasets import check_transition
 from engine.errors import (
-    ChecksumMismatch,
-    Conflict,
     EngineError,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
-    SizeMismatch,
     Unprocessable,
 )
-from engine.ids import new_id
-from engine.objects import ALLOWED_TYPES, Initiated, Objects, clean_filename, plan_parts
+from engine.objects import Initiated, Objects, plan_upload
 from engine.store.blobs.base import Staged
 from engine.store.blobs.bulk import promote_many
 from engine.store.records import Dataset, ObjectRecord, Upload, UploadPart
@@ -191,37 +188,6 @@ class Bulk:
         self.store = cast(BulkStore, objects.store)
 
     # -- initiate -----------------------------------------------------------------------
-    def _plan(self, principal: Principal, ds: Dataset, fields: Mapping[str, Any], now: datetime) -> tuple[ObjectRecord, Upload]:
-        """One item as the single initiation plans it (same checks, same errors)."""
-        filename = clean_filename(fields["filename"])
-        mime = fields["content_type"].split(";")[0].strip().lower()
-        if mime not in ALLOWED_TYPES[ds.source_modality]:
-            raise InvalidRequest(
-                f"content type {mime} is not accepted by a {ds.source_modality} dataset",
-                {"fields": {"content_type": f"allowed: {', '.join(sorted(ALLOWED_TYPES[ds.source_modality]))}"}},
-            )
-        size = fields["size_bytes"]
-        cfg = self.objects.cfg
-        if size > cfg.max_size_bytes:
-            raise PayloadTooLarge(
-                f"size_bytes exceeds the maximum object size of {cfg.max_size_bytes} bytes",
-                {"fields": {"size_bytes": f"at most {cfg.max_size_bytes}"}},
-            )
-        declared = fields.get("checksum_sha256")
-        strategy, part_size, part_count = plan_parts(size, cfg)
-        obj = ObjectRecord(
-            id=new_id("obj"), tenant_id=principal.tenant_id, dataset_id=ds.id, blob_id=new_id("blob"),
-            upload_id=new_id("upl"), original_filename=filename, mime_type=mime, size_bytes=size,
-            declared_sha256=declared.lower() if declared else None, checksum_sha256=None, status="pending_upload",
-            review_state="staged", created_at=now, updated_at=now,
-        )
-        upload = Upload(
-            id=obj.upload_id, object_id=obj.id, tenant_id=obj.tenant_id, dataset_id=ds.id, strategy=strategy,
-            part_size_bytes=part_size, part_count=part_count, state="pending",
-            expires_at=now + timedelta(seconds=cfg.url_ttl_seconds), created_at=now,
-        )
-        return obj, upload
-
     async def initiate_many(
         self, principal: Principal, dataset_id: str, items: Sequence[Mapping[str, Any] | EngineError]
     ) -> list[Outcome[Initiated]]:
@@ -240,7 +206,7 @@ class Bulk:
                 results[index] = repeated[index]
             else:
                 try:
-                    obj, upload = self._plan(principal, ds, item, now)
+                    obj, upload = plan_upload(principal.tenant_id, ds, item, self.objects.cfg, now)
                 except EngineError as exc:
                     results[index] = exc
                 else:
@@ -274,41 +240,6 @@ class Bulk:
         return out
 
     # -- confirm ------------------------------------------------------------------------
-    async def _verify(self, principal: Principal, view: tuple[ObjectRecord, Upload, list[UploadPart]]) -> Staged | ObjectRecord:
-        """What the single confirmation checks, for one object (under its upload's lock):
-        the object as already confirmed, or its bytes staged, measured and verified."""
-        obj, upload, recorded = view
-        principal.require_dataset(obj.dataset_id)
-        if obj.uploaded_at is not None and obj.status != "deleted":
-            if obj.review_state in ("expired", "rejected"):
-                raise Conflict(
-                    f"this object was {obj.review_state}; upload the file again to start a new review",
-                    {"status": obj.status, "review_state": obj.review_state},
-                )
-            return obj  # confirming twice is harmless
-        if obj.status != "pending_upload" or upload.state != "pending":
-            raise Conflict(
-                f"this upload cannot be confirmed: the object is {obj.status}"
-                + (f" ({obj.failure_reason})" if obj.failure_reason else ""),
-                {"status": obj.status, "upload_state": upload.state, "review_state": obj.review_state},
-            )
-        received = await self.blobs.received_parts(upload, obj.blob_id, recorded)
-        parts = [] if received is None else Objects._check_parts(obj, upload, received, None)
-        staged = await self.blobs.prepare(upload, obj.blob_id, parts)
-        if staged.size != obj.size_bytes:
-            await self.blobs.discard(staged, upload)
-            raise SizeMismatch(
-                f"received {staged.size} bytes but size_bytes is {obj.size_bytes}",
-                {"expected_size_bytes": obj.size_bytes, "received_size_bytes": staged.size},
-            )
-        if obj.declared_sha256 and staged.sha256 != obj.declared_sha256:
-            await self.blobs.discard(staged, upload)
-            raise ChecksumMismatch(
-                "the SHA-256 of the received bytes does not match checksum_sha256",
-                {"expected_sha256": obj.declared_sha256, "computed_sha256": staged.sha256},
-            )
-        return staged
-
     async def confirm_many(self, principal: Principal, object_ids: Sequence[str]) -> list[Outcome[ObjectRecord]]:
         """Confirm each named upload: verified, promoted and counted, or its own error."""
         results: list[Outcome[ObjectRecord] | None] = [None] * len(object_ids)
@@ -329,7 +260,7 @@ class Bulk:
                 try:
                     if view is None:
                         raise NotFound("object not found")
-                    verified[index] = await self._verify(principal, view)
+                    verified[index] = await self.objects.verify(principal, view, None)
                 except EngineError as exc:
                     results[index] = exc
 

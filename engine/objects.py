@@ -44,9 +44,9 @@ from engine.keyed_locks import KeyedLocks
 from engine.metrics import NO_METRICS, MetricsSink
 from engine.pagination import Page, page_of
 from engine.store.base import Store
-from engine.store.blobs.base import BlobStore, ReceivedPart
+from engine.store.blobs.base import BlobStore, ReceivedPart, Staged
 from engine.store.blobs.local import local_store
-from engine.store.records import ObjectRecord, Upload, UploadPart
+from engine.store.records import Dataset, ObjectRecord, Upload, UploadPart
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +119,38 @@ def plan_parts(size: int, cfg: UploadsConfig) -> tuple[str, int, int]:
     if math.ceil(size / part_size) > MAX_PARTS:
         part_size = math.ceil(size / MAX_PARTS / MiB) * MiB
     return "multipart", part_size, math.ceil(size / part_size)
+
+
+def plan_upload(tenant_id: str, ds: Dataset, fields: Mapping[str, Any], cfg: UploadsConfig, now: datetime) -> tuple[ObjectRecord, Upload]:
+    """A new object of ``ds`` and its upload session, as an initiation (single or batch item) asks:
+    its file name, type and size checked against the dataset and the limits."""
+    filename = clean_filename(fields["filename"])
+    mime = fields["content_type"].split(";")[0].strip().lower()
+    if mime not in ALLOWED_TYPES[ds.source_modality]:
+        raise InvalidRequest(
+            f"content type {mime} is not accepted by a {ds.source_modality} dataset",
+            {"fields": {"content_type": f"allowed: {', '.join(sorted(ALLOWED_TYPES[ds.source_modality]))}"}},
+        )
+    size = fields["size_bytes"]
+    if size > cfg.max_size_bytes:
+        raise PayloadTooLarge(
+            f"size_bytes exceeds the maximum object size of {cfg.max_size_bytes} bytes",
+            {"fields": {"size_bytes": f"at most {cfg.max_size_bytes}"}},
+        )
+    declared = fields.get("checksum_sha256")
+    strategy, part_size, part_count = plan_parts(size, cfg)
+    obj = ObjectRecord(
+        id=new_id("obj"), tenant_id=tenant_id, dataset_id=ds.id, blob_id=new_id("blob"),
+        upload_id=new_id("upl"), original_filename=filename, mime_type=mime, size_bytes=size,
+        declared_sha256=declared.lower() if declared else None, checksum_sha256=None, status="pending_upload",
+        review_state="staged", created_at=now, updated_at=now,
+    )
+    upload = Upload(
+        id=obj.upload_id, object_id=obj.id, tenant_id=obj.tenant_id, dataset_id=ds.id, strategy=strategy,
+        part_size_bytes=part_size, part_count=part_count, state="pending",
+        expires_at=now + timedelta(seconds=cfg.url_ttl_seconds), created_at=now,
+    )
+    return obj, upload
 
 
 @dataclass(frozen=True)
@@ -229,35 +261,9 @@ class Objects:
     # -- initiate -------------------------------------------------------------------
     async def initiate(self, principal: Principal, dataset_id: str, fields: Mapping[str, Any]) -> Initiated:
         ds = await self.datasets.get_accepting(principal, dataset_id, "uploads")
-        filename = clean_filename(fields["filename"])
-        mime = fields["content_type"].split(";")[0].strip().lower()
-        if mime not in ALLOWED_TYPES[ds.source_modality]:
-            raise InvalidRequest(
-                f"content type {mime} is not accepted by a {ds.source_modality} dataset",
-                {"fields": {"content_type": f"allowed: {', '.join(sorted(ALLOWED_TYPES[ds.source_modality]))}"}},
-            )
-        size = fields["size_bytes"]
-        if size > self.cfg.max_size_bytes:
-            raise PayloadTooLarge(
-                f"size_bytes exceeds the maximum object size of {self.cfg.max_size_bytes} bytes",
-                {"fields": {"size_bytes": f"at most {self.cfg.max_size_bytes}"}},
-            )
-        declared = fields.get("checksum_sha256")
-        strategy, part_size, part_count = plan_parts(size, self.cfg)
-        now = self.now()
-        obj = ObjectRecord(
-            id=new_id("obj"), tenant_id=principal.tenant_id, dataset_id=ds.id, blob_id=new_id("blob"),
-            upload_id=new_id("upl"), original_filename=filename, mime_type=mime, size_bytes=size,
-            declared_sha256=declared.lower() if declared else None, checksum_sha256=None, status="pending_upload",
-            review_state="staged", created_at=now, updated_at=now,
-        )
-        upload = Upload(
-            id=obj.upload_id, object_id=obj.id, tenant_id=obj.tenant_id, dataset_id=ds.id, strategy=strategy,
-            part_size_bytes=part_size, part_count=part_count, state="pending",
-            expires_at=now + timedelta(seconds=self.cfg.url_ttl_seconds), created_at=now,
-        )
+        obj, upload = plan_upload(principal.tenant_id, ds, fields, self.cfg, self.now())
         await self.actors.ask(ds.id, CreateObject(obj, upload))
-        log.info("upload_initiated", object_id=obj.id, upload_id=upload.id, strategy=strategy, size_bytes=size)
+        log.info("upload_initiated", object_id=obj.id, upload_id=upload.id, strategy=upload.strategy, size_bytes=obj.size_bytes)
         return await self._targets(obj, upload)
 
     async def _targets(self, obj: ObjectRecord, upload: Upload) -> Initiated:
@@ -328,6 +334,24 @@ class Objects:
         view = await self.store.upload_view(principal.tenant_id, object_id)  # again, under the lock: one snapshot
         if view is None:
             raise NotFound("object not found")
+        checked = await self.verify(principal, view, claimed)
+        if isinstance(checked, ObjectRecord):
+            return checked  # confirming twice is harmless
+        obj, upload, _ = view
+        staged = checked
+        await self.blobs.promote(staged, obj.blob_id)
+        confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
+        await self.blobs.discard_upload(upload.id, obj.blob_id)
+        log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
+        self.metrics.upload_confirmed(staged.size)
+        return confirmed
+
+    async def verify(
+        self, principal: Principal, view: tuple[ObjectRecord, Upload, list[UploadPart]], claimed: Sequence[Mapping[str, Any]] | None
+    ) -> Staged | ObjectRecord:
+        """What a confirmation (single or batch item) checks, under the upload's lock: the object
+        as already confirmed, or its bytes staged, measured and verified against the plan, the
+        client's claimed parts (if any), the declared size and SHA-256."""
         obj, upload, recorded = view
         principal.require_dataset(obj.dataset_id)
         if obj.uploaded_at is not None and obj.status != "deleted":
@@ -336,7 +360,7 @@ class Objects:
                     f"this object was {obj.review_state}; upload the file again to start a new review",
                     {"status": obj.status, "review_state": obj.review_state},
                 )
-            return obj  # confirming twice is harmless
+            return obj
         if obj.status != "pending_upload" or upload.state != "pending":
             raise Conflict(
                 f"this upload cannot be confirmed: the object is {obj.status}"
@@ -359,12 +383,7 @@ class Objects:
                 "the SHA-256 of the received bytes does not match checksum_sha256",
                 {"expected_sha256": obj.declared_sha256, "computed_sha256": staged.sha256},
             )
-        await self.blobs.promote(staged, obj.blob_id)
-        confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
-        await self.blobs.discard_upload(upload.id, obj.blob_id)
-        log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
-        self.metrics.upload_confirmed(staged.size)
-        return confirmed
+        return staged
 
     async def apply_finish_upload(self, object_id: str, sha256: str) -> ObjectRecord:
         """In the dataset's actor: the object is uploaded, staged for review, and counted."""
