@@ -158,7 +158,6 @@ class WebhooksConfig:
     disable_after_seconds: int = 259200
     secret_overlap_seconds: int = 86400
     log_retention_seconds: int = 2592000
-    bench_events_per_second: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -221,10 +221,6 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
             svc.actors.start_soon(svc.settlement.run)
             svc.actors.start_soon(svc.imports.watch_arrivals)
             svc.actors.start_soon(svc.deliveries.run)
-            if cfg.webhooks.bench_events_per_second > 0:
-                from engine.webhooks import synthetic
-
-                svc.actors.start_soon(synthetic.run, svc.store, cfg.webhooks.bench_events_per_second, svc.now)
             if svc.leases.shared:
                 svc.actors.start_soon(_scan, svc)
             async with trio.open_nursery() as nursery:

@@ -52,6 +52,44 @@ def decide(job: DeliveryJob, result: SendResult, started_at: datetime, disable_a
     return AttemptOutcome(attempt, False, later, None, failing_before)
 
 
+class _Batch:
+    def __init__(self) -> None:
+        self.outcomes: list[AttemptOutcome] = []
+        self.done = trio.Event()
+        self.error: Exception | None = None
+
+
+class AttemptRecorder:
+    """Attempts recorded together: one store transaction for every attempt that ended while
+    the previous transaction was being written (group commit, led by the first caller).
+    Each caller returns once its own attempt is recorded, or raises what the write raised."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._open = _Batch()  # what the next transaction writes
+        self._leading = False
+
+    async def record(self, outcome: AttemptOutcome) -> None:
+        batch = self._open
+        batch.outcomes.append(outcome)
+        if not self._leading:
+            self._leading = True
+            try:
+                while self._open.outcomes:  # until nobody waits: later callers' attempts too
+                    current, self._open = self._open, _Batch()
+                    try:
+                        await self.store.record_attempts(current.outcomes)
+                    except Exception as exc:
+                        current.error = exc
+                    finally:
+                        current.done.set()
+            finally:
+                self._leading = False
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+
 class DeliveryWorker:
     metrics: MetricsSink = NO_METRICS  # set by Services when metrics are on
 
@@ -68,6 +106,7 @@ class DeliveryWorker:
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._total = 0
         self._wake = trio.Event()
+        self._records = AttemptRecorder(store)
         self.delivered = 0  # attempts recorded (metrics, tests)
 
     def wake(self) -> None:
@@ -172,7 +211,7 @@ class DeliveryWorker:
         result = await self.send(job.webhook.url, headers, job.body)
         outcome = decide(job, result, started, self.cfg.disable_after_seconds)
         with trio.CancelScope(shield=True):  # sent: record it even while stopping
-            await self.store.record_attempt(outcome)
+            await self._records.record(outcome)
         self.delivered += 1
         self.metrics.webhook_delivered("succeeded" if outcome.succeeded else "gone" if outcome.disable_reason == "gone"
                                        else "retrying" if outcome.next_attempt_at else "failed")

@@ -149,11 +149,17 @@ class WebhooksMixin(PgAccess):
     async def emit_event(self, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
         await self.write(emit, tenant_id, event_type, data, now)
 
-    async def webhook_tenants(self) -> list[str]:
-        async def op(c: PgConn) -> list[str]:
-            return [r[0] for r in await c.fetch("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id")]
+    async def emit_events(self, events: Sequence[tuple[str, str, Mapping[str, Any]]], now: datetime) -> None:
+        """Many ``(tenant_id, event_type, data)`` that report no other write, in one transaction."""
+        by_tenant: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for tenant_id, event_type, data in events:
+            by_tenant.setdefault(tenant_id, []).append((event_type, data))
 
-        return await self.read(op)
+        async def op(c: PgConn) -> None:
+            for tenant_id, mine in by_tenant.items():
+                await emit_many(c, tenant_id, mine, now)
+
+        await self.write(op)
 
     async def pending_deliveries(self) -> int:
         async def op(c: PgConn) -> int:
@@ -252,40 +258,47 @@ class WebhooksMixin(PgAccess):
         """Nothing to do here: other processes may hold live leases; dead ones expire."""
         return 0
 
-    async def record_attempt(self, outcome: AttemptOutcome) -> None:
-        a = outcome.attempt
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        """Log attempts (one transaction for all); move each delivery on; keep each endpoint's
+        failure streak (and disable it)."""
 
         async def op(c: PgConn) -> None:
-            row = await c.fetchrow("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ? FOR UPDATE", a.delivery_id)
-            if row is None:
-                return
-            number = row["attempts"] + 1
-            await c.execute(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, a.error, a.response_excerpt,
-            )
-            status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
-            await c.execute(
-                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
-                " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
-                status, number, outcome.next_attempt_at if status == "pending" else None, a.started_at,
-                a.status_code, a.error, a.duration_ms, a.delivery_id,
-            )
-            hook_id = row["webhook_id"]
-            if outcome.succeeded:
-                await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
-                return
-            # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
-            await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", a.started_at, hook_id)
-            if outcome.disable_reason is not None:
-                await c.execute(
-                    "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
-                    outcome.disable_reason, a.started_at, hook_id)
-            await c.execute(
-                "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
-                " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
-                a.started_at, hook_id, outcome.disable_failing_before,
-            )
+            for outcome in sorted(outcomes, key=lambda o: o.attempt.delivery_id):  # one lock order
+                await _record(c, outcome)
 
         await self.write(op)
+
+
+async def _record(c: PgConn, outcome: AttemptOutcome) -> None:
+    a = outcome.attempt
+    row = await c.fetchrow("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ? FOR UPDATE", a.delivery_id)
+    if row is None:
+        return
+    number = row["attempts"] + 1
+    await c.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, a.error, a.response_excerpt,
+    )
+    status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
+    await c.execute(
+        "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
+        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
+        status, number, outcome.next_attempt_at if status == "pending" else None, a.started_at,
+        a.status_code, a.error, a.duration_ms, a.delivery_id,
+    )
+    hook_id = row["webhook_id"]
+    if outcome.succeeded:
+        await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
+        return
+    # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
+    await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", a.started_at, hook_id)
+    if outcome.disable_reason is not None:
+        await c.execute(
+            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
+            outcome.disable_reason, a.started_at, hook_id)
+    await c.execute(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
+        " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
+        a.started_at, hook_id, outcome.disable_failing_before,
+    )

@@ -20,6 +20,8 @@ from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
 from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, event_filter
 
+QUICK_ATTEMPTS = 16  # attempts recorded inline on the Trio thread at most; a larger batch takes a worker thread
+
 
 def event_body(event_type: str, data: Mapping[str, Any], now: datetime) -> bytes:
     """The delivered body (Standard Webhooks): ``{type, timestamp, data}``."""
@@ -135,10 +137,14 @@ class WebhooksMixin(SqliteAccess):
         """An event that reports no other write (tests, the benchmark)."""
         await self.write(emit, tenant_id, event_type, data, now, quick=True)
 
-    async def webhook_tenants(self) -> list[str]:
-        """Tenants with at least one webhook (benchmarks' synthetic events)."""
-        rows = await self.read(lambda c: c.execute("SELECT DISTINCT tenant_id FROM webhooks ORDER BY tenant_id").fetchall())
-        return [r[0] for r in rows]
+    async def emit_events(self, events: Sequence[tuple[str, str, Mapping[str, Any]]], now: datetime) -> None:
+        """Many ``(tenant_id, event_type, data)`` that report no other write, in one transaction."""
+
+        def op(c: sqlite3.Connection) -> None:
+            for tenant_id, event_type, data in events:
+                emit(c, tenant_id, event_type, data, now)
+
+        await self.write(op)
 
     async def pending_deliveries(self) -> int:
         return await self.read(lambda c: c.execute("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").fetchone()[0])
@@ -186,16 +192,20 @@ class WebhooksMixin(SqliteAccess):
         """Lease up to ``limit`` due deliveries of enabled endpoints, at most ``per_webhook``
         per endpoint and none of the ``busy`` ones, with the endpoint and the event's bytes."""
         skip = list(busy)
-        not_busy = f"AND d.webhook_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        not_busy = f"AND w.id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
 
         def op(c: sqlite3.Connection) -> list[DeliveryJob]:
             stamp = ts(now)
+            # Each enabled endpoint's first due deliveries, read from its end of the
+            # (webhook_id, next_attempt_at, seq) index: the cost grows with the endpoints and
+            # ``per_webhook``, not with the backlog (a window over every pending delivery did).
             rows = c.execute(
-                "SELECT * FROM (SELECT d.*, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.seq) AS rn"
-                " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
-                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?)"
-                f" AND w.status = 'enabled' {not_busy}) WHERE rn <= ? ORDER BY next_attempt_at, seq LIMIT ?",
-                (stamp, stamp, *skip, per_webhook, limit),
+                "SELECT d.* FROM webhooks w JOIN webhook_deliveries d ON d.id IN ("
+                " SELECT d2.id FROM webhook_deliveries d2 WHERE d2.webhook_id = w.id AND d2.status = 'pending'"
+                " AND d2.next_attempt_at <= ? AND (d2.lease_until IS NULL OR d2.lease_until < ?)"
+                " ORDER BY d2.next_attempt_at, d2.seq LIMIT ?)"
+                f" WHERE w.status = 'enabled' {not_busy} ORDER BY d.next_attempt_at, d.seq LIMIT ?",
+                (stamp, stamp, per_webhook, *skip, limit),
             ).fetchall()
             jobs = []
             hooks: dict[str, Webhook] = {}
@@ -242,42 +252,48 @@ class WebhooksMixin(SqliteAccess):
         return await self.write(lambda c: c.execute(
             "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").rowcount)
 
-    async def record_attempt(self, outcome: AttemptOutcome) -> None:
-        """Log an attempt; move its delivery on; keep the endpoint's failure streak (and disable it)."""
-        a = outcome.attempt
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        """Log attempts (one transaction for all); move each delivery on; keep each endpoint's
+        failure streak (and disable it)."""
 
         def op(c: sqlite3.Connection) -> None:
-            row = c.execute("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ?", (a.delivery_id,)).fetchone()
-            if row is None:
-                return  # its endpoint was deleted meanwhile
-            number = row["attempts"] + 1
-            c.execute(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (a.delivery_id, number, ts(a.started_at), a.status_code, a.duration_ms, a.error, a.response_excerpt),
-            )
-            status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
-            c.execute(
-                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
-                " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
-                (status, number, ts(outcome.next_attempt_at) if status == "pending" else None, ts(a.started_at),
-                 a.status_code, a.error, a.duration_ms, a.delivery_id),
-            )
-            hook_id = row["webhook_id"]
-            if outcome.succeeded:
-                c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
-                return
-            # Written only when it changes: an emit in another transaction reads this row.
-            c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (ts(a.started_at), hook_id))
-            if outcome.disable_reason is not None:
-                c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
-                          (outcome.disable_reason, ts(a.started_at), hook_id))
-            c.execute(
-                "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
-                " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
-                (ts(a.started_at), hook_id, ts(outcome.disable_failing_before)),
-            )
+            for outcome in outcomes:
+                _record(c, outcome)
 
         # Not waiting for the disk (the commit survives a crash of the process; a power loss
         # could lose it, and the delivery is then sent again: at least once, same webhook-id).
-        await self.write(op, quick=True, durable=False)
+        await self.write(op, quick=len(outcomes) <= QUICK_ATTEMPTS, durable=False)
+
+
+def _record(c: sqlite3.Connection, outcome: AttemptOutcome) -> None:
+    a = outcome.attempt
+    row = c.execute("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ?", (a.delivery_id,)).fetchone()
+    if row is None:
+        return  # its endpoint was deleted meanwhile
+    number = row["attempts"] + 1
+    c.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (a.delivery_id, number, ts(a.started_at), a.status_code, a.duration_ms, a.error, a.response_excerpt),
+    )
+    status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
+    c.execute(
+        "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
+        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
+        (status, number, ts(outcome.next_attempt_at) if status == "pending" else None, ts(a.started_at),
+         a.status_code, a.error, a.duration_ms, a.delivery_id),
+    )
+    hook_id = row["webhook_id"]
+    if outcome.succeeded:
+        c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
+        return
+    # Written only when it changes: an emit in another transaction reads this row.
+    c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (ts(a.started_at), hook_id))
+    if outcome.disable_reason is not None:
+        c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
+                  (outcome.disable_reason, ts(a.started_at), hook_id))
+    c.execute(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
+        " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
+        (ts(a.started_at), hook_id, ts(outcome.disable_failing_before)),
+    )
