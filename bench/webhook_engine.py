@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sqlite3
 from pathlib import Path
@@ -63,24 +64,23 @@ async def event_source(store: Any, db: Path, rate: int) -> None:
 
 
 async def main(cfg: Any, rate: int) -> None:
+    """The service and the event source until SIGINT or SIGTERM; then the source stops and the
+    service drains as ``ipto serve`` does."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            handle: ServiceHandle = await nursery.start(functools.partial(run_service, cfg))
+            source = trio.CancelScope()
 
-            async def service(*, task_status: trio.TaskStatus[ServiceHandle] = trio.TASK_STATUS_IGNORED) -> None:
-                await run_service(cfg, task_status=task_status)
-                nursery.cancel_scope.cancel()
-
-            handle: ServiceHandle = await nursery.start(service)
-            events = trio.CancelScope()
-
-            async def source() -> None:
-                with events:
+            async def events() -> None:
+                with source:
                     await event_source(handle.services.store, cfg.data_dir / "engine.db", rate)
 
-            nursery.start_soon(source)
-            async for _ in signals:
-                events.cancel()
-                handle.stop()
+            nursery.start_soon(events)
+            async for signum in signals:
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                break
+            source.cancel()
+            handle.stop()
 
 
 if __name__ == "__main__":
