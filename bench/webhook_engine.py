@@ -58,7 +58,9 @@ async def event_source(store: Any, db: Path, rate: int) -> None:
         while owed >= 1 and tenants:
             owed -= 1
             n += 1
-            batch.append((tenants[n % len(tenants)], "dataset.updated", {"dataset_id": "dset_bench", "changed": ["description"], "n": n}))
+            batch.append(
+                (tenants[n % len(tenants)], "dataset.updated", {"dataset_id": "dset_bench", "changed": ["description"], "n": n})
+            )
         if batch:
             await store.emit_events(batch, utcnow())
 
