@@ -146,3 +146,29 @@ async def test_finished_deliveries_are_forgotten_after_the_retention(tmp_path, c
         assert await store.read(lambda c: c.execute("SELECT count(*) FROM webhook_events").fetchone()[0]) == 0
     finally:
         await store_cm.__aexit__(None, None, None)
+
+
+async def test_a_claim_takes_each_endpoints_oldest_due_deliveries_up_to_its_share(tmp_path, clock):
+    """Per endpoint at most ``per_webhook``, oldest first, overall at most ``limit``; a busy
+    endpoint is passed over; what one owner leased another does not get until the lease ends."""
+    store_cm, store, hooks, principal, first, _ = await _setup(tmp_path, Receiver(204))
+    try:
+        second = (await hooks.create(principal, "http://127.0.0.1:9/other", ["*"], None)).webhook
+        for n in range(6):
+            await store.emit_event("tnt_a", "dataset.updated", {"n": n}, _now())
+        now, lease = _now(), _now() + timedelta(seconds=60)
+        jobs = await store.claim_deliveries("one", now, lease, 5, 2, [])
+        by_hook: dict[str, list[int]] = {}
+        for job in jobs:
+            by_hook.setdefault(job.webhook.id, []).append(job.delivery.seq)
+        assert sorted(by_hook) == sorted([first.id, second.id]) and all(len(seqs) == 2 for seqs in by_hook.values())
+        assert all(seqs == sorted(seqs) for seqs in by_hook.values())
+        firsts = {h: min(seqs) for h, seqs in by_hook.items()}
+        jobs_again = await store.claim_deliveries("two", now, lease, 10, 10, [first.id])
+        assert {j.webhook.id for j in jobs_again} == {second.id}  # the busy one is passed over
+        assert not {j.delivery.id for j in jobs_again} & {j.delivery.id for j in jobs}  # leased ones are not claimed twice
+        assert len(jobs_again) == 4 and min(j.delivery.seq for j in jobs_again) > firsts[second.id]
+        after_lease = await store.claim_deliveries("three", lease + timedelta(seconds=1), lease + timedelta(seconds=61), 20, 20, [])
+        assert len(after_lease) == 12  # every lease ended: all six events to both endpoints are claimable again
+    finally:
+        await store_cm.__aexit__(None, None, None)
