@@ -1,5 +1,7 @@
-"""The settlement clock: sleeps until the next statement's release (month end + hold,
-kept in the store as the statement's row), then releases what is due.
+"""The settlement clock: sleeps until the next statement's month ends or its release falls
+due (month end + hold; both kept in the store as the statement's row), then marks pending
+what ended (``pending_at`` and the ``payout.pending`` event, one transaction, once per
+statement) and releases what is due (only statements already marked pending).
 
 Like the review clock (engine/actors/review_clock.py): deadlines live in the store, so a
 restart, even after ``kill -9``, releases on its first pass whatever fell due while the
@@ -50,8 +52,8 @@ class SettlementClock:
         self._wake.set()
 
     def wake_for(self, period: str) -> None:
-        """A statement of ``period`` exists (a charge was made in it): wake if it is due sooner."""
-        self.wake(month_bounds(period)[1] + self.hold)
+        """A statement of ``period`` exists (a charge was made in it): wake if its month ends sooner."""
+        self.wake(month_bounds(period)[1])
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.clear_contextvars()
@@ -69,12 +71,13 @@ class SettlementClock:
             self._wakes_at = None
             try:
                 await self.settle_due()
-                ended = await self.store.next_settlement()
+                ends, ended = await self.store.next_settlement()
             except EngineError:
                 log.exception("settlement_failed")
                 await trio.sleep(RETRY_SECONDS)
                 continue
-            delay = math.inf if ended is None else max((ended + self.hold - self.now()).total_seconds(), 0.0)
+            deadline = min((d for d in (ends, ended and ended + self.hold) if d is not None), default=None)
+            delay = math.inf if deadline is None else max((deadline - self.now()).total_seconds(), 0.0)
             delay = min(delay, self.max_sleep)
             if delay > 0:
                 self._wakes_at = None if math.isinf(delay) else self.now() + timedelta(seconds=delay)
@@ -82,7 +85,10 @@ class SettlementClock:
                     await wake.wait()
 
     async def settle_due(self) -> int:
-        """Release every statement due now (oldest first per provider); return how many."""
+        """Mark pending every statement whose month ended, then release every one due now
+        (oldest first per provider); return how many were released."""
+        for p in await self.store.mark_pending(self.now(), self.hold):
+            log.info("payout_pending", payout_id=p.id, provider_tenant_id=p.provider_tenant_id, period=p.period, currency=p.currency)
         done = 0
         while True:
             due = await self.store.due_payouts(self.now() - self.hold)
