@@ -30,7 +30,12 @@ class ReviewClock(DeadlineClock):
     name = "review-clock"
 
     def __init__(
-        self, store: Store, actors: Supervisor, now: Callable[[], datetime], leases: Leases | None = None, max_sleep: float = math.inf
+        self,
+        store: Store,
+        actors: Supervisor,
+        now: Callable[[], datetime],
+        leases: Leases | None = None,
+        max_sleep: float = math.inf,
     ) -> None:
         super().__init__(now, leases, max_sleep)
         self.store = store

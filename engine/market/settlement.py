@@ -33,8 +33,14 @@ log = structlog.get_logger(__name__)
 class SettlementClock(DeadlineClock):
     name = "payout-clock"
 
-    def __init__(self, store: Store, hold_seconds: int, now: Callable[[], datetime], leases: Leases | None = None,
-                 max_sleep: float = math.inf) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hold_seconds: int,
+        now: Callable[[], datetime],
+        leases: Leases | None = None,
+        max_sleep: float = math.inf,
+    ) -> None:
         super().__init__(now, leases, max_sleep)
         self.store = store
         self.hold = timedelta(seconds=hold_seconds)
@@ -53,7 +59,9 @@ class SettlementClock(DeadlineClock):
         """Mark pending every statement whose month ended, then release every one due now
         (oldest first per provider); return how many were released."""
         for p in await self.store.mark_pending(self.now(), self.hold):
-            log.info("payout_pending", payout_id=p.id, provider_tenant_id=p.provider_tenant_id, period=p.period, currency=p.currency)
+            log.info(
+                "payout_pending", payout_id=p.id, provider_tenant_id=p.provider_tenant_id, period=p.period, currency=p.currency
+            )
         return await drain(lambda: self.store.due_payouts(self.now() - self.hold), self._release)
 
     async def _release(self, payout_id: str) -> bool:
@@ -64,6 +72,13 @@ class SettlementClock(DeadlineClock):
             return False
         self.released += 1
         failpoints.hit("settlement.after_release")
-        log.info("payout_released", payout_id=released.id, provider_tenant_id=released.provider_tenant_id, period=released.period,
-                 currency=released.currency, earnings_micros=released.earnings_micros, held_micros=released.held_micros)
+        log.info(
+            "payout_released",
+            payout_id=released.id,
+            provider_tenant_id=released.provider_tenant_id,
+            period=released.period,
+            currency=released.currency,
+            earnings_micros=released.earnings_micros,
+            held_micros=released.held_micros,
+        )
         return True
