@@ -181,6 +181,20 @@ def add_objects(sink: Sink, provider: str, datasets: list[str], n: int) -> list[
     return out
 
 
+def _wait_settled(h: Any, headers: dict[str, str], timeout: float = 300) -> float:
+    """Wait until the engine's settlement clock has released every loaded statement past its
+    hold (it does so on start, in the background): what is measured must not share the
+    engine with that catch-up, which a live engine does a month at a time."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        page = h.get("/v1/provider/payouts", headers=headers, params={"limit": "100"}).json()["data"]
+        now = datetime.now(UTC)
+        if all(p["status"] != "pending" or datetime.fromisoformat(p["release_at"]) > now for p in page["payouts"]):
+            return time.perf_counter() - t0
+        time.sleep(1)
+    raise RuntimeError("the settlement clock did not release the loaded history in time")
+
+
 def _measure(h: Any, path: str, params: dict[str, str], headers: dict[str, str], n: int) -> tuple[float, float, float]:
     latencies = []
     for _ in range(n):
@@ -231,6 +245,8 @@ def _run(args: argparse.Namespace, work: Path, st: stores.Stores) -> list[Sectio
         this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         month_from, month_to = _ts((this_month - timedelta(days=1)).replace(day=1)), _ts(this_month)  # last month
         year_from = _ts(now - timedelta(days=365))
+        settled = _wait_settled(h, ph)
+        print(f"  the settlement clock released the loaded history's past months in {settled:.0f} s (not measured)", flush=True)
         for _ in range(5):  # warm: connections, caches
             h.get("/v1/me", headers=bh)
             h.get("/v1/provider/analytics", headers=ph, params={"from": month_from, "to": month_to})
