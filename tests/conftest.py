@@ -82,17 +82,13 @@ S3 = BACKEND == "postgres-s3"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "local_blobs: about the engine's own /blobs/ route, which S3 replaces")
-    config.addinivalue_line("markers", "embedded_clock: drives months of virtual time, which only the embedded store can do "
-                                       "at test speed (see the test)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On S3 the engine has no /blobs/ route: tests of that route are not collected (their
-    S3 counterparts are the tests that check what S3 itself refuses). On a network store,
-    tests marked ``embedded_clock`` are not collected either (the marked test says why)."""
-    if S3 or NETWORK_STORE:
-        kept = [item for item in items
-                if not (S3 and item.get_closest_marker("local_blobs")) and not (NETWORK_STORE and item.get_closest_marker("embedded_clock"))]
+    S3 counterparts are the tests that check what S3 itself refuses)."""
+    if S3:
+        kept = [item for item in items if item.get_closest_marker("local_blobs") is None]
         if len(kept) != len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in kept])
             items[:] = kept

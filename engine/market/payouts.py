@@ -31,9 +31,11 @@ from engine.store.money import Payout, UnreleasedSum, statement_amounts
 
 
 def status_of(p: Payout, now: datetime) -> str:
+    """``pending`` from the month's end, even before the settlement clock marked it
+    (``pending_at``, written with the ``payout.pending`` event)."""
     if p.released_at is not None:
         return "released"
-    return "open" if now < p.period_end else "pending"
+    return "pending" if p.pending_at is not None or now >= p.period_end else "open"
 
 
 def preview(statements: list[Payout], sums: list[UnreleasedSum]) -> dict[str, tuple[int, int, int, int, int]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from engine.store.records import Access, LedgerEntry, SearchRecord
@@ -50,6 +50,7 @@ class Payout:
     period_end: datetime
     created_at: datetime
     released_at: datetime | None = None
+    pending_at: datetime | None = None  # when the settlement clock marked its month ended
     gross_micros: int | None = None
     fee_micros: int | None = None
     refunds_micros: int | None = None
@@ -140,17 +141,24 @@ class MoneyStore(Protocol):
     async def unreleased_sums(self, provider_tenant_id: str) -> list[UnreleasedSum]:
         """Σ per (period, currency, kind, held) of the provider's entries no statement paid yet."""
 
-    async def next_settlement(self) -> datetime | None:
-        """The earliest ``period_end`` of an unreleased statement (its release is that plus the hold)."""
+    async def next_settlement(self) -> tuple[datetime | None, datetime | None]:
+        """The earliest ``period_end`` of a statement not yet marked pending (it turns pending
+        then), and of an unreleased one (its release is that plus the hold)."""
+
+    async def mark_pending(self, now: datetime, hold: timedelta) -> list[Payout]:
+        """Mark pending every statement whose month ended by ``now`` and that is not marked
+        yet, each with its ``payout.pending`` event (``release_at`` = month end + ``hold``),
+        in one transaction: once per statement, whatever the number of processes."""
 
     async def due_payouts(self, ended_before: datetime) -> list[str]:
-        """Ids of unreleased statements whose month ended at or before ``ended_before`` and
-        that are the earliest unreleased of their provider and currency."""
+        """Ids of unreleased statements marked pending whose month ended at or before
+        ``ended_before`` and that are the earliest unreleased of their provider and currency."""
 
     async def settle_payout(self, payout_id: str, now: datetime) -> Payout | None:
         """Release one statement exactly once: pay every unreleased entry of its provider
         and currency up to its month that is not under an open dispute; None when another
-        process holds it, it was released already, or an earlier one is still unreleased."""
+        process holds it, it was released already or is not marked pending yet, or an
+        earlier one is still unreleased."""
 
     async def provider_usage(self, provider_tenant_id: str, dataset_id: str | None, currency: str, since: datetime | None,
                              until: datetime | None, stop_words: Sequence[str], top: int) -> ProviderUsage: ...

@@ -62,6 +62,13 @@ def dispute_data(d: Any) -> dict[str, Any]:
             "currency": d.currency, "period": d.period, "status": d.status, "resolved_at": iso(d.resolved_at)}
 
 
+def payout_pending(p: Any, release_at: Any) -> dict[str, Any]:
+    """A statement whose month ended (``engine.store.money.Payout``): its amounts are not
+    final until it is released (disputes may still be opened), so none are sent."""
+    return {"payout_id": p.id, "period": p.period, "currency": p.currency, "period_start": iso(p.period_start),
+            "period_end": iso(p.period_end), "status": "pending", "release_at": iso(release_at)}
+
+
 def payout_data(p: Any) -> dict[str, Any]:
     """A released payout statement (``engine.store.money.Payout``)."""
     return {"payout_id": p.id, "period": p.period, "currency": p.currency, "gross_micros": p.gross_micros,

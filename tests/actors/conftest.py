@@ -4,13 +4,14 @@ Wall-clock time follows Trio's clock, so a 72-hour review window passes in milli
 of real time. On SQLite the store and blob store run inline (no worker threads). On a
 network backend (``IPTO_TEST_BACKEND``) the clock may only jump once the engine has been
 idle for a moment of real time: a virtual clock must not leap past a deadline while a
-query is still on its way to PostgreSQL.
+query is still on its way to PostgreSQL, which makes months of virtual time slow there; a
+test that drives such spans passes a :class:`SteppedClock` and runs the clocks' steps itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,21 @@ def trio_wall_clock(start: datetime = START):
     return lambda: start + timedelta(seconds=trio.current_time() - origin)
 
 
+class SteppedClock:
+    """An injected wall clock that moves only when the test moves it: no trio timer, no
+    waiting, so it runs alike on every store (under autojump a network store makes each
+    jump wait for real idleness). A test that uses it drives the clocks' steps itself."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.at = start
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
 @pytest.fixture(name="autojump_clock")
 def _autojump_clock() -> MockClock:
     """pytest-trio's autojump clock, waiting for real idleness on a network backend."""
@@ -56,8 +72,11 @@ async def _store(cfg: Config) -> AsyncIterator[Store]:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any) -> AsyncIterator[Services]:
-    """An engine on ``data_dir``; opened again on the same dir, it finds the same database and blobs."""
+async def open_engine(data_dir: Path, start: datetime = START, now: Callable[[], datetime] | None = None,
+                      **overrides: Any) -> AsyncIterator[Services]:
+    """An engine on ``data_dir``; opened again on the same dir, it finds the same database and blobs.
+    Its wall clock follows Trio's (from ``start``), or is ``now`` (e.g. a :class:`SteppedClock`;
+    then the review and settlement clocks are not started: the test calls their steps)."""
     if data_dir not in _backends:
         _backends[data_dir] = backend_overrides()
     # One process: no lease heartbeats or store re-reads to wake a virtual clock every few seconds.
@@ -67,15 +86,16 @@ async def open_engine(data_dir: Path, start: datetime = START, **overrides: Any)
     async with (
         trio_asyncio.open_loop(),
         _store(cfg) as store,
-        Services.open(cfg, store, b"k" * 32, now=trio_wall_clock(start), offload=inline) as svc,
+        Services.open(cfg, store, b"k" * 32, now=now or trio_wall_clock(start), offload=inline) as svc,
         trio.open_nursery() as leasing,
     ):
         await leasing.start(svc.leases.run)
         async with svc.actors.running(grace_seconds=1):
             await svc.pipeline.resume_unfinished()
             await svc.imports.resume_pending()
-            svc.actors.start_soon(svc.review_clock.run)
-            svc.actors.start_soon(svc.settlement.run)
+            if now is None:
+                svc.actors.start_soon(svc.review_clock.run)
+                svc.actors.start_soon(svc.settlement.run)
             yield svc
         leasing.cancel_scope.cancel()
 

@@ -1,6 +1,8 @@
-"""The money invariants over months of traffic (API.md "Money records"), under
-autojump_clock: many buyers, keys and providers, charges, disputes refunded and rejected,
-monthly settlements. At every check: Σ buyer spend = Σ provider gross = Σ charges −
+"""The money invariants over months of traffic (API.md "Money records"): many buyers, keys
+and providers, charges, disputes refunded and rejected, monthly settlements. Time is a
+:class:`SteppedClock` the test advances a day at a time, running the settlement clock's
+step (``settle_due``) after each, so it takes the same few seconds on either store. At
+every check: Σ buyer spend = Σ provider gross = Σ charges −
 Σ refunds; each provider's earnings = gross − fees; every released entry is in exactly
 one statement and the released statements add up to the entries they paid; no float."""
 
@@ -10,10 +12,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-import trio
-
-from tests.actors.conftest import admin, open_engine, tenant
+from tests.actors.conftest import SteppedClock, admin, open_engine, tenant
 from tests.actors.test_settlement import _statements
 from tests.http.money_helpers import charged_access
 from tests.rawdb import query
@@ -67,15 +66,10 @@ async def _check(svc, buyers, providers) -> dict[str, int]:
     return totals
 
 
-# Not on PostgreSQL: each autojump of the virtual clock there waits for 0.25 s of real
-# idleness, and the asyncio timers under asyncpg make most jumps zero-length, so 75 virtual
-# days took over a minute per few days (measured 2026-12-03). The PostgreSQL money SQL is
-# covered on that pass by tests/http/test_{disputes,provider,activity}.py and
-# tests/actors/test_settlement.py.
-@pytest.mark.embedded_clock
-async def test_money_adds_up_across_tenants_keys_refunds_and_settlements(tmp_path, autojump_clock):
+async def test_money_adds_up_across_tenants_keys_refunds_and_settlements(tmp_path):
     rng = random.Random(19)
-    async with open_engine(tmp_path / "d") as svc:
+    clock = SteppedClock()
+    async with open_engine(tmp_path / "d", now=clock) as svc:
         buyers = [await tenant(svc, f"buyer{i}") for i in range(5)]
         providers = [await tenant(svc, f"provider{i}") for i in range(4)]
         keys = {b.tenant_id: [None, f"key_{i}a", f"key_{i}b"] for i, b in enumerate(buyers)}
@@ -87,7 +81,6 @@ async def test_money_adds_up_across_tenants_keys_refunds_and_settlements(tmp_pat
                 amount = rng.choice([0, 1, 7, 999, 1_000_000, rng.randint(1, 10**9)])
                 a = await charged_access(svc.store, b.tenant_id, p.tenant_id, f"dset_{p.tenant_id[-4:]}{rng.randint(0, 2)}", amount,
                                          svc.now(), rng.choice(keys[b.tenant_id]))
-                svc.settlement.wake_for(a.period)
                 if amount:
                     charged.append((b, a))
             if charged and rng.random() < 0.5:
@@ -100,11 +93,13 @@ async def test_money_adds_up_across_tenants_keys_refunds_and_settlements(tmp_pat
                 await svc.disputes.resolve(admin(), disputes.pop(rng.randrange(len(disputes))), rng.choice(["refund", "reject"]))
             if day % 20 == 0:
                 await _check(svc, buyers, providers)
-            await trio.sleep(86400)
+            clock.advance(86400)
+            await svc.settlement.settle_due()
         await _check(svc, buyers, providers)
         for dispute_id in disputes:
             await svc.disputes.resolve(admin(), dispute_id, rng.choice(["refund", "reject"]))
-        await trio.sleep((datetime(2026, 9, 16, tzinfo=UTC) - svc.now()).total_seconds())
+        clock.advance((datetime(2026, 9, 16, tzinfo=UTC) - svc.now()).total_seconds())
+        assert await svc.settlement.settle_due() > 0
         totals = await _check(svc, buyers, providers)
         assert totals.get("refund", 0) < 0  # refunds happened
         for kind in ("charge", "fee", "refund", "fee_refund"):

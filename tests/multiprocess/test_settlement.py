@@ -81,6 +81,8 @@ def test_settlement_is_exactly_once_across_processes_and_kill_9(tmp_path: Path) 
         for e in engines:
             e.stop()
     assert query(cfg, "SELECT count(*) FROM payouts") == [(statements,)]
+    # each was marked pending (its month ended) before it was released
+    assert query(cfg, "SELECT count(*) FROM payouts WHERE pending_at <= released_at") == [(statements,)]
     # every entry paid exactly once, by a statement of its provider
     assert query(cfg, "SELECT count(*), count(DISTINCT ledger_entry_id) FROM payout_entries") == [(accesses * 2, accesses * 2)]
     assert query(cfg, "SELECT count(*) FROM payout_entries x JOIN ledger_entries e ON e.id = x.ledger_entry_id"

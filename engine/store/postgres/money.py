@@ -12,7 +12,7 @@ statement is released exactly once whatever the number of processes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -199,17 +199,29 @@ class MoneyMixin(PgAccess):
 
         return [UnreleasedSum(r[0], r[1], r[2], bool(r[3]), int(r[4])) for r in await self.read(op)]
 
-    async def next_settlement(self) -> datetime | None:
-        async def op(c: PgConn) -> datetime | None:
-            found: datetime | None = await c.fetchval("SELECT min(period_end) FROM payouts WHERE released_at IS NULL")
-            return found
+    async def next_settlement(self) -> tuple[datetime | None, datetime | None]:
+        async def op(c: PgConn) -> tuple[datetime | None, datetime | None]:
+            row = await c.fetchrow("SELECT min(period_end) FILTER (WHERE pending_at IS NULL), min(period_end) FROM payouts"
+                                   " WHERE released_at IS NULL")
+            assert row is not None  # an aggregate always answers one row
+            return row[0], row[1]
 
         return await self.read(op)
+
+    async def mark_pending(self, now: datetime, hold: timedelta) -> list[Payout]:
+        async def op(c: PgConn) -> list[Payout]:
+            marked = [_payout(r) for r in await c.fetch(
+                "UPDATE payouts SET pending_at = ? WHERE pending_at IS NULL AND period_end <= ? RETURNING *", now, now)]
+            for p in marked:
+                await emit(c, p.provider_tenant_id, "payout.pending", ev.payout_pending(p, p.period_end + hold), now)
+            return marked
+
+        return await self.write(op)
 
     async def due_payouts(self, ended_before: datetime) -> list[str]:
         async def op(c: PgConn) -> list[asyncpg.Record]:
             return await c.fetch(
-                "SELECT p.id FROM payouts p WHERE p.released_at IS NULL AND p.period_end <= ? AND NOT EXISTS (SELECT 1 FROM payouts q"
+                "SELECT p.id FROM payouts p WHERE p.released_at IS NULL AND p.pending_at IS NOT NULL AND p.period_end <= ? AND NOT EXISTS (SELECT 1 FROM payouts q"
                 " WHERE q.provider_tenant_id = p.provider_tenant_id AND q.currency = p.currency AND q.released_at IS NULL"
                 " AND q.period < p.period) ORDER BY p.period_end, p.seq", ended_before)
 
@@ -217,7 +229,8 @@ class MoneyMixin(PgAccess):
 
     async def settle_payout(self, payout_id: str, now: datetime) -> Payout | None:
         async def op(c: PgConn) -> Payout | None:
-            row = await c.fetchrow("SELECT * FROM payouts WHERE id = ? AND released_at IS NULL FOR UPDATE SKIP LOCKED", payout_id)
+            row = await c.fetchrow("SELECT * FROM payouts WHERE id = ? AND released_at IS NULL AND pending_at IS NOT NULL"
+                                   " FOR UPDATE SKIP LOCKED", payout_id)
             if row is None:
                 return None
             p = _payout(row)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ from engine.store.sqlite.webhooks import emit
 
 _DISPUTE_COLUMNS = ("id", "access_id", "buyer_tenant_id", "provider_tenant_id", "dataset_id", "amount_micros", "currency", "period",
                     "reason", "status", "opened_by", "created_at", "resolved_at", "resolved_by")
-_PAYOUT_TIMES = ("period_start", "period_end", "created_at", "released_at")
+_PAYOUT_TIMES = ("period_start", "period_end", "created_at", "released_at", "pending_at")
 _GROUP_KEY = {"day": "substr(created_at, 1, 10)", "dataset": "dataset_id", "api_key": "api_key_id"}
 
 
@@ -202,20 +202,34 @@ class MoneyMixin(SqliteAccess):
             " GROUP BY 1, 2, 3, 4", (provider_tenant_id,)).fetchall())
         return [UnreleasedSum(r[0], r[1], r[2], bool(r[3]), int(r[4])) for r in rows]
 
-    async def next_settlement(self) -> datetime | None:
-        row = await self.read(lambda c: c.execute("SELECT min(period_end) FROM payouts WHERE released_at IS NULL").fetchone())
-        return dt(row[0])
+    async def next_settlement(self) -> tuple[datetime | None, datetime | None]:
+        row = await self.read(lambda c: c.execute(
+            "SELECT min(CASE WHEN pending_at IS NULL THEN period_end END), min(period_end) FROM payouts WHERE released_at IS NULL"
+        ).fetchone())
+        return dt(row[0]), dt(row[1])
+
+    async def mark_pending(self, now: datetime, hold: timedelta) -> list[Payout]:
+        def op(c: sqlite3.Connection) -> list[Payout]:
+            marked = [_payout(r) for r in c.execute(
+                "UPDATE payouts SET pending_at = ? WHERE pending_at IS NULL AND period_end <= ? RETURNING *", (ts(now), ts(now))
+            ).fetchall()]
+            for p in marked:
+                emit(c, p.provider_tenant_id, "payout.pending", ev.payout_pending(p, p.period_end + hold), now)
+            return marked
+
+        return await self.write(op)
 
     async def due_payouts(self, ended_before: datetime) -> list[str]:
         rows = await self.read(lambda c: c.execute(
-            "SELECT p.id FROM payouts p WHERE p.released_at IS NULL AND p.period_end <= ? AND NOT EXISTS (SELECT 1 FROM payouts q"
+            "SELECT p.id FROM payouts p WHERE p.released_at IS NULL AND p.pending_at IS NOT NULL AND p.period_end <= ? AND NOT EXISTS (SELECT 1 FROM payouts q"
             " WHERE q.provider_tenant_id = p.provider_tenant_id AND q.currency = p.currency AND q.released_at IS NULL"
             " AND q.period < p.period) ORDER BY p.period_end, p.seq", (ts(ended_before),)).fetchall())
         return [r[0] for r in rows]
 
     async def settle_payout(self, payout_id: str, now: datetime) -> Payout | None:
         def op(c: sqlite3.Connection) -> Payout | None:
-            row = c.execute("SELECT * FROM payouts WHERE id = ? AND released_at IS NULL", (payout_id,)).fetchone()
+            row = c.execute("SELECT * FROM payouts WHERE id = ? AND released_at IS NULL AND pending_at IS NOT NULL",
+                            (payout_id,)).fetchone()
             if row is None:
                 return None
             p = _payout(row)
