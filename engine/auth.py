@@ -24,13 +24,14 @@ TENANT_SCOPES: tuple[str, ...] = (
 ALL_SCOPES: tuple[str, ...] = (*TENANT_SCOPES, ADMIN_SCOPE)
 
 ACCESS_MODES = ("all_available", "allow_list")
+PRINCIPAL_KINDS = ("session", "api_key")
 
 
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller of one request."""
 
-    kind: str  # "session" | "api_key"
+    kind: str  # one of PRINCIPAL_KINDS
     user_id: str
     tenant_id: str
     scopes: frozenset[str]

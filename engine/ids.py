@@ -30,5 +30,5 @@ def iso(ts: datetime | None) -> str | None:
     """ISO 8601 UTC with milliseconds and a ``Z``, as every API timestamp is written."""
     if ts is None:
         return None
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat pads the year to four digits (strftime's %Y does not below 1000: not RFC 3339).
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -32,6 +32,7 @@ from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
 from engine.http.metrics import metrics_asgi
+from engine.metrics import multiprocess_dir, reset_multiprocess_dir
 from engine.services import Services
 from engine.store import open_store
 from engine.workers import Workers, WorkerSpec, embedded, listening_socket, resolve_workers
@@ -158,6 +159,8 @@ async def run_service(
     secure_data_dir(cfg.data_dir)  # umask 077; an older, broader data dir is tightened (and logged)
     cfg = resolve_workers(_resolve_port(cfg))
     lock = _lock_data_dir(cfg.data_dir) if worker is None and embedded(cfg) else None
+    if worker is None and cfg.http.workers > 1 and cfg.metrics_where != "off":
+        reset_multiprocess_dir(multiprocess_dir(cfg.data_dir))  # before any process records
     try:
         # asyncpg and aiobotocore are asyncio libraries: one asyncio loop, run by Trio, for the
         # service's life (DESIGN.md "Backends"); the embedded default never calls into it.
@@ -174,6 +177,8 @@ async def run_service(
                 else:
                     await _serve(cfg, svc, worker, task_status)
                 leasing.cancel_scope.cancel()
+                if svc.metrics is not None:
+                    svc.metrics.process_exited()
     finally:
         if lock is not None:
             lock.close()
@@ -206,7 +211,7 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
     listener = workers = None
     if worker is None and cfg.http.workers > 1:
         listener = listening_socket(cfg)
-        workers = Workers.start(cfg, listener)
+        workers = Workers.start(cfg, listener, None if svc.metrics is None else svc.metrics.process_exited)
     listen_fd = worker.listen_fd if worker is not None else None if listener is None else listener.fileno()
     try:
         async with svc.actors.running(cfg.http.graceful_timeout_seconds), trio.open_nursery() as linked:
@@ -282,6 +287,8 @@ async def _start_http(
         nursery.cancel_scope.cancel()
 
     binds = await nursery.start(serve_http)
+    if svc.metrics is not None:
+        nursery.start_soon(svc.metrics.keep_levels, svc)
     if cfg.metrics_where == "separate" and listen_fd is None:  # the primary (or only) process serves it
         binds += await nursery.start(_serve_metrics, cfg, svc, stop)
     elif cfg.metrics.enabled and cfg.metrics_where == "off":

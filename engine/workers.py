@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -85,9 +86,10 @@ class Workers:
 
     procs: list[subprocess.Popen[bytes]]
     links: list[socket.socket]  # the primary's ends of the actor links
+    exited: Callable[[int], None] | None = None  # told the pid of a worker that died on its own
 
     @classmethod
-    def start(cls, cfg: Config, listener: socket.socket) -> Workers:
+    def start(cls, cfg: Config, listener: socket.socket, exited: Callable[[int], None] | None = None) -> Workers:
         """Start ``cfg.http.workers - 1`` workers on ``listener``. Called on the Trio thread
         (``PR_SET_PDEATHSIG`` fires when the thread that forked the child exits, so never
         from a worker thread)."""
@@ -111,7 +113,7 @@ class Workers:
                 theirs.close()
             procs.append(proc)
         log.info("workers_started", workers=len(procs) + 1, pids=[p.pid for p in procs])
-        return cls(procs, links)
+        return cls(procs, links, exited)
 
     def terminate(self) -> None:
         for proc in self.procs:
@@ -140,6 +142,8 @@ class Workers:
                 if proc.poll() is not None and proc.pid not in reported:
                     reported.add(proc.pid)
                     log.error("worker_exited", pid=proc.pid, returncode=proc.returncode)
+                    if self.exited is not None:
+                        self.exited(proc.pid)
 
 
 def _die_with_parent() -> None:

@@ -10,7 +10,7 @@ from engine.auth import Principal
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, WINDOW, Query, route
-from engine.http.schemas import OBJECT_ANY, listing
+from engine.http.schemas import SPEND, listing, ref
 from engine.ids import iso
 from engine.store.money import AccessView
 from engine.store.records import SearchRecord
@@ -31,7 +31,7 @@ def access_view(v: AccessView) -> dict[str, Any]:
 
 
 @route(bp, "GET", "/v1/agent/activity/searches", summary="Buyer activity: searches", scope="usage:read",
-       query=(Query("api_key_id", "text"), *WINDOW, *PAGE), ok=(200, listing("searches", OBJECT_ANY)))
+       query=(Query("api_key_id", "text"), *WINDOW, *PAGE), ok=(200, listing("searches", ref("SearchRecord"))))
 async def searches(principal: Principal, query: dict[str, Any]) -> Response:
     since, until, key = query["from"], query["to"], query["api_key_id"]
     page = await services().activity.searches(principal, key, since, until, query["cursor"], query["limit"])
@@ -39,7 +39,7 @@ async def searches(principal: Principal, query: dict[str, Any]) -> Response:
 
 
 @route(bp, "GET", "/v1/agent/activity/accesses", summary="Buyer activity: accesses", scope="usage:read",
-       query=(Query("api_key_id", "text"), Query("dataset_id", "text"), *WINDOW, *PAGE), ok=(200, listing("accesses", OBJECT_ANY)))
+       query=(Query("api_key_id", "text"), Query("dataset_id", "text"), *WINDOW, *PAGE), ok=(200, listing("accesses", ref("AccessRecord"))))
 async def accesses(principal: Principal, query: dict[str, Any]) -> Response:
     since, until = query["from"], query["to"]
     key, dataset = query["api_key_id"], query["dataset_id"]
@@ -49,7 +49,7 @@ async def accesses(principal: Principal, query: dict[str, Any]) -> Response:
 
 @route(bp, "GET", "/v1/agent/spend", summary="Buyer spend", scope="billing:read",
        query=(Query("group_by", "text", description="day (default), dataset or api_key"), Query("currency", "text"), *WINDOW),
-       ok=(200, OBJECT_ANY))
+       ok=(200, SPEND))
 async def spend(principal: Principal, query: dict[str, Any]) -> Response:
     since, until = query["from"], query["to"]
     group_by = request.args.get("group_by") or "day"

@@ -27,7 +27,7 @@ from engine.http.datasets import UPDATE, current_prices, dataset_view
 from engine.http.objects import INITIATE, _confirmed_view, initiated_view, object_view
 from engine.http.respond import ok
 from engine.http.routes import Body, route
-from engine.http.schemas import OBJECT_ANY
+from engine.http.schemas import batch_results, ref
 from engine.http.validate import Field, validate
 from engine.ids import iso
 from engine.store.records import Dataset
@@ -49,7 +49,6 @@ INITIATE_BATCH = Body("UploadInitiateBatch", {"files": Field(list, required=True
 IDS_BATCH = Body("ObjectIdsBatch", {"object_ids": Field(list, required=True, check=_count, schema={"minItems": 1, "maxItems": BATCH_MAX})})
 UPDATE_BATCH = Body("DatasetUpdateBatch", {"dataset_ids": Field(list, required=True, check=_count, schema={"minItems": 1, "maxItems": BATCH_MAX}),
                                            "set": Field(dict, required=True, description="fields of DatasetUpdate")})
-BATCH_RESULTS = {"type": "object", "properties": {"results": {"type": "array", "items": OBJECT_ANY}}, "required": ["results"]}
 
 
 def bulk() -> Bulk:
@@ -115,7 +114,7 @@ async def _fresh_batch_urls(principal: Principal, status: int, body: bytes) -> R
 
 
 @route(bp, "POST", "/v1/datasets/<dataset_id>/objects/upload/batch", summary="Initiate many uploads", scope="objects:write",
-       body=INITIATE_BATCH, ok=(200, BATCH_RESULTS), refresh=_fresh_batch_urls, errors=(409,))
+       body=INITIATE_BATCH, ok=(200, batch_results(ref("UploadInitiated"), key="", data_key="upload")), refresh=_fresh_batch_urls, errors=(409,))
 async def initiate_batch(principal: Principal, dataset_id: str, body: dict[str, Any]) -> Response:
     """Each file stands alone: one bad item is an error in its result, never a 400."""
     files = body["files"]
@@ -131,7 +130,7 @@ async def initiate_batch(principal: Principal, dataset_id: str, body: dict[str, 
 
 # -- batch confirm and delete ------------------------------------------------------------------
 @route(bp, "POST", "/v1/objects/confirm/batch", summary="Confirm many uploads", scope="objects:write", body=IDS_BATCH,
-       ok=(200, BATCH_RESULTS))
+       ok=(200, batch_results(ref("UploadConfirmed"))))
 async def confirm_batch(principal: Principal, body: dict[str, Any]) -> Response:
     ids = body["object_ids"]
     outcomes = await _per_item([_id_item(v, "object") for v in ids], lambda good: bulk().confirm_many(principal, good))
@@ -139,7 +138,7 @@ async def confirm_batch(principal: Principal, body: dict[str, Any]) -> Response:
 
 
 @route(bp, "POST", "/v1/objects/delete/batch", summary="Delete many objects", scope="objects:write", body=IDS_BATCH,
-       ok=(200, BATCH_RESULTS))
+       ok=(200, batch_results(ref("Object"))))
 async def delete_batch(principal: Principal, body: dict[str, Any]) -> Response:
     ids = body["object_ids"]
     outcomes = await _per_item([_id_item(v, "object") for v in ids], lambda good: bulk().delete_many(principal, good))
@@ -161,7 +160,7 @@ def _change(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 @route(bp, "PATCH", "/v1/datasets", summary="Update many datasets", scope="datasets:write", body=UPDATE_BATCH,
-       ok=(200, BATCH_RESULTS))
+       ok=(200, batch_results(ref("Dataset"), key="dataset_id")))
 async def update_datasets(principal: Principal, body: dict[str, Any]) -> Response:
     change = _change(body["set"])
     ids = body["dataset_ids"]

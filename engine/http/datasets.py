@@ -11,7 +11,7 @@ from engine.datasets import MONETIZATION_MODES, OWNER_SETTABLE_STATUSES, PRICING
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, Body, Query, route
-from engine.http.schemas import listing, ref
+from engine.http.schemas import NOTHING, listing, ref
 from engine.http.validate import Field
 from engine.ids import iso
 from engine.records import check_schema
@@ -135,7 +135,7 @@ async def update_dataset(principal: Principal, dataset_id: str, body: dict[str, 
 
 
 @route(bp, "DELETE", "/v1/datasets/<dataset_id>", summary="Delete a dataset", scope="datasets:write",
-       ok=(200, {"type": "object"}), errors=(409,))
+       ok=(200, NOTHING), errors=(409,))
 async def delete_dataset(principal: Principal, dataset_id: str) -> Response:
     await services().datasets.delete(principal, dataset_id)
     return ok({})

@@ -11,8 +11,7 @@ from engine.auth import ADMIN_SCOPE, Principal
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, Body, Query, route
-from engine.http.schemas import OBJECT_ANY as OBJECT
-from engine.http.schemas import listing
+from engine.http.schemas import listing, ref
 from engine.http.validate import Field
 from engine.ids import iso
 from engine.market.disputes import OUTCOMES
@@ -36,24 +35,24 @@ def admin_dispute_view(d: Dispute) -> dict[str, Any]:
 
 
 @route(bp, "POST", "/v1/agent/accesses/<access_id>/dispute", summary="Dispute an access", scope="search:query", body=OPEN,
-       ok=(201, OBJECT), errors=(409,))
+       ok=(201, ref("Dispute")), errors=(409,))
 async def open_dispute(principal: Principal, access_id: str, body: dict[str, Any]) -> Response:
     return ok(dispute_view(await services().disputes.open(principal, access_id, body["reason"])), 201)
 
 
 @route(bp, "GET", "/v1/admin/disputes", summary="List disputes", scope=ADMIN_SCOPE, query=(Query("status", "text"), *PAGE),
-       ok=(200, listing("disputes", OBJECT)))
+       ok=(200, listing("disputes", ref("AdminDispute"))))
 async def list_disputes(principal: Principal, query: dict[str, Any]) -> Response:
     page = await services().disputes.list(query["status"], query["cursor"], query["limit"])
     return ok({"disputes": [admin_dispute_view(d) for d in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@route(bp, "GET", "/v1/admin/disputes/<dispute_id>", summary="Get a dispute", scope=ADMIN_SCOPE, ok=(200, OBJECT))
+@route(bp, "GET", "/v1/admin/disputes/<dispute_id>", summary="Get a dispute", scope=ADMIN_SCOPE, ok=(200, ref("AdminDispute")))
 async def get_dispute(principal: Principal, dispute_id: str) -> Response:
     return ok(admin_dispute_view(await services().disputes.get(dispute_id)))
 
 
 @route(bp, "POST", "/v1/admin/disputes/<dispute_id>/resolve", summary="Resolve a dispute", scope=ADMIN_SCOPE, body=RESOLVE,
-       ok=(200, OBJECT), errors=(409,))
+       ok=(200, ref("AdminDispute")), errors=(409,))
 async def resolve(principal: Principal, dispute_id: str, body: dict[str, Any]) -> Response:
     return ok(admin_dispute_view(await services().disputes.resolve(principal, dispute_id, body["outcome"])))

@@ -10,7 +10,7 @@ from engine.auth import Principal
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, Body, route
-from engine.http.schemas import listing, ref
+from engine.http.schemas import NOTHING, listing, ref
 from engine.http.validate import Field
 from engine.ids import iso
 from engine.store.records import Grant
@@ -43,7 +43,7 @@ async def list_grants(principal: Principal, dataset_id: str, query: dict[str, An
 
 
 @route(bp, "DELETE", "/v1/datasets/<dataset_id>/grants/<grant_id>", summary="Revoke a grant", scope="datasets:write",
-       ok=(200, {"type": "object"}))
+       ok=(200, NOTHING))
 async def delete_grant(principal: Principal, dataset_id: str, grant_id: str) -> Response:
     svc = services()
     ds = await svc.datasets.get(principal, dataset_id)

@@ -21,7 +21,7 @@ from quart import Blueprint, Quart, Response, current_app
 
 from engine import __version__
 from engine.http.routes import JSON, RouteSpec, route
-from engine.http.schemas import COMPONENTS, ERROR, Schema
+from engine.http.schemas import COMPONENTS, ERROR, FREE_FORM, STR, Schema, obj
 
 bp = Blueprint("docs", __name__)
 
@@ -48,6 +48,11 @@ description and in `x-required-scope`. Every POST takes an `Idempotency-Key`.
 Presigned upload and download URLs (`upload_url`, `download_url`) are not operations of
 this document: they are handed out by it, take no credentials, and are signed for one
 method, key, length and expiry."""
+
+
+OPENAPI_DOCUMENT = obj({"openapi": STR, "info": FREE_FORM, "jsonSchemaDialect": STR, "servers": {"type": "array"},
+                        "paths": FREE_FORM, "components": FREE_FORM})
+OPENAPI_DOCUMENT["description"] = "this document (OpenAPI 3.1; its parts are described by the OpenAPI specification)"
 
 
 def _path(rule: str) -> str:
@@ -107,7 +112,11 @@ def _operation(spec: RouteSpec, path_params: list[str]) -> dict[str, Any]:
         types = (spec.ok_content_type,) if isinstance(spec.ok_content_type, str) else spec.ok_content_type
         ok_content = {t: {"schema": spec.ok_schema or {"type": "string"}} for t in types}
     responses: dict[str, Any] = {str(spec.ok_status): {"description": "success", "content": ok_content}}
+    for status, schema in spec.also_ok.items():
+        responses[str(status)] = {"description": "answered with data, as success is", "content": {JSON: {"schema": _envelope(schema)}}}
     for status in _error_statuses(spec, path_params):
+        if status in spec.also_ok:
+            continue
         responses[str(status)] = ({"$ref": f"#/components/responses/E{status}"} if status >= 400
                                   else {"description": "not modified (If-None-Match)"})
     responses["default"] = {"$ref": "#/components/responses/Error"}
@@ -160,8 +169,8 @@ def _ordered(rule: str) -> list[str]:
     return re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
 
 
-@route(bp, "GET", "/v1/openapi.json", summary="This document", public=True, ok=(200, {"type": "object"}),
-       ok_content_type="application/vnd.oai.openapi+json")
+@route(bp, "GET", "/v1/openapi.json", summary="This document", public=True, ok=(200, OPENAPI_DOCUMENT),
+       ok_content_type=(JSON,))  # a tuple: JSON that is the document itself, not an envelope
 async def openapi_json() -> Response:
     """The OpenAPI 3.1 document of this API (no auth)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -10,13 +10,13 @@ from engine.auth import Principal
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, WINDOW, Query, route
-from engine.http.schemas import OBJECT_ANY, listing
+from engine.http.schemas import ANALYTICS, listing, ref
 
 bp = Blueprint("provider", __name__)
 
 
 @route(bp, "GET", "/v1/provider/analytics", summary="Provider analytics", scope="usage:read",
-       query=(*WINDOW, Query("dataset_id", "text"), Query("currency", "text")), ok=(200, OBJECT_ANY))
+       query=(*WINDOW, Query("dataset_id", "text"), Query("currency", "text")), ok=(200, ANALYTICS))
 async def analytics(principal: Principal, query: dict[str, Any]) -> Response:
     since, until = query["from"], query["to"]
     dataset_id = query["dataset_id"]
@@ -24,7 +24,7 @@ async def analytics(principal: Principal, query: dict[str, Any]) -> Response:
 
 
 @route(bp, "GET", "/v1/provider/payouts", summary="Provider payouts", scope="billing:read", query=(*WINDOW, *PAGE),
-       ok=(200, listing("payouts", OBJECT_ANY)))
+       ok=(200, listing("payouts", ref("Payout"))))
 async def payouts(principal: Principal, query: dict[str, Any]) -> Response:
     since, until = query["from"], query["to"]
     svc = services().payouts

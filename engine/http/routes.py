@@ -146,6 +146,7 @@ class RouteSpec:
     description: str = ""
     cookie: bool = False  # the console's session cookie is accepted too
     path_schemas: Mapping[str, Schema] = field(default_factory=dict)  # path parameters other than plain strings
+    also_ok: Mapping[int, Schema] = field(default_factory=dict)  # other statuses answered with a data envelope
 
 
 def route(
@@ -167,20 +168,22 @@ def route(
     wrap: bool = True,
     precheck: Callable[[], None] | None = None,
     path_schemas: Mapping[str, Schema] | None = None,
+    also_ok: Mapping[int, Schema] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
     """Declare, register and wrap an API handler (see the module docstring).
 
     ``wrap=False`` registers a route that does its own authentication (the console's pages
     and sign-in, ``/docs``, ``/metrics``): it is declared and documented all the same.
     ``precheck`` runs before the body is read (the console's sign-in refuses cross-site
-    requests before looking at what they carry)."""
+    requests before looking at what they carry). ``also_ok``: statuses besides ``ok``'s
+    whose answer is a data envelope too, not an error (the health check's 503)."""
 
     def decorate(fn: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
         spec = RouteSpec(
             name=fn.__name__, method=method, path=path, summary=summary, scope=scope, public=public or not wrap, body=body, query=query,
             ok_status=ok[0], ok_schema=ok[1], ok_content_type=ok_content_type, errors=errors, tag=bp.name,
             description=description or (fn.__doc__ or "").strip(), cookie=wrap and not public,
-            path_schemas=dict(path_schemas or {}),
+            path_schemas=dict(path_schemas or {}), also_ok=dict(also_ok or {}),
         )
 
         @functools.wraps(fn)

@@ -10,14 +10,14 @@ from engine.auth import Principal
 from engine.http.api import services
 from engine.http.respond import ok
 from engine.http.routes import PAGE, Body, route
-from engine.http.schemas import OBJECT_ANY as OBJECT
-from engine.http.schemas import listing
+from engine.http.schemas import WEBHOOK_DELETED, WEBHOOK_WITH_SECRET, listing, ref
 from engine.http.validate import Field
 from engine.ids import iso
 from engine.store.webhook_records import Attempt, Webhook
 from engine.webhooks.endpoints import STATUSES, DeliveryView
 
 bp = Blueprint("webhooks", __name__)
+WEBHOOK, DELIVERY = ref("Webhook"), ref("WebhookDelivery")
 
 _URL = Field(str, min_len=1, max_len=2048)
 _EVENTS = Field(list, items=str, max_items=50)
@@ -66,46 +66,46 @@ def delivery_view(view: DeliveryView) -> dict[str, Any]:
     }
 
 
-@route(bp, "POST", "/v1/webhooks", summary="Create a webhook", scope="keys:write", body=CREATE, ok=(201, OBJECT))
+@route(bp, "POST", "/v1/webhooks", summary="Create a webhook", scope="keys:write", body=CREATE, ok=(201, WEBHOOK_WITH_SECRET))
 async def create_webhook(principal: Principal, body: dict[str, Any]) -> Response:
     created = await services().webhooks.create(principal, body["url"], body["events"], body.get("description"))
     return ok({**webhook_view(created.webhook), "secret": created.secret}, 201)
 
 
-@route(bp, "GET", "/v1/webhooks", summary="List webhooks", scope="keys:write", query=PAGE, ok=(200, listing("webhooks", OBJECT)))
+@route(bp, "GET", "/v1/webhooks", summary="List webhooks", scope="keys:write", query=PAGE, ok=(200, listing("webhooks", WEBHOOK)))
 async def list_webhooks(principal: Principal, query: dict[str, Any]) -> Response:
     page = await services().webhooks.list(principal, query["cursor"], query["limit"])
     return ok({"webhooks": [webhook_view(h) for h in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@route(bp, "GET", "/v1/webhooks/<webhook_id>", summary="Get a webhook", scope="keys:write", ok=(200, OBJECT))
+@route(bp, "GET", "/v1/webhooks/<webhook_id>", summary="Get a webhook", scope="keys:write", ok=(200, WEBHOOK))
 async def get_webhook(principal: Principal, webhook_id: str) -> Response:
     return ok(webhook_view(await services().webhooks.get(principal, webhook_id)))
 
 
-@route(bp, "PATCH", "/v1/webhooks/<webhook_id>", summary="Update a webhook", scope="keys:write", body=UPDATE, ok=(200, OBJECT))
+@route(bp, "PATCH", "/v1/webhooks/<webhook_id>", summary="Update a webhook", scope="keys:write", body=UPDATE, ok=(200, WEBHOOK))
 async def update_webhook(principal: Principal, webhook_id: str, body: dict[str, Any]) -> Response:
     return ok(webhook_view(await services().webhooks.update(principal, webhook_id, body)))
 
 
-@route(bp, "DELETE", "/v1/webhooks/<webhook_id>", summary="Delete a webhook", scope="keys:write", ok=(200, OBJECT))
+@route(bp, "DELETE", "/v1/webhooks/<webhook_id>", summary="Delete a webhook", scope="keys:write", ok=(200, WEBHOOK_DELETED))
 async def delete_webhook(principal: Principal, webhook_id: str) -> Response:
     await services().webhooks.delete(principal, webhook_id)
     return ok({"webhook_id": webhook_id, "deleted": True})
 
 
-@route(bp, "POST", "/v1/webhooks/<webhook_id>/rotate-secret", summary="Rotate a webhook's secret", scope="keys:write", ok=(200, OBJECT))
+@route(bp, "POST", "/v1/webhooks/<webhook_id>/rotate-secret", summary="Rotate a webhook's secret", scope="keys:write", ok=(200, WEBHOOK_WITH_SECRET))
 async def rotate_secret(principal: Principal, webhook_id: str) -> Response:
     created = await services().webhooks.rotate(principal, webhook_id)
     return ok({**webhook_view(created.webhook), "secret": created.secret})
 
 
-@route(bp, "GET", "/v1/webhooks/<webhook_id>/deliveries", summary="List a webhook's deliveries", scope="keys:write", query=PAGE, ok=(200, listing("deliveries", OBJECT)))
+@route(bp, "GET", "/v1/webhooks/<webhook_id>/deliveries", summary="List a webhook's deliveries", scope="keys:write", query=PAGE, ok=(200, listing("deliveries", DELIVERY)))
 async def list_deliveries(principal: Principal, webhook_id: str, query: dict[str, Any]) -> Response:
     page = await services().webhooks.deliveries(principal, webhook_id, query["cursor"], query["limit"])
     return ok({"deliveries": [delivery_view(v) for v in page.items], "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@route(bp, "POST", "/v1/webhooks/<webhook_id>/deliveries/<delivery_id>/retry", summary="Retry a delivery", scope="keys:write", errors=(409,), ok=(202, OBJECT))
+@route(bp, "POST", "/v1/webhooks/<webhook_id>/deliveries/<delivery_id>/retry", summary="Retry a delivery", scope="keys:write", errors=(409,), ok=(202, DELIVERY))
 async def retry_delivery(principal: Principal, webhook_id: str, delivery_id: str) -> Response:
     return ok(delivery_view(await services().webhooks.retry(principal, webhook_id, delivery_id)), 202)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
 
 @dataclass(frozen=True)
 class Webhook:
@@ -31,7 +33,7 @@ class Delivery:
     tenant_id: str
     event_id: str
     event_type: str
-    status: str  # pending | succeeded | failed
+    status: str  # one of DELIVERY_STATUSES
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None

@@ -182,13 +182,16 @@ def test_the_control_benchmark_runs_the_engine_and_the_ceiling_and_prints_ratios
 
 
 def test_the_metrics_benchmark_compares_an_engine_with_metrics_on_to_one_with_them_off(tmp_path):
-    out, data = _bench(tmp_path, "metrics", "--levels", "1", "--seconds", "0.3", "--warmup", "0", "--runs", "1")
+    out, data = _bench(tmp_path, "metrics", "--levels", "1", "--seconds", "0.3", "--warmup", "0", "--pairs", "2")
     rows = _rows(data, "metrics")
     for op in ("initiate", "cycle", "get"):
         on, off = rows[f"{op}_1_on"], rows[f"{op}_1_off"]
-        assert off["is_baseline"] and on["baseline"] == f"{op}_1_off" and on["values"][0] > 0 and off["values"][0] > 0
+        assert off["is_baseline"] and on["baseline"] == f"{op}_1_off" and len(on["values"]) == len(off["values"]) == 2
+        assert min(on["values"]) > 0 and min(off["values"]) > 0
         assert on["ratio"] == pytest.approx(on["median"] / off["median"])
-    assert "on ÷ off, medians" in out and "µs" in out
+        cpu_on, cpu_off = rows[f"{op}_1_cpu_on"], rows[f"{op}_1_cpu_off"]  # the engine's CPU per operation, each pair
+        assert cpu_on["baseline"] == f"{op}_1_cpu_off" and cpu_on["lower_is_better"] and cpu_on["median"] > 0 < cpu_off["median"]
+    assert "paired on ÷ off" in out and "server CPU per operation" in out and "µs" in out
 
 
 def test_the_upload_benchmark_measures_ours_tus_and_the_machine_on_the_same_bytes(tmp_path):

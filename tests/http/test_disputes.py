@@ -49,6 +49,8 @@ async def test_a_buyer_disputes_once_and_an_admin_refunds_it(client, alice, bob,
     done = await client.post(f"/v1/admin/disputes/{d['dispute_id']}/resolve", headers=admin, json={"outcome": "refund"})
     assert done.status_code == 200, done.text
     assert done.json()["data"]["status"] == "refunded" and done.json()["data"]["resolved_at"]
+    got = await client.get(f"/v1/admin/disputes/{d['dispute_id']}", headers=admin)
+    assert got.status_code == 200 and got.json()["data"] == done.json()["data"]
     assert _ledger(cfg, a.id) == [("charge", 1_000_003), ("fee", 200_000), ("refund", -1_000_003), ("fee_refund", -200_000)]
     twice = await client.post(f"/v1/admin/disputes/{d['dispute_id']}/resolve", headers=admin, json={"outcome": "reject"})
     assert twice.status_code == 409 and error_of(twice)["code"] == "conflict"

@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 from engine.auth import ALL_SCOPES
 from engine.http.app import create_app
 from engine.http.routes import RouteSpec
+from tests.conformance import Conformance, undocumented_objects
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 
@@ -119,3 +120,48 @@ async def test_docs_page_is_served_with_its_own_assets_and_no_cdn(client):
     assert bundle.headers["content-type"].startswith("text/javascript") and b"SwaggerUIBundle" in bundle.content
     assert (await client.get("/docs/static/nope.js")).status_code == 404
     assert (await client.get("/docs/static/..%2Fpyproject.toml")).status_code == 404
+
+
+async def test_every_answer_is_described_field_by_field(client):
+    """No object in a response schema is left as just "an object": each lists its fields
+    (types, required, nullable, enums) or says its keys are data (additionalProperties)."""
+    doc = await document(client)
+    bodies = {op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+              for item in doc["paths"].values() for op in item.values() if "requestBody" in op}
+    found = undocumented_objects({k: v for k, v in doc["components"]["schemas"].items() if k not in bodies}, "#/components/schemas")
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status, response in op["responses"].items():
+                for media, content in response.get("content", {}).items():
+                    found += undocumented_objects(content["schema"], f"{method.upper()} {path} {status} {media}")
+    assert found == []
+    schemas = doc["components"]["schemas"]
+    assert schemas["Payout"]["properties"]["status"]["enum"] == ["open", "pending", "released"]
+    assert schemas["Dispute"]["properties"]["status"]["enum"] == ["open", "refunded", "rejected"]
+    assert "payout.pending" in schemas["Webhook"]["properties"]["events"]["items"]["enum"]
+    assert schemas["WebhookDelivery"]["properties"]["last_status_code"] == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+    spend = doc["paths"]["/v1/agent/spend"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(spend["properties"]["data"]["required"]) >= {"currency", "total_micros", "refunds_micros", "groups"}
+
+
+async def test_the_closed_document_refuses_what_it_does_not_describe(client):
+    """The check the route tests' client runs on every answer (tests/conformance.py)."""
+    check = Conformance(await document(client))
+    hook = {"webhook_id": "wh_x", "url": "https://example.com/h", "events": ["*"], "description": None, "status": "enabled",
+            "disabled_reason": None, "failing_since": None, "previous_secret_expires_at": None,
+            "created_at": "2026-12-03T10:00:00Z", "updated_at": "2026-12-03T10:00:00Z"}
+
+    def problems(data: dict) -> list[str]:
+        body = {"data": data, "request_id": "req_x", "timestamp": "2026-12-03T10:00:00Z"}
+        return check.problems("GET", "/v1/webhooks/wh_x", 200, "application/json", body)
+
+    assert problems(hook) == []
+    assert any("'secret' was unexpected" in p for p in problems({**hook, "secret": "whsec_x"}))  # only on create/rotate
+    assert any("'url' is a required property" in p for p in problems({k: v for k, v in hook.items() if k != "url"}))
+    assert any("'paused' is not one of" in p for p in problems({**hook, "status": "paused"}))
+    assert any("is not valid under any of the given schemas" in p for p in problems({**hook, "failing_since": 5}))
+    assert any("date-time" in p for p in problems({**hook, "created_at": "yesterday"}))
+    error = {"error": {"code": "not_found", "message": "no such webhook", "details": None}, "request_id": "req_x",
+             "timestamp": "2026-12-03T10:00:00Z"}
+    assert check.problems("GET", "/v1/webhooks/wh_x", 404, "application/json", error) == []
+    assert check.problems("GET", "/v1/webhooks/wh_x", 404, "application/json", {"error": "nope"}) != []
