@@ -161,13 +161,13 @@ class VectorCache:
         return np.asarray(take, dtype=np.uint64), self._mat[rows].copy()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep the approximate index once there is one (until cancelled); load the cache
-        at start when the approximate index is on, so its build starts with the engine."""
+        """Keep the approximate index once there is one (until cancelled): from the first
+        vector search that finds the cache past ``ann_min_chunks`` (the cache loads on first
+        use, so an engine that never ranks by vectors never holds either)."""
         task_status.started()
         if self._ann_min <= 0:
             return
         try:
-            await self.sync()
             await self._ann_started.wait()
             assert self.ann is not None
             await self.ann.run()
@@ -231,6 +231,10 @@ class VectorCache:
         """Chunks in these datasets (on the event loop: the counts change there)."""
         return sum(self._per_seq.get(seq, 0) for seq in set(seqs))
 
+    def _graph_usable(self, include: set[int] | None, in_scope: int) -> bool:
+        return (self.ann is not None and self.ann.ready and include is None
+                and in_scope >= min(ANN_MIN_SCOPE, self._ann_min) and in_scope * 8 >= self._count)
+
     def _approximate(self, query: np.ndarray, seqs: np.ndarray, include: set[int] | None, exclude: set[int],
                      k: int, in_scope: int) -> list[int] | None:
         """The graph's candidates when it may answer: it holds every row, no ``include`` set,
@@ -238,11 +242,10 @@ class VectorCache:
         an eighth of the cache (the graph is asked for proportionally more to make up for
         the rest), at most ``ANN_MAX_COUNT`` asked for; None otherwise, or when too few
         came back."""
-        if self.ann is None or not self.ann.ready or include is not None:
+        if not self._graph_usable(include, in_scope):
             return None
+        assert self.ann is not None
         wanted = set(seqs.tolist())
-        if in_scope < min(ANN_MIN_SCOPE, self._ann_min) or in_scope * 8 < self._count:
-            return None
         count = k * self._count // in_scope + len(exclude)
         if count > ANN_MAX_COUNT:
             return None
@@ -289,16 +292,28 @@ class VectorCache:
         seqs = np.asarray(sorted(dataset_seqs), dtype=np.int64)
         want = k * RESCORE_MARGIN + 16
         in_scope = self._in_scope(dataset_seqs)
+        candidates: list[int]
         if accept is None:
             candidates = await trio.to_thread.run_sync(self._candidates, query, seqs, include, exclude or set(), want, in_scope,
                                                        limiter=self._limiter)
         else:
-            fetch = want
+            # the exact scan costs the same for any count: it is asked once for the last
+            # round's count and the rounds check growing prefixes of its answer (the graph
+            # is asked again per round: a larger count walks more of it)
+            widest = want * 4 ** (ACCEPT_ROUNDS - 1)
+            graph = self._graph_usable(include, in_scope)
+            fetch, checked, candidates = want, 0, []
+            found: list[int] = []
             for _ in range(ACCEPT_ROUNDS):
-                found = await trio.to_thread.run_sync(self._candidates, query, seqs, include, exclude or set(), fetch, in_scope,
-                                                      limiter=self._limiter)
-                passed = await accept(found)
-                candidates = [c for c in found if c in passed]
+                if graph or not found:
+                    found = await trio.to_thread.run_sync(self._candidates, query, seqs, include, exclude or set(),
+                                                          fetch if graph else widest, in_scope, limiter=self._limiter)
+                    if graph:
+                        checked, candidates = 0, []
+                fresh = found[checked:fetch]
+                passed = await accept(fresh)
+                candidates += [c for c in fresh if c in passed]
+                checked = min(fetch, len(found))
                 if len(candidates) >= want or len(found) < fetch:
                     break
                 fetch *= 4
