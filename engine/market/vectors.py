@@ -27,7 +27,6 @@ import ctypes
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import structlog
@@ -49,11 +48,7 @@ ANN_MIN_SCOPE = 20_000  # scopes smaller than this are scanned exactly even when
 ANN_MAX_COUNT = 2048  # a graph search asked for more candidates than this: the exact scan instead
 ACCEPT_ROUNDS = 3  # candidate lists of k × margin, × 4, × 16 checked against the constraints
 
-SPLIT_SCAN_ROWS = 50_000  # exact scans of more rows than this run as two halves at once
-
 Accept = Callable[[list[int]], Awaitable[set[int]]]
-
-_SCANNER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-scan")
 
 
 def _release_free_memory() -> None:
@@ -62,29 +57,6 @@ def _release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _scan(matrix: np.ndarray, query: np.ndarray, k: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    found = usearch_search(matrix, query, min(k, len(matrix)), MetricKind.Cos, exact=True, threads=1)
-    keys = np.asarray(found.keys, dtype=np.int64)
-    kept = keys >= 0
-    return keys[kept] + offset, np.asarray(found.distances, dtype=np.float32)[kept]
-
-
-def _exact_top(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the ``k`` rows of ``matrix`` nearest ``query`` (cosine, exact), nearest first.
-
-    usearch's exact search spreads several queries over threads, not one query's rows; a
-    large matrix is scanned as two halves at once (a second thread: usearch releases the
-    GIL) and the two lists merged, so one search takes about half the time on two cores."""
-    if len(matrix) < SPLIT_SCAN_ROWS:
-        return _scan(matrix, query, k)[0]
-    half = len(matrix) // 2
-    other = _SCANNER.submit(_scan, matrix[half:], query, k, half)
-    keys, distances = _scan(matrix[:half], query, k)
-    more_keys, more_distances = other.result()
-    keys, distances = np.concatenate([keys, more_keys]), np.concatenate([distances, more_distances])
-    return keys[np.lexsort((keys, distances))[:k]]
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -326,7 +298,9 @@ class VectorCache:
         if len(rows) == 0:
             return []
         matrix = self._mat[:n] if len(rows) == n else self._mat[rows]
-        keys = _exact_top(matrix, quantize(query[None, :])[0], min(k, len(rows)))
+        found = usearch_search(matrix, quantize(query[None, :])[0], min(k, len(rows)), MetricKind.Cos, exact=True, threads=1)
+        keys = np.asarray(found.keys, dtype=np.int64)
+        keys = keys[keys >= 0]
         picked = keys if len(rows) == n else rows[keys]
         return [int(x) for x in ids[picked]]
 
