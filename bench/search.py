@@ -21,8 +21,9 @@ Then, per corpus size (each step adds chunks to the same store):
 * the peer: tantivy (in-process, its own index of the same texts, its Lucene-syntax parser).
 
 After the warm-up searches the benchmark waits until the engine's CPU is idle: past
-``search.ann_min_chunks`` (0 by default: off) the engine builds its HNSW graph in the background at
-start, and the searches are measured once it is built (the wait and the RSS before the
+``search.ann_min_chunks`` (300,000 by default, so not at the benchmark's sizes; set
+``IPTO_SEARCH_ANN_MIN_CHUNKS`` to measure it lower) the engine builds its HNSW graph in the
+background from the first vector search on, and the searches are measured once it is built (the wait and the RSS before the
 searches are printed). It then measures the engine's vector recall@10 against the exact
 float32 top 10 of the same query embeddings (60 plain-word queries). The vectors are random,
 the worst case for a graph index (no clusters, neighbours barely nearer than the rest).

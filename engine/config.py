@@ -136,7 +136,7 @@ class SearchConfig:
     record_flush_seconds: float = 0.5
     max_concurrent_vector: int = 2
     discovery_cache_entries: int = 4096
-    ann_min_chunks: int = 0  # off: the HNSW graph's recall is not yet measured on real embeddings (bench/README.md)
+    ann_min_chunks: int = 300_000  # past this, the HNSW graph answers large vector searches (bench/README.md, Search); 0: off
 
 
 @dataclasses.dataclass(frozen=True)

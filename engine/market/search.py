@@ -167,8 +167,9 @@ class Search:
         search_id = after.search_id if after else new_id("srch")
         start_rank = after.rank if after else 0
         window = min(start_rank + limit + 1, self.cfg.max_result_window + 1)
-        ranked, root = await self._rank(parsed, scope, mode, window) if start_rank < self.cfg.max_result_window else ([], None)
-        hits = await self.store.chunk_hits([chunk_id for chunk_id, _ in ranked]) if ranked else {}
+        ranked, root, hits = await self._rank(parsed, scope, mode, window) if start_rank < self.cfg.max_result_window else ([], None, {})
+        if hits is None:
+            hits = await self.store.chunk_hits([chunk_id for chunk_id, _ in ranked]) if ranked else {}
         listed = [(cid, score) for cid, score in ranked
                   if (h := hits.get(cid)) is not None and h.object_status == "active" and h.dataset_id in scope.datasets]
         if after is not None:
@@ -192,19 +193,24 @@ class Search:
         return SearchPage(search_id, results, next_cursor, bool(next_cursor))
 
     # -- ranking -------------------------------------------------------------------------
-    async def _rank(self, parsed: Query, scope: Scope, mode: str, window: int) -> tuple[list[tuple[int, float]], Node]:
-        """The ranked ``(chunk id, score)`` list, and the expanded query tree."""
+    async def _rank(self, parsed: Query, scope: Scope, mode: str, window: int
+                    ) -> tuple[list[tuple[int, float]], Node, dict[int, ChunkHit] | None]:
+        """The ranked ``(chunk id, score)`` list, the expanded query tree, and the ranked
+        chunks when read along (lexical mode reads both at once)."""
         nodes = await expand(self.store, [parsed.root, *parsed.required, *parsed.excluded], self.cfg.max_expansions)
         root = nodes[0]
         required = nodes[1: 1 + len(parsed.required)]
         excluded = nodes[1 + len(parsed.required):]
         seqs = scope.seqs
         if not seqs:
-            return [], root
+            return [], root, {}
         if mode == "lexical":
-            return await self._lexical(root, seqs, window), root
+            if is_empty(root):
+                return [], root, {}
+            ranked, hits = await self.store.lexical_hits(root, seqs, window)
+            return ranked, root, hits
         async with self._heavy:
-            return await self._rank_heavy(parsed, root, required, excluded, seqs, mode, window), root
+            return await self._rank_heavy(parsed, root, required, excluded, seqs, mode, window), root, None
 
     async def _rank_heavy(self, parsed: Query, root: Node, required: Sequence[Node], excluded: Sequence[Node], seqs: list[int],
                           mode: str, window: int) -> list[tuple[int, float]]:

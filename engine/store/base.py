@@ -275,6 +275,9 @@ class Store(MoneyStore, Protocol):
         """``(chunk id, BM25 score)`` of the best chunks of these datasets matching the
         expanded tree, best first, ties by id; identical scores on both backends."""
 
+    async def lexical_hits(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> tuple[list[tuple[int, float]], dict[int, ChunkHit]]:
+        """:meth:`lexical_search` and :meth:`chunk_hits` of its answer, in one read."""
+
     async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]: ...
 
     async def filter_matching(self, ids: Sequence[int], root: Node) -> set[int]:

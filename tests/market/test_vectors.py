@@ -70,6 +70,7 @@ async def test_the_graph_follows_the_cache_and_answers_like_the_exact_scan(world
     store, matrix, rng = world
     cache = VectorCache(store, ann_min_chunks=500)  # type: ignore[arg-type]
     await nursery.start(cache.run)
+    await cache.sync()  # the first search's sync loads the cache; the graph starts from it
     await wait_ready(cache)
     assert cache.ann is not None and cache.ann.nbytes() > 0
     used = []

@@ -148,6 +148,38 @@ async def upgrade_legacy_index(raw: asyncpg.Connection) -> int:
     return len(objects)
 
 
+
+async def _lexical(c: PgConn, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
+    scored = positive_terms(root)
+    stats = await c.fetchrow("SELECT coalesce(sum(chunks), 0) AS n, coalesce(sum(tokens), 0) AS tokens FROM search_objects")
+    assert stats is not None
+    n_rows, n_tokens = int(stats["n"]), int(stats["tokens"])
+    if n_rows == 0:
+        return []
+    hits = dict(await c.fetch(
+        "SELECT term, sum(chunks)::bigint FROM search_terms WHERE term = ANY(?::text[]) GROUP BY term", list(set(scored))
+    ))
+    idfs = [idf(n_rows, int(hits.get(t, 0))) for t in scored]
+    avgdl = n_tokens / n_rows
+    rows = await c.fetch(
+        "SELECT s.id, (SELECT coalesce(sum(q.idf * ((f.tf * (?::float8 + 1.0::float8))"
+        "   / (f.tf + ?::float8 * (1.0::float8 - ?::float8 + ?::float8 * s.doc_len::float8 / ?::float8)))), 0::float8)"
+        "   FROM unnest(?::text[], ?::float8[]) WITH ORDINALITY AS q(term, idf, ord),"
+        "   LATERAL (SELECT coalesce((s.tf ->> q.term)::float8, 0::float8) AS tf) f) AS score"
+        " FROM search_chunks s WHERE s.tsv @@ ?::tsquery AND (s.id >> 40) = ANY(?::bigint[])"
+        " ORDER BY score DESC, s.id LIMIT ?",
+        K1, K1, B, B, avgdl, scored, idfs, tsquery(root), list(dataset_seqs), limit,
+    )
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+async def _chunk_hits(c: PgConn, ids: Sequence[int]) -> dict[int, ChunkHit]:
+    rows = await c.fetch(
+        "SELECT c.id, c.object_id, c.chunk_no, c.dataset_id, c.tenant_id, c.text, o.original_filename, o.mime_type, o.status"
+        " FROM search_chunks c JOIN objects o ON o.id = c.object_id WHERE c.id = ANY(?::bigint[])", list(ids))
+    return {int(r[0]): ChunkHit(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+
+
 class SearchMixin(PgAccess):
     """Index writes, lexical queries, the dictionary and the vectors; relies on ``read``/``write``."""
 
@@ -183,31 +215,16 @@ class SearchMixin(PgAccess):
     async def lexical_search(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
         """``(chunk id, BM25 score)`` of the best ``limit`` chunks of these datasets
         matching the expanded tree, best first (ties: lower id first)."""
-        scored = positive_terms(root)
-        query = tsquery(root)
+        return await self.read(lambda c: _lexical(c, root, dataset_seqs, limit))
 
-        async def op(c: PgConn) -> list[asyncpg.Record]:
-            stats = await c.fetchrow("SELECT coalesce(sum(chunks), 0) AS n, coalesce(sum(tokens), 0) AS tokens FROM search_objects")
-            assert stats is not None
-            n_rows, n_tokens = int(stats["n"]), int(stats["tokens"])
-            if n_rows == 0:
-                return []
-            hits = dict(await c.fetch(
-                "SELECT term, sum(chunks)::bigint FROM search_terms WHERE term = ANY(?::text[]) GROUP BY term", list(set(scored))
-            ))
-            idfs = [idf(n_rows, int(hits.get(t, 0))) for t in scored]
-            avgdl = n_tokens / n_rows
-            return await c.fetch(
-                "SELECT s.id, (SELECT coalesce(sum(q.idf * ((f.tf * (?::float8 + 1.0::float8))"
-                "   / (f.tf + ?::float8 * (1.0::float8 - ?::float8 + ?::float8 * s.doc_len::float8 / ?::float8)))), 0::float8)"
-                "   FROM unnest(?::text[], ?::float8[]) WITH ORDINALITY AS q(term, idf, ord),"
-                "   LATERAL (SELECT coalesce((s.tf ->> q.term)::float8, 0::float8) AS tf) f) AS score"
-                " FROM search_chunks s WHERE s.tsv @@ ?::tsquery AND (s.id >> 40) = ANY(?::bigint[])"
-                " ORDER BY score DESC, s.id LIMIT ?",
-                K1, K1, B, B, avgdl, scored, idfs, query, list(dataset_seqs), limit,
-            )
+    async def lexical_hits(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> tuple[list[tuple[int, float]], dict[int, ChunkHit]]:
+        """:meth:`lexical_search` and :meth:`chunk_hits` of its answer on one connection."""
 
-        return [(int(r[0]), float(r[1])) for r in await self.read(op)]
+        async def op(c: PgConn) -> tuple[list[tuple[int, float]], dict[int, ChunkHit]]:
+            ranked = await _lexical(c, root, dataset_seqs, limit)
+            return ranked, await _chunk_hits(c, [chunk_id for chunk_id, _ in ranked]) if ranked else {}
+
+        return await self.read(op)
 
     async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]:
         """Ids of every chunk of these datasets matching the expanded tree (constraints of vector search)."""
@@ -243,10 +260,7 @@ class SearchMixin(PgAccess):
         return await self.read(op)
 
     async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
-        rows = await self.read(lambda c: c.fetch(
-            "SELECT c.id, c.object_id, c.chunk_no, c.dataset_id, c.tenant_id, c.text, o.original_filename, o.mime_type, o.status"
-            " FROM search_chunks c JOIN objects o ON o.id = c.object_id WHERE c.id = ANY(?::bigint[])", list(ids)))
-        return {int(r[0]): ChunkHit(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+        return await self.read(lambda c: _chunk_hits(c, ids))
 
     # -- vectors ----------------------------------------------------------------------------
     async def index_log_head(self) -> int:

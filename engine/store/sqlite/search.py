@@ -60,6 +60,51 @@ def fts5_expression(node: Node) -> str:
 _SCOPE = "(rowid >> 40) IN (SELECT value FROM json_each(?))"
 
 
+def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
+    scope = orjson.dumps(list(dataset_seqs)).decode()
+    expression = fts5_expression(root)
+    if single_terms_only(root):
+        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
+               " ORDER BY bm25(search_fts), rowid LIMIT ?")
+        params: tuple[object, ...] = (expression, scope, limit)
+    else:
+        # "+rowid": the filter's rowids are gathered once and tested per row; a plain
+        # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
+        # bm25() sums over the ranking expression's phrases whatever joins them, so when
+        # every match holds every positive term (a phrase, a conjunction of phrases and
+        # words) their AND gives the same scores as their OR over fewer rows (~30 % less
+        # time on two-word phrases of common words).
+        joiner = " AND " if _all_terms_required(root) else " OR "
+        ranking = joiner.join(f'"{t}"' for t in positive_terms(root))
+        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
+               " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
+               " ORDER BY bm25(search_fts), rowid LIMIT ?")
+        params = (ranking, scope, expression, limit)
+    return [(int(r[0]), float(r[1])) for r in c.execute(sql, params).fetchall()]
+
+
+def _all_terms_required(node: Node) -> bool:
+    """Whether every chunk matching ``node`` holds each of its positive terms."""
+    if isinstance(node, (Term, Phrase)):
+        return True
+    if isinstance(node, Terms):
+        return len(node.terms) == 1
+    if isinstance(node, And):
+        return all(isinstance(item, Not) or _all_terms_required(item) for item in node.items)
+    if isinstance(node, Or):
+        return len(node.items) == 1 and _all_terms_required(node.items[0])
+    return False
+
+
+def _chunk_hits(c: sqlite3.Connection, ids: Sequence[int]) -> dict[int, ChunkHit]:
+    rows = c.execute(
+        "SELECT c.id, c.object_id, c.chunk_no, c.dataset_id, c.tenant_id, c.text, o.original_filename, o.mime_type, o.status"
+        " FROM search_chunks c JOIN objects o ON o.id = c.object_id WHERE c.id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(list(ids)).decode(),),
+    ).fetchall()
+    return {int(r[0]): ChunkHit(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+
+
 def remove_index(c: sqlite3.Connection, object_id: str, now: datetime) -> None:
     """Drop an object's chunks and vectors (the triggers update FTS5) and log the change."""
     c.execute("DELETE FROM search_vectors WHERE id IN (SELECT id FROM search_chunks WHERE object_id = ?)", (object_id,))
@@ -149,22 +194,17 @@ class SearchMixin(SqliteAccess):
     async def lexical_search(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
         """``(chunk id, BM25 score)`` of the best ``limit`` chunks of these datasets
         matching the expanded tree, best first (ties: lower id first)."""
-        scope = orjson.dumps(list(dataset_seqs)).decode()
-        expression = fts5_expression(root)
-        if single_terms_only(root):
-            sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
-                   " ORDER BY bm25(search_fts), rowid LIMIT ?")
-            params: tuple[object, ...] = (expression, scope, limit)
-        else:
-            # "+rowid": the filter's rowids are gathered once and tested per row; a plain
-            # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
-            ranking = " OR ".join(f'"{t}"' for t in positive_terms(root))
-            sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
-                   " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
-                   " ORDER BY bm25(search_fts), rowid LIMIT ?")
-            params = (ranking, scope, expression, limit)
-        rows = await self.read(lambda c: c.execute(sql, params).fetchall())
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return await self.read(lambda c: _lexical(c, root, dataset_seqs, limit))
+
+    async def lexical_hits(self, root: Node, dataset_seqs: Sequence[int], limit: int) -> tuple[list[tuple[int, float]], dict[int, ChunkHit]]:
+        """:meth:`lexical_search` and :meth:`chunk_hits` of its answer in one read (one
+        worker-thread round trip and one snapshot instead of two)."""
+
+        def op(c: sqlite3.Connection) -> tuple[list[tuple[int, float]], dict[int, ChunkHit]]:
+            ranked = _lexical(c, root, dataset_seqs, limit)
+            return ranked, _chunk_hits(c, [chunk_id for chunk_id, _ in ranked]) if ranked else {}
+
+        return await self.read(op)
 
     async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]:
         """Ids of every chunk of these datasets matching the expanded tree (constraints of vector search)."""
@@ -208,15 +248,7 @@ class SearchMixin(SqliteAccess):
 
     async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
         """The chunks ``ids`` with their objects' names, types and statuses."""
-        wanted = orjson.dumps(list(ids)).decode()
-        rows = await self.read(
-            lambda c: c.execute(
-                "SELECT c.id, c.object_id, c.chunk_no, c.dataset_id, c.tenant_id, c.text, o.original_filename, o.mime_type, o.status"
-                " FROM search_chunks c JOIN objects o ON o.id = c.object_id WHERE c.id IN (SELECT value FROM json_each(?))",
-                (wanted,),
-            ).fetchall()
-        )
-        return {int(r[0]): ChunkHit(int(r[0]), r[1], int(r[2]), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+        return await self.read(lambda c: _chunk_hits(c, ids))
 
     # -- vectors ----------------------------------------------------------------------------
     async def index_log_head(self) -> int:
