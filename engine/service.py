@@ -31,6 +31,7 @@ from engine.http import direct_body, h11_buffer
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
+from engine.http.hot import HotRoutes
 from engine.http.metrics import metrics_asgi
 from engine.services import Services
 from engine.store import open_store
@@ -277,7 +278,7 @@ async def _start_http(
 ) -> None:
     """Serve HTTP in ``nursery`` until ``stop``; once drained, cancel the nursery."""
     hc = _hypercorn_config(cfg, listen_fd)
-    app = BodyGuard(create_asgi(svc, create_app(svc)))  # every response finishes, read body or not
+    app = BodyGuard(HotRoutes(svc, create_asgi(svc, create_app(svc))))  # every response finishes, read body or not
 
     async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable
