@@ -27,7 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from engine.actors.remote import ActorLink, serve_link
 from engine.config import Config, ConfigError
 from engine.datadir import secure_data_dir
-from engine.http import direct_body, h11_buffer
+from engine.http import direct_body, h11_buffer, one_write
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
@@ -197,6 +197,7 @@ def _hypercorn_config(cfg: Config, listen_fd: int | None) -> HypercornConfig:
     hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
     h11_buffer.install()  # upload bodies reach the app without h11's copies
     direct_body.install()  # ... or go from the socket straight to the hashing thread
+    one_write.install()  # a small answer's head and body in one socket write
     return hc
 
 

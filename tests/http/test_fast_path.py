@@ -10,16 +10,22 @@ service is not using the fast path.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 from h11 import _connection as h11_connection
+from hypercorn.events import RawData
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
 
-from engine.http import direct_body, pins
+from engine.http import direct_body, one_write, pins
 from engine.http.h11_buffer import ZeroCopyReceiveBuffer
+from tests.conftest import create_dataset
+from tests.http.uploads_helpers import upload
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -40,3 +46,42 @@ async def test_a_started_service_reads_bodies_through_the_fast_path(service, cli
     assert (await client.get("/v1/health")).status_code == 200
     assert tcp_server.TCPServer._read_data is direct_body._read_data
     assert h11_connection.ReceiveBuffer is ZeroCopyReceiveBuffer
+    assert H11Protocol.stream_send is one_write.stream_send
+
+
+async def _writes(service, calls) -> list[bytes]:
+    """What the server wrote to the socket, write by write, while ``calls(client)`` ran on a new connection."""
+    writes: list[bytes] = []
+    original = tcp_server.TCPServer.protocol_send
+
+    async def recording(self, event):
+        if isinstance(event, RawData) and event.data:
+            writes.append(bytes(event.data))
+        await original(self, event)
+
+    tcp_server.TCPServer.protocol_send = recording
+    try:
+        async with httpx.AsyncClient(base_url=service.url) as fresh:  # a connection made after the patch
+            await calls(fresh)
+    finally:
+        tcp_server.TCPServer.protocol_send = original
+    return writes
+
+
+async def test_a_small_answer_leaves_in_one_write_and_a_download_streams_as_before(service, client, alice):
+    ds = await create_dataset(client, alice.headers)
+    data = os.urandom(200 * 1024)
+    up = await upload(client, alice.headers, ds["dataset_id"], data)
+    url = (await client.get(f"/v1/objects/{up['object_id']}/download-url", headers=alice.headers)).json()["data"]["download_url"]
+    replies = []
+
+    async def calls(fresh):
+        replies.append(await fresh.get("/v1/health"))
+        replies.append(await fresh.get(url))
+
+    writes = await _writes(service, calls)
+    health, download = replies
+    assert health.status_code == 200 and download.status_code == 200 and download.content == data
+    assert writes[0].startswith(b"HTTP/1.1 200") and writes[0].endswith(health.content)  # head and body together
+    assert writes[1].startswith(b"HTTP/1.1 200") and writes[1].endswith(b"\r\n\r\n")  # the download's head alone
+    assert b"".join(writes[2:]) == data
