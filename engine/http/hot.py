@@ -37,10 +37,9 @@ from engine.http import objects
 from engine.http.api import bearer_token
 from engine.http.errors import status_for
 from engine.http.metrics import route_template
-from engine.http.respond import envelope, error_body
+from engine.http.respond import begin_request, end_request, envelope, error_body, send_json
 from engine.http.routes import RouteSpec
 from engine.http.validate import parse_json_body
-from engine.ids import new_id
 from engine.services import Services
 
 Scope = dict[str, Any]
@@ -50,7 +49,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Services, Principal, str, dict[str, Any]], Awaitable[Any]]
 
 log = structlog.get_logger("engine.http.errors")
-access_log = structlog.get_logger("engine.access")
 
 BODY_TIMEOUT_SECONDS = 60.0  # Quart's BODY_TIMEOUT, which the same requests get on its path
 
@@ -123,10 +121,7 @@ class HotRoutes:
     async def _serve(
         self, hot: HotRoute, param: str, path: str, headers: dict[bytes, bytes], receive: Receive, send: Send
     ) -> None:
-        request_id = new_id("req")
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = trio.current_time()
+        request_id, started = begin_request()
         status = 500
         try:
             status, body = await self._answer(hot, param, headers, receive, request_id)
@@ -145,22 +140,8 @@ class HotRoutes:
             log.exception("unhandled_error", error_type=type(exc).__name__)
             body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
         finally:
-            seconds = trio.current_time() - started
-            access_log.info("request", method="POST", path=path, status=status, duration_ms=round(seconds * 1000, 2))
-            if self.svc.metrics is not None:
-                self.svc.metrics.observe_request("POST", hot.label, status, seconds)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            end_request(self.svc.metrics, "POST", path, hot.label, status, started)
+        await send_json(send, status, body, request_id)
 
     async def _answer(
         self, hot: HotRoute, param: str, headers: dict[bytes, bytes], receive: Receive, request_id: str

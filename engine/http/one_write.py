@@ -45,7 +45,7 @@ def _small(headers: Any) -> bool:
 def _encode(protocol: H11Protocol, event: Any) -> bytes | None:
     """h11's bytes for ``event``, as Hypercorn's ``_send_h11_event`` gets them (None: nothing to send)."""
     try:
-        return protocol.connection.send(event)  # type: ignore[union-attr]
+        return protocol.connection.send(event)
     except h11.LocalProtocolError:
         if protocol.connection.their_state != h11.ERROR:
             raise
