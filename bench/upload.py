@@ -52,6 +52,18 @@ from bench.report import Row, Section, median  # noqa: E402
 MiB = harness.MiB
 
 
+def _seaweedfs(stack: contextlib.ExitStack, work: Path) -> dict[str, str]:
+    """A SeaweedFS S3 server for the block (tests/s3server.py); the engine's environment for it."""
+    from tests.s3server import start_seaweedfs
+
+    print("upload: starting SeaweedFS (S3) ...", flush=True)
+    s3 = start_seaweedfs(work / "seaweedfs")
+    stack.callback(s3.stop)
+    return {"IPTO_BLOBS_BACKEND": "s3", "IPTO_BLOBS_S3_ENDPOINT": s3.endpoint, "IPTO_BLOBS_S3_REGION": s3.region,
+            "IPTO_BLOBS_S3_BUCKET": s3.bucket, "IPTO_BLOBS_S3_ACCESS_KEY": s3.access_key,
+            "IPTO_BLOBS_S3_SECRET_KEY": s3.secret_key}
+
+
 def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="the single file")
     parser.add_argument("--files", type=int, default=64)
@@ -67,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="the engine's http.workers (default: the engine's own default; 0: one per core it may use)")
     parser.add_argument("--engine-cpus", default=None, help="run the engine under taskset -c CPUS (e.g. 0 for one core)")
+    parser.add_argument("--s3", action="store_true",
+                        help="the engine's blobs on a SeaweedFS S3 server started here (PUTs go to it, not the engine)")
     stores.add_argument(parser)
 
 
@@ -151,6 +165,8 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
     tus_dir = work / "tus-files"
     small_results: dict[str, list[smallfiles.Result]] = {}
     with stores.open_stores(args.store, work) as st, contextlib.ExitStack() as stack:
+        if args.s3:
+            env |= _seaweedfs(stack, work)
         figures: dict[str, list[float]] = {k: [] for k in ("physical", "tus_single", "tus_single_sync", "tus_multi")}
         figures |= {st.key(k, store): [] for k in ("ours_single", "ours_multi") for store in st.names}
         engines = {store: stack.enter_context(harness.engine(work / f"data-{store}", env={**env, **st.env(store)},

@@ -27,10 +27,11 @@ from hypercorn.config import Config as HypercornConfig
 from engine.actors.remote import ActorLink, serve_link
 from engine.config import Config, ConfigError
 from engine.datadir import secure_data_dir
-from engine.http import direct_body, h11_buffer
+from engine.http import direct_body, h11_buffer, one_write
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
+from engine.http.hot import HotRoutes
 from engine.http.metrics import metrics_asgi
 from engine.metrics import multiprocess_dir, reset_multiprocess_dir
 from engine.services import Services
@@ -201,6 +202,7 @@ def _hypercorn_config(cfg: Config, listen_fd: int | None) -> HypercornConfig:
     hypercorn.trio.tcp_server.MAX_RECV = SOCKET_READ_BYTES
     h11_buffer.install()  # upload bodies reach the app without h11's copies
     direct_body.install()  # ... or go from the socket straight to the hashing thread
+    one_write.install()  # a small answer's head and body in one socket write
     return hc
 
 
@@ -278,7 +280,7 @@ async def _start_http(
 ) -> None:
     """Serve HTTP in ``nursery`` until ``stop``; once drained, cancel the nursery."""
     hc = _hypercorn_config(cfg, listen_fd)
-    app = BodyGuard(create_asgi(svc, create_app(svc)))  # every response finishes, read body or not
+    app = BodyGuard(HotRoutes(svc, create_asgi(svc, create_app(svc))))  # every response finishes, read body or not
 
     async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await hypercorn.trio.serve(app, hc,  # type: ignore[arg-type]  # plain ASGI callable

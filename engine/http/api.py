@@ -42,7 +42,11 @@ def services() -> Services:
 
 
 def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
+    return bearer_token(request.headers.get("Authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (None without one; 401 if malformed)."""
     if header is None:
         return None
     scheme, _, token = header.partition(" ")

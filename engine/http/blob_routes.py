@@ -22,8 +22,7 @@ import trio
 from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFound
 from engine.http import direct_body
 from engine.http.errors import status_for
-from engine.http.respond import envelope, error_body
-from engine.ids import new_id
+from engine.http.respond import begin_request, end_request, envelope, error_body, send_json
 from engine.services import Services
 from engine.store.blobs.local import LocalBlobStore, PartWriter
 
@@ -32,7 +31,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
-access_log = structlog.get_logger("engine.access")
 
 # What the hash/disk thread is handed at a time; the server reads sockets in the same size
 # (engine/service.py), so one read is one batch and goes on uncopied.
@@ -117,10 +115,7 @@ class BlobRoutes:
         self.blobs = blobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = new_id("req")
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = trio.current_time()
+        request_id, started = begin_request()
         status = 500
         try:
             status = await self._dispatch(scope, receive, send, request_id)
@@ -130,27 +125,13 @@ class BlobRoutes:
         except EngineError as exc:
             status = status_for(exc)
             body = error_body(exc.code, exc.message, exc.details, request_id)
-            await self._answer(send, status, body, request_id)  # an unread body: engine/http/body_guard.py
+            await send_json(send, status, body, request_id)  # an unread body: engine/http/body_guard.py
         except Exception:
             log.exception("blob_route_failed")
             body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
-            await self._answer(send, 500, body, request_id)  # a write failed (disk full...): the body may still be arriving
+            await send_json(send, 500, body, request_id)  # a write failed (disk full...): the body may still be arriving
         finally:
-            seconds = trio.current_time() - started
-            access_log.info("request", method=scope["method"], path=scope["path"], status=status,
-                            duration_ms=round(seconds * 1000, 2))
-            if self.svc.metrics is not None:
-                self.svc.metrics.observe_request(scope["method"], _route(scope["path"]), status, seconds)
-
-    @staticmethod
-    async def _answer(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()),
-                        (b"content-length", str(len(body)).encode()), *(headers or [])],
-        })
-        await send({"type": "http.response.body", "body": body})
+            end_request(self.svc.metrics, scope["method"], scope["path"], _route(scope["path"]), status, started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
         path = unquote(scope["path"])
@@ -175,14 +156,14 @@ class BlobRoutes:
             {"data": {"upload_id": upload_id, "part_number": part.part_number, "size_bytes": part.size_bytes, "etag": part.etag}},
             request_id,
         )
-        await self._answer(send, 200, payload, request_id, [(b"etag", part.etag.encode())])
+        await send_json(send, 200, payload, request_id, [(b"etag", part.etag.encode())])
         return 200
 
     async def _put_import(self, scope: Scope, receive: Receive, send: Send, request_id: str, key: str, query: dict[str, str]) -> int:
         self.svc.signer.verify("PUT", key, query)
         imp = await self.svc.imports.receive(key[len("imports/"):], _content_length(scope), RequestBody(receive))
         payload = envelope({"data": {"import_id": imp.id, "status": imp.status, "size_bytes": imp.size_bytes}}, request_id)
-        await self._answer(send, 200, payload, request_id)
+        await send_json(send, 200, payload, request_id)
         return 200
 
     async def _get(self, send: Send, request_id: str, key: str, query: dict[str, str], *, head: bool) -> int:

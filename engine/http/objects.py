@@ -15,6 +15,7 @@ from engine.http.schemas import CONFIRMED, DOWNLOAD_URL, listing, ref
 from engine.http.validate import Field
 from engine.ids import iso
 from engine.objects import OBJECT_STATUSES, REVIEW_STATES, Initiated
+from engine.services import Services
 from engine.store.records import ObjectRecord
 
 bp = Blueprint("objects", __name__)
@@ -105,11 +106,21 @@ async def _fresh_urls(principal: Principal, status: int, body: bytes) -> Respons
     return None if fresh is None else ok(initiated_view(fresh), 201)
 
 
+async def initiate_data(svc: Services, principal: Principal, dataset_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What initiate answers (through Quart below, or :mod:`engine.http.hot`)."""
+    return initiated_view(await svc.objects.initiate(principal, dataset_id, body))
+
+
+async def confirm_data(svc: Services, principal: Principal, object_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What confirm answers (through Quart below, or :mod:`engine.http.hot`)."""
+    return _confirmed_view(await svc.objects.confirm(principal, object_id, body.get("parts")))
+
+
 @route(bp, "POST", "/v1/datasets/<dataset_id>/objects/upload", summary="Initiate an upload", scope="objects:write",
        body=INITIATE, ok=(201, INITIATED), refresh=_fresh_urls, errors=(409,))
 async def initiate(principal: Principal, dataset_id: str, body: dict[str, Any]) -> Response:
     """A presigned URL (or one per part above the multipart threshold) for the bytes."""
-    return ok(initiated_view(await services().objects.initiate(principal, dataset_id, body)), 201)
+    return ok(await initiate_data(services(), principal, dataset_id, body), 201)
 
 
 @route(bp, "POST", "/v1/uploads", summary="Initiate an upload (dataset in the body)", scope="objects:write",
@@ -123,7 +134,7 @@ async def initiate_any(principal: Principal, body: dict[str, Any]) -> Response:
        ok=(200, CONFIRMED))
 async def confirm(principal: Principal, object_id: str, body: dict[str, Any]) -> Response:
     """Verifies size and SHA-256 (422 ``size_mismatch`` / ``checksum_mismatch``) and stages the object for review."""
-    return ok(_confirmed_view(await services().objects.confirm(principal, object_id, body.get("parts"))))
+    return ok(await confirm_data(services(), principal, object_id, body))
 
 
 @route(bp, "POST", "/v1/uploads/<upload_id>/complete", summary="Complete an upload", scope="objects:write", body=CONFIRM,

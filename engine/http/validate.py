@@ -167,12 +167,15 @@ def _loads(data: bytes) -> Any:
 
 async def json_body(spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:
     """Parse and validate the JSON body of the current request."""
-    data = await raw_body()
+    return parse_json_body(await raw_body(), request.mimetype, spec, allow_empty=allow_empty)
+
+
+def parse_json_body(data: bytes, mimetype: str, spec: Mapping[str, Field], *, allow_empty: bool = False) -> dict[str, Any]:
+    """Parse and validate a JSON body sent with ``mimetype`` (lower case, without parameters)."""
     if not data.strip():
         if allow_empty:
             return validate(spec, {})
         raise InvalidRequest("a JSON body is required", {"fields": {"body": "is required"}})
-    mimetype = request.mimetype
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise InvalidRequest(
             "the body must be sent as Content-Type: application/json", {"fields": {"content_type": f"got {mimetype}"}}
