@@ -1,8 +1,9 @@
 """``ipto serve --workers 2``: ``GET /metrics`` reports the whole engine, whichever process
 answers the scrape (prometheus-client's multiprocess mode, files under ``<data dir>/metrics``).
 
-Each request opens its own connection, so the kernel hands it to either process. The
-test sends requests until both processes have served some (each process's own file says
+Each request opens its own connection, so the kernel hands it to either process; the
+requests go 16 at a time (one at a time, the idle process that last accepted tends to win
+every connection). The test sends requests until both processes have served some (each process's own file says
 how many it counted), then scrapes, again until both processes have answered a scrape:
 every scrape must count every request, the sum of both processes' counts.
 """
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -27,7 +29,8 @@ from tests.test_service import _free_port, _wait_healthy
 
 HEALTH = (("method", "GET"), ("route", "/v1/health"), ("status", "200"))
 SCRAPES = (("method", "GET"), ("route", "/metrics"), ("status", "200"))
-MAX_REQUESTS = 400
+MAX_REQUESTS = 4000
+BURST = 16
 
 
 def _counts(text: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -73,6 +76,7 @@ def test_metrics_count_the_requests_of_both_workers_whichever_answers(tmp_path):
         stderr=log,
         env=env,
     )
+    pool = ThreadPoolExecutor(BURST)
     try:
         _wait_healthy(base, proc)
         pids = [proc.pid, *(int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())]
@@ -86,17 +90,18 @@ def test_metrics_count_the_requests_of_both_workers_whichever_answers(tmp_path):
         own_before = {pid: _per_process(metrics_dir, pid, tmp_path).get(HEALTH, 0.0) for pid in pids}
         sent = 0
         while sent < MAX_REQUESTS:
-            _get(f"{base}/v1/health")
-            sent += 1
-            if sent % 10 == 0 and all(_per_process(metrics_dir, pid, tmp_path).get(HEALTH, 0) > own_before[pid] for pid in pids):
+            list(pool.map(_get, [f"{base}/v1/health"] * BURST))
+            sent += BURST
+            if all(_per_process(metrics_dir, pid, tmp_path).get(HEALTH, 0) > own_before[pid] for pid in pids):
                 break
         own = {pid: _per_process(metrics_dir, pid, tmp_path) for pid in pids}
         assert all(own[pid].get(HEALTH, 0) > own_before[pid] for pid in pids), f"one process served every request: {own}"
         scrapes = 0
         while scrapes < MAX_REQUESTS:
-            counted = _counts(_get(f"{base}/metrics"))
-            scrapes += 1
-            assert counted[HEALTH] - before == sent, (counted[HEALTH], before, sent)  # the whole engine, every time
+            for text in pool.map(_get, [f"{base}/metrics"] * BURST):
+                counted = _counts(text)
+                assert counted[HEALTH] - before == sent, (counted[HEALTH], before, sent)  # the whole engine, every time
+            scrapes += BURST
             if scrapes >= 2 and all(_per_process(metrics_dir, pid, tmp_path).get(SCRAPES, 0) > 0 for pid in pids):
                 break
         answered = {pid: _per_process(metrics_dir, pid, tmp_path).get(SCRAPES, 0) for pid in pids}
@@ -106,6 +111,7 @@ def test_metrics_count_the_requests_of_both_workers_whichever_answers(tmp_path):
         leases = [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "ipto_leases_held"]
         assert {s.labels["pid"] for s in leases} == {str(p) for p in pids}  # per process, as the issue asks
     finally:
+        pool.shutdown()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
