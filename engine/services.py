@@ -45,6 +45,7 @@ from engine.store.blobs.base import BlobStore
 from engine.store.blobs.local import LocalBlobStore
 from engine.webhooks.endpoints import Webhooks
 from engine.webhooks.keys import Sealer
+from engine.webhooks.owner import new_owner
 from engine.webhooks.sender import Sender
 from engine.webhooks.worker import DeliveryWorker
 
@@ -128,7 +129,7 @@ class Services:
         hooks_cfg = cfg.webhooks
         sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,
                         max_response_bytes=hooks_cfg.max_response_bytes)
-        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, leases.owner, close=sender.aclose)
+        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, new_owner(), close=sender.aclose)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             cursors=CursorSeal(secret),

@@ -2,9 +2,10 @@
 
 Supervised in the service (started under the actors' supervisor; a failing round is
 logged and retried, never fatal). Every process runs one; on PostgreSQL they share the
-work through leased claims (``FOR UPDATE SKIP LOCKED``), and a dead process's leases
-expire so another takes over: delivery is at least once, retries carry the same
-``webhook-id``.
+work through leased claims (``FOR UPDATE SKIP LOCKED``). A claim leases a delivery to its
+owner (:mod:`.owner`) for ``lease_seconds``; a dead process's leases expire so another takes
+over, and a starting worker takes over at once those of owners it can prove dead (never a
+live process's): delivery is at least once, retries carry the same ``webhook-id``.
 
 Schedule (Standard Webhooks' style, growing delays over ~3 days): the first attempt at
 once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 21 h (72.6 h in all).
@@ -26,6 +27,7 @@ from engine.config import WebhooksConfig
 from engine.metrics import NO_METRICS, MetricsSink
 from engine.store.webhook_records import Attempt, AttemptOutcome, DeliveryJob
 from engine.webhooks.keys import Sealer, signature_header
+from engine.webhooks.owner import owner_is_dead
 from engine.webhooks.sender import SendResult
 
 log = structlog.get_logger(__name__)
@@ -115,9 +117,11 @@ class DeliveryWorker:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.clear_contextvars()
-        released = await self.store.release_delivery_leases()
+        # Leases of owners that died on this machine are taken over now; any other owner's
+        # (another live process's) stand until they expire (:mod:`engine.webhooks.owner`).
+        released = await self.store.release_delivery_leases(self.now(), owner_is_dead)
         if released:
-            log.info("webhook_leases_released", deliveries=released)
+            log.info("webhook_leases_taken_over", deliveries=released)
         task_status.started()
         try:
             await self._loop()

@@ -9,7 +9,7 @@ expire and another takes the delivery over (at least once: the same ``webhook-id
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -253,9 +253,23 @@ class WebhooksMixin(PgAccess):
 
         return await self.write(op)
 
-    async def release_delivery_leases(self) -> int:
-        """Nothing to do here: other processes may hold live leases; dead ones expire."""
-        return 0
+    async def release_delivery_leases(self, now: datetime, is_dead: Callable[[str], bool]) -> int:
+        """Forget the live leases of owners ``is_dead`` says are gone (a process of this
+        machine that died); other processes' leases stand until they expire."""
+
+        async def owners(c: PgConn) -> list[str]:
+            return [r[0] for r in await c.fetch(
+                "SELECT DISTINCT lease_owner FROM webhook_deliveries WHERE status = 'pending' AND lease_until >= ?", now)]
+
+        dead = [owner for owner in await self.read(owners) if is_dead(owner)]
+        if not dead:
+            return 0
+
+        async def op(c: PgConn) -> int:
+            return await c.execute("UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL"
+                                   " WHERE status = 'pending' AND lease_owner = ANY(?::text[])", dead)
+
+        return await self.write(op)
 
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
         """Log attempts (one transaction for all); move each delivery on; keep each endpoint's

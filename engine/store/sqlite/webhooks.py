@@ -9,7 +9,7 @@ one indexed lookup). Nothing is announced that was rolled back; nothing committe
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -247,10 +247,18 @@ class WebhooksMixin(SqliteAccess):
 
         return await self.write(op)
 
-    async def release_delivery_leases(self) -> int:
-        """Forget every lease (SQLite: one process, so a lease left at start is a dead process's)."""
+    async def release_delivery_leases(self, now: datetime, is_dead: Callable[[str], bool]) -> int:
+        """Forget the live leases of owners ``is_dead`` says are gone (their deliveries are
+        claimable at once); another owner's lease stands until it expires. Returns how many."""
+        owners = await self.read(lambda c: [r[0] for r in c.execute(
+            "SELECT DISTINCT lease_owner FROM webhook_deliveries WHERE status = 'pending' AND lease_until >= ?",
+            (ts(now),)).fetchall()])
+        dead = [owner for owner in owners if is_dead(owner)]
+        if not dead:
+            return 0
         return await self.write(lambda c: c.execute(
-            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").rowcount)
+            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL"
+            f" WHERE status = 'pending' AND lease_owner IN ({', '.join('?' * len(dead))})", dead).rowcount)
 
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
         """Log attempts (one transaction for all); move each delivery on; keep each endpoint's

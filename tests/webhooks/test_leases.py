@@ -1,0 +1,88 @@
+"""Delivery leases with several processes: a starting delivery worker takes over at once the
+leases of an owner that died on this machine, claims expired leases, and never touches a
+live process's lease (the old start cleared every lease, so a second process sent what a
+live one was sending). Either store: the same test runs on ``IPTO_TEST_BACKEND``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import trio
+import trio_asyncio
+
+from engine.auth import Principal
+from engine.config import WebhooksConfig
+from engine.ids import utcnow
+from engine.store import open_store
+from engine.store.records import Membership, Tenant, User
+from engine.webhooks.endpoints import Webhooks
+from engine.webhooks.keys import Sealer
+from engine.webhooks.owner import machine, new_owner, owner_is_dead
+from engine.webhooks.sender import SendResult
+from engine.webhooks.worker import DeliveryWorker
+from tests.conftest import make_config
+
+
+def _owner(pid: int) -> str:
+    return f"{machine()}:{pid}:0123456789ab"
+
+
+def test_owners_alive_dead_and_unknown():
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
+        try:
+            assert not owner_is_dead(_owner(alive.pid))
+        finally:
+            alive.kill()
+    assert owner_is_dead(_owner(alive.pid))  # reaped: its PID is free
+    mine = new_owner()
+    assert not owner_is_dead(mine)
+    assert owner_is_dead(mine[: mine.rindex(":")] + ":ffffffffffff")  # our PID, an earlier process's token
+    assert not owner_is_dead(f"elsewhere/x/y:{alive.pid}:0123456789ab")  # another machine: wait for the expiry
+    assert not owner_is_dead("host:123")  # not an owner this module made
+
+
+async def test_a_starting_worker_takes_over_dead_and_expired_leases_only(tmp_path):
+    cfg = make_config(tmp_path / "data")
+    cfg.data_dir.mkdir(parents=True)
+    hooks_cfg = WebhooksConfig(allow_private_targets=True, poll_seconds=0.05)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other, \
+            subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait()
+        try:
+            async with trio_asyncio.open_loop(), open_store(cfg) as store:
+                now = utcnow()
+                await store.create_account(Tenant("tnt_a", "A", now), User("usr_a", "a@example.com", None, "x", False, now),
+                                           Membership("tnt_a", "usr_a", "owner", now))
+                sealer = Sealer(b"k" * 32)
+                principal = Principal("session", "usr_a", "tnt_a", frozenset(), ("owner",))
+                await Webhooks(store, sealer, hooks_cfg, utcnow).create(principal, "http://127.0.0.1:9/hook", ["*"], None)
+                for n in range(4):
+                    await store.emit_event("tnt_a", "dataset.updated", {"n": n}, now + timedelta(milliseconds=n))
+                hour = timedelta(hours=1)
+                claims = [(_owner(other.pid), hour), (_owner(gone.pid), hour), (_owner(other.pid), -hour)]
+                events = []
+                for owner, lease in claims:  # each claim leases the oldest claimable delivery
+                    t = utcnow()
+                    (job,) = await store.claim_deliveries(owner, t, t + lease, 1, 1, [])
+                    events.append(job.delivery.event_id)
+                live, dead, expired = events
+                sent: list[str] = []
+
+                async def send(url, headers, body) -> SendResult:
+                    sent.append(headers["webhook-id"])
+                    return SendResult(204, None, 1.0, "")
+
+                worker = DeliveryWorker(store, sealer, hooks_cfg, send, utcnow, new_owner())
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(worker.run)
+                    with trio.fail_after(30):  # a bound on waiting, not a performance figure
+                        while len(sent) < 3:
+                            await trio.sleep(0.02)
+                    await trio.sleep(0.5)  # several more claim rounds: the live lease stays untouched
+                    nursery.cancel_scope.cancel()
+                assert dead in sent and expired in sent and live not in sent and len(sent) == 3
+                assert await store.pending_deliveries() == 1
+        finally:
+            other.kill()
