@@ -11,7 +11,13 @@ Names in use: ``dataset:<id>`` (a dataset's actor), ``job:<id>`` (a pipeline run
 
 Wake-ups travel by LISTEN/NOTIFY: releasing a lease tells every process (so a waiter
 retries at once instead of at its next poll), and a process waiting for a lease asks the
-holder to hand it over (a dataset actor does so once its inbox is empty).
+holder to hand it over, naming itself. A holder that hands over on request (a dataset's
+actor, after the messages it had queued when asked) gives the lease *to that process*
+rather than freeing it: otherwise the holder, still busy, would take the lease straight
+back before the waiter woke, and a busy dataset would starve the other processes' requests
+(they timed out after ``actors.ask_timeout_seconds``). A lease given this way expires after
+a third of the ttl unless the receiver takes it up, so a waiter that left in the meantime
+delays the dataset by that much at most.
 
 On a store only one process can use (SQLite: the data dir is locked), every lease is
 granted at once and nothing is written.
@@ -39,6 +45,7 @@ log = structlog.get_logger(__name__)
 class _Held:
     scope: trio.CancelScope
     on_wanted: Callable[[], None] | None
+    wanted_by: str | None = None  # the last process that asked for it during this hold
 
 
 @dataclass
@@ -91,8 +98,10 @@ class Leases:
                 except Exception:  # e.g. the service is stopping; the next start resumes the work
                     log.exception("lease_watcher_failed", lease=name)
         elif verb == "wanted":
+            name, _, asker = name.partition(" ")
             held = self._held.get(name)
-            if held is not None and held.on_wanted is not None:
+            if held is not None and held.on_wanted is not None and asker != self.owner:
+                held.wanted_by = asker or None
                 held.on_wanted()
 
     async def _heartbeat(self) -> None:
@@ -149,15 +158,17 @@ class Leases:
             yield False
             return
         scope = trio.CancelScope()
-        self._held[name] = _Held(scope, on_wanted)
+        held = self._held[name] = _Held(scope, on_wanted)
         try:
             with scope:
                 yield True
         finally:
             del self._held[name]
+            # Handed over on request: to the process that asked (see the module docstring).
+            to = held.wanted_by if on_wanted is not None and not scope.cancel_called else None
             with trio.CancelScope(shield=True):
                 try:
-                    await self.store.release_lease(name, self.owner)
+                    await self.store.release_lease(name, self.owner, to=to, ttl_seconds=self.ttl_seconds / 3)
                 except EngineError as exc:  # it expires by itself
                     log.warning("lease_release_failed", lease=name, error=exc.message)
 
@@ -171,7 +182,7 @@ class Leases:
             released = self._released.setdefault(name, trio.Event())
             if await self.store.acquire_lease(name, self.owner, self.ttl_seconds):
                 return
-            await self.store.notify(f"wanted {name}")
+            await self.store.notify(f"wanted {name} {self.owner}")
             # A release wakes us at once; a holder that died is noticed when its lease expires.
             with trio.move_on_after(self.ttl_seconds / 3):
                 await released.wait()

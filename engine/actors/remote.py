@@ -112,6 +112,8 @@ class ActorLink:
                 answer = await recv.receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise LostPrimary("the engine process owning the actors is gone; try again") from None
+        except trio.TooSlowError:
+            raise ServiceUnavailable("the dataset's actor did not answer in time; try again", {"dataset_id": dataset_id}) from None
         finally:
             self._waiting.pop(call_id, None)
         return _decode(answer)
@@ -125,10 +127,8 @@ async def serve_link(stream: trio.SocketStream, supervisor: Any) -> None:
     async def answer(call_id: int, dataset_id: str, message: Any, timeout: float) -> None:
         try:
             result: tuple[Any, ...] = ("ok", await supervisor.ask(dataset_id, message, timeout))
-        except EngineError as exc:
+        except EngineError as exc:  # a timeout too (ActorUnavailable)
             result = _encode_error(exc)
-        except trio.TooSlowError:
-            result = ("error", ServiceUnavailable, "the dataset's actor did not answer in time; try again", None)
         data = _frame((call_id, result))
         async with send_lock:
             try:

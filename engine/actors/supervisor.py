@@ -18,7 +18,10 @@
   the next message re-creates it.
 * **One process.** Where several engine processes share the store, an actor serves only
   while it holds its dataset's lease (:mod:`engine.actors.leases`): a new actor waits for
-  it, and the holder hands it over once its inbox is empty when another process asks.
+  it. Asked for it by another process, the holder applies the messages it had queued at
+  that moment, no more, and hands the lease to the asker; if messages arrived meanwhile
+  it keeps its inbox and waits for the lease to come back. (Waiting for an empty inbox
+  instead starved the asker under a steady load: its requests timed out.)
   Workers of one embedded engine (``--workers``) run no actors: they forward every
   message to the primary's supervisor (``remote``, :mod:`engine.actors.remote`).
 """
@@ -152,10 +155,15 @@ class Supervisor:
             await slot.send.send(envelope)  # a full inbox pushes back on the caller
         except trio.ClosedResourceError:
             raise ActorUnavailable("the service is stopping") from None
-        with trio.fail_after(timeout or self.cfg.ask_timeout_seconds):
-            result = await reply_recv.receive()
-            if message.flush_by_asker and self.flush is not None:
-                await self.flush()  # the actor did not wait for the disk: the answer does
+        try:
+            with trio.fail_after(timeout or self.cfg.ask_timeout_seconds):
+                result = await reply_recv.receive()
+                if message.flush_by_asker and self.flush is not None:
+                    await self.flush()  # the actor did not wait for the disk: the answer does
+        except trio.TooSlowError:
+            # 503, not 500: the service is overloaded or the dataset is busy elsewhere. The
+            # message may still be applied; every message is safe to send again.
+            raise ActorUnavailable("the dataset's actor did not answer in time; try again", {"dataset_id": dataset_id}) from None
         return result.unwrap()
 
     # -- the actor ----------------------------------------------------------------------
@@ -167,10 +175,15 @@ class Supervisor:
                 if self.leases is None:
                     await self._serve(dataset_id, slot)
                     return
+                slot.handover = False
+                done: bool | None = None
                 async with self.leases.hold(f"dataset:{dataset_id}", wait=True, on_wanted=slot.request_handover):
-                    await self._serve(dataset_id, slot)
+                    done = await self._serve(dataset_id, slot)
+                if done:
                     return
-                log.warning("actor_lease_lost")  # cancelled: serve again once the lease is back
+                if done is None:
+                    log.warning("actor_lease_lost")  # cancelled: serve again once the lease is back
+                # else handed over with messages queued since: they wait for the lease to come back
             except Exception:
                 slot.restarts += 1
                 log.exception("actor_crashed", restarts=slot.restarts)
@@ -182,25 +195,40 @@ class Supervisor:
                 await trio.sleep(self.cfg.restart_backoff_seconds * 2 ** (slot.restarts - 1))
                 log.info("actor_restarting", restarts=slot.restarts)
 
-    async def _serve(self, dataset_id: str, slot: _Slot) -> None:
+    async def _serve(self, dataset_id: str, slot: _Slot) -> bool:
+        """Apply messages; True once the actor is done (idle, shutting down, or handed over
+        with an empty inbox, unregistered), False if it handed the dataset over with
+        messages still queued (its slot stays registered: it must wait for the lease)."""
+        budget = -1  # once another process asks: the messages still to apply before handing over
         while True:
             if slot.handover:
+                if budget < 0:
+                    # What is queued now, no more: the asker waits one turn however busy we stay.
+                    budget = slot.recv.statistics().current_buffer_used
+                if budget == 0:
+                    if slot.recv.statistics().current_buffer_used == 0:
+                        # Inbox empty and no await since: hand over and stop.
+                        self._unregister(dataset_id, slot)
+                        log.debug("actor_handed_over")
+                        return True
+                    log.debug("actor_handed_over_busy", queued=slot.recv.statistics().current_buffer_used)
+                    return False
                 try:
                     envelope = slot.recv.receive_nowait()
                 except trio.WouldBlock:
-                    # Inbox empty and no await since: hand the dataset to the process that asked.
                     self._unregister(dataset_id, slot)
                     log.debug("actor_handed_over")
-                    return
+                    return True
                 except trio.EndOfChannel:
-                    return
+                    return True
+                budget -= 1
             else:
                 with trio.move_on_after(self.cfg.idle_seconds) as idle:
                     slot.waiting = idle
                     try:
                         envelope = await slot.recv.receive()
                     except trio.EndOfChannel:
-                        return  # shutting down: everything queued has been answered
+                        return True  # shutting down: everything queued has been answered
                     finally:
                         slot.waiting = None
                 if idle.cancelled_caught:
@@ -210,7 +238,7 @@ class Supervisor:
                     # queued: unregister and stop. The next message re-creates the actor.
                     self._unregister(dataset_id, slot)
                     log.debug("actor_idle_stopped")
-                    return
+                    return True
             await self._apply(envelope)
 
     def _unregister(self, dataset_id: str, slot: _Slot) -> None:

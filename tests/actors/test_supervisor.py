@@ -15,6 +15,7 @@ from engine.actors.messages import Message
 from engine.actors.supervisor import ActorUnavailable, Supervisor
 from engine.config import ActorsConfig
 from engine.errors import Conflict
+from engine.http.errors import status_for
 
 
 @dataclass
@@ -162,11 +163,14 @@ async def test_idle_actor_stops_and_is_recreated_on_demand(autojump_clock):
         assert sup.actors_started == 2
 
 
-async def test_ask_times_out_with_fail_after(autojump_clock):
+async def test_ask_times_out_as_unavailable_not_as_an_internal_error(autojump_clock):
+    """A caller that waited ``ask_timeout_seconds`` gets ActorUnavailable (503, try again):
+    a bare TooSlowError reached the HTTP layer as a 500."""
     sup = supervisor(ask_timeout_seconds=5.0)
     async with sup.running():
-        with pytest.raises(trio.TooSlowError):
+        with pytest.raises(ActorUnavailable, match="did not answer in time") as caught:
             await sup.ask("dset_a", Work("slow", "dset_a", 60.0))
+        assert status_for(caught.value) == 503
 
 
 async def test_actor_logs_carry_its_dataset_not_the_callers_request(autojump_clock):

@@ -275,11 +275,20 @@ class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, Market
 
         return [r["name"].removeprefix("imports:") for r in await self.write(op)]
 
-    async def release_lease(self, name: str, owner: str) -> None:
-        """Give ``name`` up and tell every process (those waiting for it retry at once)."""
+    async def release_lease(self, name: str, owner: str, to: str | None = None, ttl_seconds: float = 5.0) -> None:
+        """Give ``name`` up (to the owner ``to``, for ``ttl_seconds`` unless it renews, if
+        given) and tell every process (those waiting for it retry at once)."""
 
         async def op(c: PgConn) -> None:
-            if await c.execute("DELETE FROM leases WHERE name = ? AND owner = ?", name, owner):
+            if to is None:
+                changed = await c.execute("DELETE FROM leases WHERE name = ? AND owner = ?", name, owner)
+            else:
+                changed = await c.execute(
+                    "UPDATE leases SET owner = ?, expires_at = now() + make_interval(secs => ?), acquired_at = now()"
+                    " WHERE name = ? AND owner = ?",
+                    to, ttl_seconds, name, owner,
+                )
+            if changed:
                 await c.execute("SELECT pg_notify(?, ?)", LEASE_CHANNEL, f"released {name}")
 
         await self.write(op)
