@@ -292,7 +292,7 @@ class Bulk:
 
             await _each(list(by_dataset), finish, DATASET_CONCURRENCY)
             finished = [views[object_ids[i]] for i in to_promote if isinstance(results[i], ObjectRecord)]
-            await _each(finished, lambda v: self.blobs.discard_upload(v[1].id, v[0].blob_id))
+            await _each(finished, lambda v: self.blobs.discard_upload(v[1].id, v[0].blob_id, multipart=v[1].strategy == "multipart"))
         log.info("uploads_confirmed", count=sum(isinstance(r, ObjectRecord) for r in results), asked=len(object_ids))
         return [r if r is not None else NotFound("object not found") for r in results]
 

@@ -342,7 +342,7 @@ class Objects:
         staged = checked
         await self.blobs.promote(staged, obj.blob_id)
         confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
-        await self.blobs.discard_upload(upload.id, obj.blob_id)
+        await self.blobs.discard_upload(upload.id, obj.blob_id, multipart=upload.strategy == "multipart")
         log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
         self.metrics.upload_confirmed(staged.size)
         return confirmed
