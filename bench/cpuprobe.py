@@ -1,7 +1,8 @@
 """Server CPU per small-upload request type, on a quiet or busy machine alike.
 
 ``python -m bench.cpuprobe [--files 600] [--size 102400] [--concurrency 32] [--workers 1]``
-starts an engine (SQLite + local blobs; ``--store postgres`` too, via bench.stores), signs up,
+starts an engine (SQLite + local blobs; ``--store postgres`` too, via bench.stores; ``--s3``:
+blobs on a SeaweedFS S3 server, the PUTs going to it, not the engine), signs up,
 creates one dataset, then runs three phases over the same files, each ``concurrency`` at a
 time on keep-alive connections: every initiate, then every PUT, then every confirm; and
 last the whole flow (initiate + PUT + confirm per file) on fresh files. It prints the
@@ -13,6 +14,7 @@ so this is the measure to develop against; rates are not (use ``bench upload`` q
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import signal
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trio
 
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/cpuprobe")
     parser.add_argument("--pyspy", default="", help="record a py-spy profile of each phase to PREFIX-PHASE.raw")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--s3", action="store_true", help="blobs on a SeaweedFS S3 server started here")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -85,7 +89,11 @@ def main() -> None:
     env = {"IPTO_UPLOADS_MULTIPART_THRESHOLD_BYTES": str(5 * 1024**3)}
     if args.workers is not None:
         env["IPTO_HTTP_WORKERS"] = str(args.workers)
-    with stores.open_stores(args.store, work) as st:
+    with stores.open_stores(args.store, work) as st, contextlib.ExitStack() as stack:
+        if args.s3:
+            from bench.upload import _seaweedfs
+
+            env |= _seaweedfs(stack, work)
         store = st.names[0]
         with harness.engine(work / f"data-{store}-{time.time_ns()}", env={**env, **st.env(store)}) as eng:
 
@@ -112,9 +120,17 @@ def main() -> None:
                     )
                 ).data(201)
 
+            elsewhere: dict[int, Conn] = {}  # S3: each client's connection to it
+
             async def put(conn: Conn, i: int) -> None:
-                reply = await conn.request("PUT", ups[i]["upload_url"], body=bodies[i])
-                reply.data(200)
+                url = ups[i]["upload_url"]
+                target = conn
+                if not url.startswith(eng.base + "/"):
+                    u = urlsplit(url)
+                    target = elsewhere.setdefault(id(conn), Conn(f"{u.scheme}://{u.netloc}"))
+                reply = await target.request("PUT", url, body=bodies[i])
+                if reply.status != 200:
+                    reply.data(200)
 
             async def confirm(conn: Conn, i: int) -> None:
                 (await conn.request("POST", f"/v1/objects/{ups[i]['object_id']}/confirm", json={}, token=token)).data(200)
@@ -148,7 +164,16 @@ def main() -> None:
                     )
                     time.sleep(1.0)
                 cpu0, split0 = eng.cpu(), _split(eng.pid)
-                elapsed = trio.run(_phase, n, args.concurrency, eng.base, fn)
+
+                async def phase() -> float:
+                    try:
+                        return await _phase(n, args.concurrency, eng.base, fn)
+                    finally:
+                        for c in elsewhere.values():
+                            c.close()
+                        elsewhere.clear()
+
+                elapsed = trio.run(phase)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait()

@@ -249,8 +249,8 @@ class Bulk:
         wanted = [(i, oid) for i, oid in enumerate(object_ids) if i not in repeated]
         first = await self.store.upload_views(principal.tenant_id, [oid for _, oid in wanted])
         async with contextlib.AsyncExitStack() as held:
-            for upload_id in sorted({view[1].id for view in first.values()}):
-                await held.enter_async_context(self.objects._locks.hold(upload_id))
+            for object_id in sorted(first):  # the objects' locks, in one order (see Objects.confirm)
+                await held.enter_async_context(self.objects._locks.hold(object_id))
             views = await self.store.upload_views(principal.tenant_id, list(first))  # again, under the locks
             verified: dict[int, Staged | ObjectRecord] = {}
 
@@ -292,7 +292,7 @@ class Bulk:
 
             await _each(list(by_dataset), finish, DATASET_CONCURRENCY)
             finished = [views[object_ids[i]] for i in to_promote if isinstance(results[i], ObjectRecord)]
-            await _each(finished, lambda v: self.blobs.discard_upload(v[1].id, v[0].blob_id))
+            await _each(finished, lambda v: self.blobs.discard_upload(v[1].id, v[0].blob_id, multipart=v[1].strategy == "multipart"))
         log.info("uploads_confirmed", count=sum(isinstance(r, ObjectRecord) for r in results), asked=len(object_ids))
         return [r if r is not None else NotFound("object not found") for r in results]
 
@@ -317,8 +317,8 @@ class Bulk:
                 continue
             by_dataset.setdefault(obj.dataset_id, []).append(index)
         async with contextlib.AsyncExitStack() as held:
-            for upload_id in sorted({found[object_ids[i]].upload_id for ids in by_dataset.values() for i in ids}):
-                await held.enter_async_context(self.objects._locks.hold(upload_id))
+            for object_id in sorted({object_ids[i] for ids in by_dataset.values() for i in ids}):
+                await held.enter_async_context(self.objects._locks.hold(object_id))
 
             async def delete(dataset_id: str) -> None:
                 indexes = by_dataset[dataset_id]

@@ -5,9 +5,9 @@ An upload is a session with presigned URLs: one (``single_part``) or one per par
 local store's, through the engine; or S3, directly); a confirmation checks the parts
 against the plan and the client's ETags, verifies the declared size and SHA-256, then
 promotes the bytes to an immutable blob and counts the object in its dataset, all or
-nothing. Work on one upload (receiving a part, confirming) is serialised by a per-upload
-lock, so a part arriving during a confirmation can never change what the confirmation
-verified (S3 gives the same guarantee by the ETag it verified, see
+nothing. Work on one upload (receiving a part, confirming) is serialised by a lock per
+object (an object has one upload), so a part arriving during a confirmation can never
+change what the confirmation verified (S3 gives the same guarantee by the ETag it verified, see
 :mod:`engine.store.blobs.s3`).
 """
 
@@ -309,7 +309,7 @@ class Objects:
             await writer.abort()
             raise
         part = UploadPart(upload_id, part_number, name, writer.size, writer.sha256, self.now())
-        async with self._locks.hold(upload_id):
+        async with self._locks.hold(upload.object_id):
             accepted, replaced = await self.store.record_part(part)
             if not accepted:
                 await blobs.discard_staged_file(upload_id, name)
@@ -320,8 +320,9 @@ class Objects:
 
     # -- confirm ----------------------------------------------------------------------
     async def confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
-        obj = await self.get(principal, object_id)
-        async with self._locks.hold(obj.upload_id):
+        # The lock is the object's, so nothing needs reading before it: the object, its
+        # upload and parts are read once, under it, in one snapshot.
+        async with self._locks.hold(object_id):
             return await self._confirm(principal, object_id, claimed)
 
     async def complete(self, principal: Principal, upload_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
@@ -331,7 +332,7 @@ class Objects:
         return await self.confirm(principal, upload.object_id, claimed)
 
     async def _confirm(self, principal: Principal, object_id: str, claimed: Sequence[Mapping[str, Any]] | None) -> ObjectRecord:
-        view = await self.store.upload_view(principal.tenant_id, object_id)  # again, under the lock: one snapshot
+        view = await self.store.upload_view(principal.tenant_id, object_id)
         if view is None:
             raise NotFound("object not found")
         checked = await self.verify(principal, view, claimed)
@@ -341,7 +342,7 @@ class Objects:
         staged = checked
         await self.blobs.promote(staged, obj.blob_id)
         confirmed: ObjectRecord = await self.actors.ask(obj.dataset_id, FinishUpload(obj.id, staged.sha256))
-        await self.blobs.discard_upload(upload.id, obj.blob_id)
+        await self.blobs.discard_upload(upload.id, obj.blob_id, multipart=upload.strategy == "multipart")
         log.info("upload_confirmed", object_id=obj.id, size_bytes=staged.size, sha256=staged.sha256)
         self.metrics.upload_confirmed(staged.size)
         return confirmed
@@ -447,7 +448,7 @@ class Objects:
     # -- delete, download ---------------------------------------------------------------
     async def delete(self, principal: Principal, object_id: str) -> ObjectRecord:
         obj = await self.get(principal, object_id)
-        async with self._locks.hold(obj.upload_id):
+        async with self._locks.hold(obj.id):
             deleted: ObjectRecord = await self.actors.ask(obj.dataset_id, DeleteObject(obj.tenant_id, object_id))
         return deleted
 

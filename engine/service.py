@@ -173,7 +173,7 @@ async def run_service(
                 if cfg.http.workers > 1:
                     svc.objects.share_locks(cfg.data_dir / "uploads.lock")
                 await leasing.start(svc.leases.run)
-                if worker is not None and worker.link_fd is not None:
+                if worker is not None and worker.link_fd is not None and embedded(cfg):
                     await _serve_forwarding(cfg, svc, worker, task_status)
                 else:
                     await _serve(cfg, svc, worker, task_status)
@@ -207,10 +207,14 @@ def _hypercorn_config(cfg: Config, listen_fd: int | None) -> HypercornConfig:
 
 
 async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_status: trio.TaskStatus[ServiceHandle]) -> None:
-    """A whole engine: the primary (or the only process), or a PostgreSQL worker."""
+    """A whole engine: the primary (or the only process), or a PostgreSQL worker (whose
+    actor messages go to the primary's actors, see :mod:`engine.workers`)."""
     await _bootstrap_admin(svc)
     stop = trio.Event()
-    listener = workers = None
+    listener = workers = link = None
+    if worker is not None and worker.link_fd is not None:
+        link = ActorLink(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=worker.link_fd))))
+        svc.actors.remote = link
     if worker is None and cfg.http.workers > 1:
         listener = listening_socket(cfg)
         workers = Workers.start(cfg, listener, None if svc.metrics is None else svc.metrics.process_exited)
@@ -218,9 +222,11 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
     try:
         async with svc.actors.running(cfg.http.graceful_timeout_seconds), trio.open_nursery() as linked:
             if workers is not None:
-                for link in workers.links:
-                    linked.start_soon(serve_link, trio.SocketStream(trio.socket.from_stdlib_socket(link)), svc.actors)
+                for worker_link in workers.links:
+                    linked.start_soon(serve_link, trio.SocketStream(trio.socket.from_stdlib_socket(worker_link)), svc.actors)
                 linked.start_soon(workers.watch)
+            if link is not None:
+                linked.start_soon(_follow_link, link, stop)
             # Recovery before traffic: unfinished jobs run again, overdue reviews expire.
             await svc.pipeline.resume_unfinished()
             await svc.imports.resume_pending()
@@ -247,6 +253,11 @@ async def _serve(cfg: Config, svc: Services, worker: WorkerSpec | None, task_sta
                 await workers.wait(0)
         if listener is not None:
             listener.close()
+
+
+async def _follow_link(link: ActorLink, stop: trio.Event) -> None:
+    await link.run()
+    stop.set()  # the primary is gone: drain and stop
 
 
 async def _terminate_on(stop: trio.Event, workers: Workers) -> None:

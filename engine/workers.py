@@ -14,7 +14,10 @@ hands each new connection to whichever process accepts first.
   lock orders their write transactions (:class:`~engine.store.sqlite.store.SqliteStore`),
   and another one a PUT and a confirm of the same upload (:class:`~engine.keyed_locks.KeyedLocks`).
 * **PostgreSQL.** Every worker is a whole engine process, as several ``ipto serve`` on
-  one database already are: leases decide which process runs a dataset's actor.
+  one database already are (leases share out the background work), except that it
+  forwards its actor messages to the primary as on the embedded store: the primary runs
+  the datasets' actors, under their leases. Left to leases, one busy dataset's actor went
+  back and forth between the processes of one engine, a lease hand-over at every turn.
 
 A worker dies with the primary (``PR_SET_PDEATHSIG``, SIGKILL: a ``kill -9`` of the
 primary takes its workers with it, and the next start recovers from the store as after
@@ -54,7 +57,7 @@ class WorkerSpec:
 
     cfg: Config
     listen_fd: int
-    link_fd: int | None  # the socket to the primary's actors (embedded store); None on PostgreSQL
+    link_fd: int | None  # the socket to the primary's actors
     primary_pid: int
 
 
@@ -96,21 +99,18 @@ class Workers:
         procs: list[subprocess.Popen[bytes]] = []
         links: list[socket.socket] = []
         for _ in range(cfg.http.workers - 1):
-            ours = theirs = None
-            if embedded(cfg):
-                ours, theirs = socket.socketpair()
-                theirs.set_inheritable(True)
-                links.append(ours)
-            spec = WorkerSpec(cfg, listener.fileno(), None if theirs is None else theirs.fileno(), os.getpid())
-            fds = (listener.fileno(),) if theirs is None else (listener.fileno(), theirs.fileno())
+            ours, theirs = socket.socketpair()
+            theirs.set_inheritable(True)
+            links.append(ours)
+            spec = WorkerSpec(cfg, listener.fileno(), theirs.fileno(), os.getpid())
+            fds = (listener.fileno(), theirs.fileno())
             proc = subprocess.Popen(
                 [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, pass_fds=fds, preexec_fn=_die_with_parent,
             )
             assert proc.stdin is not None
             proc.stdin.write(pickle.dumps(spec))
             proc.stdin.close()
-            if theirs is not None:
-                theirs.close()
+            theirs.close()
             procs.append(proc)
         log.info("workers_started", workers=len(procs) + 1, pids=[p.pid for p in procs])
         return cls(procs, links, exited)

@@ -48,6 +48,7 @@ class ReceivedPart:
     size_bytes: int
     etag: str  # quoted, as the part's PUT answered it
     file_name: str = ""  # the local store's staging file (S3 keeps parts itself)
+    sha256: str | None = None  # S3, a single part: the whole object's SHA-256 from the same HEAD as the ETag
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ class BlobStore(Protocol):
         """Drop a candidate that failed verification."""
         ...
 
-    async def discard_upload(self, upload_id: str, blob_id: str) -> None:
-        """Remove whatever an upload left besides its object (parts, staging, unfinished multipart uploads)."""
+    async def discard_upload(self, upload_id: str, blob_id: str, multipart: bool = True) -> None:
+        """Remove whatever an upload left besides its object (parts, staging, unfinished
+        multipart uploads; ``multipart=False``: the upload was a single part, so none)."""
         ...
 
     # -- objects ----------------------------------------------------------------------

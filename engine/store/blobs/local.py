@@ -464,7 +464,7 @@ class LocalBlobStore:
             await self._offload(lambda: Path(source).unlink(missing_ok=True))
 
     # -- removing -------------------------------------------------------------------
-    async def discard_upload(self, upload_id: str, blob_id: str) -> None:
+    async def discard_upload(self, upload_id: str, blob_id: str, multipart: bool = True) -> None:
         folder = self.root / "staging" / upload_id
         if folder.exists():  # not after a single part's promote, which removed it: no trip to a thread
             await self._offload(lambda: shutil.rmtree(folder, ignore_errors=True))

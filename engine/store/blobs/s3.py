@@ -265,7 +265,7 @@ class S3BlobStore:
         """What S3 holds (the engine records nothing: the bytes never pass through it)."""
         if upload.strategy == "single_part":
             head = await self._head(upload_key(upload.id))
-            return [] if head is None else [ReceivedPart(1, head["ContentLength"], head["ETag"])]
+            return [] if head is None else [ReceivedPart(1, head["ContentLength"], head["ETag"], sha256=_full_object_sha256(head))]
         existing = await self._multipart_ids(blob_id)
         if not existing:
             return None if await self.exists(blob_id) else []
@@ -284,6 +284,9 @@ class S3BlobStore:
     async def prepare(self, upload: Upload, blob_id: str, parts: Sequence[ReceivedPart]) -> Staged:
         """The object as it would be. Multipart: S3 assembles the checked parts first."""
         if upload.strategy == "single_part":
+            if len(parts) == 1 and parts[0].sha256 is not None:
+                # Measured by received_parts' HEAD already; the ETag pins those very bytes for promote.
+                return Staged(parts[0].size_bytes, parts[0].sha256, upload_key(upload.id), parts[0].etag)
             return await self._measure(upload_key(upload.id))
         existing = await self._multipart_ids(blob_id)
         if existing:
@@ -317,8 +320,10 @@ class S3BlobStore:
         if staged.source is not None:
             await self._call("delete_object", Key=self._key(staged.source))
 
-    async def discard_upload(self, upload_id: str, blob_id: str) -> None:
+    async def discard_upload(self, upload_id: str, blob_id: str, multipart: bool = True) -> None:
         await self._call("delete_object", Key=self._key(upload_key(upload_id)))
+        if not multipart:
+            return
         for s3_upload in await self._multipart_ids(blob_id):
             await self._call_or_none("abort_multipart_upload", Key=self._key(object_key(blob_id)), UploadId=s3_upload)
 

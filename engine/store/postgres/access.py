@@ -10,7 +10,13 @@ operation (~90 µs), not one per statement.
   on SQLite (where a single writer runs at once) even with several engine processes on
   one database. An operation must therefore be safe to run again from the start: it
   only talks to the database.
-* Read transactions are REPEATABLE READ and READ ONLY: one consistent snapshot.
+* Read transactions are REPEATABLE READ and READ ONLY: one consistent snapshot. A lookup
+  of one statement (:meth:`PgAccess.one`) runs without BEGIN and COMMIT around it: a
+  statement is its own snapshot, and the two round trips were most of a lookup's cost.
+* A connection goes back to the pool as it is, without asyncpg's reset query (``UNLISTEN
+  *; RESET ALL; …``, a round trip per operation): nothing here changes session state
+  (settings are ``SET LOCAL``, advisory locks transaction-level, the one LISTEN connection
+  unlistens before it is released), and asyncpg still rolls back an open transaction.
 * A Trio cancellation never interrupts an operation half-way (the call is shielded): a
   cancelled caller waits for its transaction to commit or roll back, so no pooled
   connection is left mid-transaction. ``store.command_timeout_seconds`` bounds a stuck
@@ -105,8 +111,11 @@ class PgAccess:
     # outside that block (tests, tools) still reach it.
     _loop: Any = None
 
-    async def _transaction(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], readonly: bool) -> T:
+    async def _transaction(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], readonly: bool, single: bool) -> T:
         # asyncio side.
+        if single:  # one read-only statement: its own snapshot
+            async with self._pool.acquire() as raw:
+                return await fn(PgConn(raw), *args)
         isolation = "repeatable_read" if readonly else "serializable"
         for attempt in range(RETRIES):
             async with self._pool.acquire() as raw:
@@ -119,14 +128,15 @@ class PgAccess:
             await asyncio.sleep(random.uniform(0, 0.002 * 2**min(attempt, 6)))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _run(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], readonly: bool) -> T:
+    async def _run(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], readonly: bool, single: bool = False) -> T:
         with trio.CancelScope(shield=True), translate():
-            result: T = await trio_asyncio.aio_as_trio(self._transaction, loop=self._loop)(fn, args, readonly)
+            result: T = await trio_asyncio.aio_as_trio(self._transaction, loop=self._loop)(fn, args, readonly, single)
         return result
 
-    async def read(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``await fn(conn, *args)`` (``conn`` a :class:`PgConn`) in one read-only snapshot."""
-        return await self._run(fn, args, True)
+    async def read(self, fn: Callable[..., Awaitable[T]], *args: Any, single: bool = False) -> T:
+        """Run ``await fn(conn, *args)`` (``conn`` a :class:`PgConn`) in one read-only snapshot.
+        ``single``: ``fn`` runs one SELECT, whose own snapshot suffices (no BEGIN and COMMIT)."""
+        return await self._run(fn, args, True, single)
 
     async def write(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``await fn(conn, *args)`` in one serializable write transaction (retried on conflicts)."""
@@ -138,7 +148,7 @@ class PgAccess:
         async def op(c: PgConn) -> asyncpg.Record | None:
             return await c.fetchrow(sql, *params)
 
-        row = await self.read(op)
+        row = await self.read(op, single=True)
         return None if row is None else mapper(row)
 
     async def newest_page(

@@ -145,6 +145,10 @@ def _page_clause(after: int | None) -> tuple[str, list[Any]]:
 LEASE_CHANNEL = "ipto_leases"
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing to undo (see :mod:`engine.store.postgres.access`)."""
+
+
 class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, MarketMixin, MoneyMixin, ImportsMixin, BulkMixin, WebhooksMixin, GaugesMixin, PgAccess):
     """The production store. Open it with :meth:`open` inside ``trio_asyncio.open_loop()``."""
 
@@ -162,7 +166,7 @@ class PgStore(ObjectsMixin, ReviewQueueMixin, PipelineMixin, SearchMixin, Market
 
         async def setup() -> asyncpg.Pool:
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=pool_size, command_timeout=command_timeout,
+                dsn, min_size=1, max_size=pool_size, command_timeout=command_timeout, reset=_keep_session,
                 server_settings={"application_name": "ipto-engine", "timezone": "UTC"},
             )
             try:
