@@ -18,8 +18,10 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
-from tests.conftest import as_env, backend_overrides
+from tests import rawdb
+from tests.conftest import NETWORK_STORE, as_env, backend_overrides
 from tests.test_service import _free_port, _wait_healthy
 
 UPLOADS = 40
@@ -42,7 +44,8 @@ def _children(pid: int) -> list[int]:
 def test_two_workers_share_uploads_of_one_dataset_and_stop_together(tmp_path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **as_env(backend_overrides()), "IPTO_LOG_LEVEL": "warning"}
+    overrides = backend_overrides()
+    env = {**os.environ, **as_env(overrides), "IPTO_LOG_LEVEL": "warning"}
     log = open(tmp_path / "engine.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
                              "--workers", "2"], stdout=subprocess.DEVNULL, stderr=log, env=env)
@@ -82,6 +85,12 @@ def test_two_workers_share_uploads_of_one_dataset_and_stop_together(tmp_path):
         assert dataset["total_bytes"] == sum(accepted)
         status, missing = _call(base, "POST", "/v1/objects/obj_missing/confirm", {}, owner)
         assert status == 404 and missing["error"]["code"] == "not_found"
+        if NETWORK_STORE:
+            # On PostgreSQL too the worker forwards its actor messages: only the primary ever
+            # held the dataset (leased to one process at a time, it used to change hands).
+            holders = rawdb.query(SimpleNamespace(store_url=overrides["store.url"]),
+                                  "SELECT owner FROM leases WHERE name = ?", f"dataset:{ds}")
+            assert [h[0].split(":")[1] for h in holders] == [str(proc.pid)]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
