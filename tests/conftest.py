@@ -95,8 +95,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_ignore_collect(collection_path: Path) -> bool | None:
-    """tests/multiprocess needs PostgreSQL and S3: it belongs to the postgres-s3 pass only."""
+    """tests/multiprocess needs PostgreSQL and S3: it belongs to the postgres-s3 pass only;
+    tests/store/test_postgres_*.py are about PostgreSQL itself: the PostgreSQL passes only."""
     if collection_path.name == "multiprocess" and BACKEND != "postgres-s3":
+        return True
+    if collection_path.name.startswith("test_postgres_") and BACKEND == "local":
         return True
     return None
 

@@ -124,11 +124,22 @@ async def upgrade_legacy_index(raw: asyncpg.Connection) -> int:
     into the folded index and drop the old tables; return the objects moved. Asyncio side."""
     if not await raw.fetchval("SELECT to_regclass('chunk_index') IS NOT NULL"):
         return 0
+    # Several processes may start at once: one copies, the others find the table gone. A
+    # lock on the table itself fails in those others when it is dropped before they take it.
+    # The lock is taken *before* the transaction begins: a transaction that was open while
+    # another process dropped the table still finds it by name (its catalog cache is only
+    # refreshed at its start or by a lock on a table, not by an advisory lock) and fails with
+    # "relation does not exist" (tests/store/test_postgres_startup.py).
+    await raw.execute("SELECT pg_advisory_lock($1)", _UPGRADE_LOCK)
+    try:
+        return await _upgrade_legacy_index(raw)
+    finally:
+        await raw.execute("SELECT pg_advisory_unlock($1)", _UPGRADE_LOCK)
+
+
+async def _upgrade_legacy_index(raw: asyncpg.Connection) -> int:
     c = PgConn(raw)
     async with raw.transaction():
-        # Several processes may start at once: one copies, the others find the table gone. A
-        # lock on the table itself fails in those others when it is dropped before they take it.
-        await raw.execute("SELECT pg_advisory_xact_lock($1)", _UPGRADE_LOCK)
         if not await raw.fetchval("SELECT to_regclass('chunk_index') IS NOT NULL"):
             return 0
         objects = [r[0] for r in await raw.fetch("SELECT DISTINCT object_id FROM chunk_index")]

@@ -2,8 +2,8 @@
 
 asyncpg through trio-asyncio: every operation is one asyncio coroutine run in one
 transaction (see :mod:`engine.store.postgres.access` for isolation, retries, cancellation and
-error translation). Several engine processes may share the database: migrations take a
-transaction-level advisory lock, so only one process applies them.
+error translation). Several engine processes may share the database: migrations run under
+an advisory lock, so only one process applies them.
 """
 
 from __future__ import annotations
@@ -63,22 +63,26 @@ def _migrations() -> list[tuple[int, str, str]]:
 async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply the numbered migrations not yet applied, each atomically; return those applied.
 
-    Runs on the asyncio side. Safe when several processes start at once: each migration
-    runs under an advisory lock and re-checks what is applied."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    applied = []
-    for number, name, sql in _migrations():
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", number):
-                continue
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name)
-        applied.append(number)
-    return applied
+    Runs on the asyncio side. Safe when several processes start at once: the whole run holds
+    an advisory lock, taken before any transaction begins (so each transaction sees what an
+    earlier holder created), and re-checks what is applied."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = []
+        for number, name, sql in _migrations():
+            async with conn.transaction():
+                if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", number):
+                    continue
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name)
+            applied.append(number)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
 
 # -- row mappers ----------------------------------------------------------------------
