@@ -1,21 +1,26 @@
-"""The two routes of every upload (initiate and confirm) answered as plain ASGI, not through Quart.
+"""The hottest JSON routes answered as plain ASGI, not through Quart: the two routes of every
+upload (initiate and confirm) and ``POST /v1/search``.
 
 A small upload is three requests: initiate, the presigned PUT (plain ASGI already, see
 :mod:`engine.http.blob_routes`) and confirm. Through Quart-Trio each of the two JSON
 requests pays for a request context, its task and cancel scope, Werkzeug's routing and
 header objects, and the before/after hooks — about as much of the event loop's CPU as
 the store's work for the request (bench/README.md, "Where a small upload's server CPU
-goes"). Here they are answered from the ASGI scope directly, with the same parts and in
-the same order as :func:`engine.http.routes.route` and :func:`engine.http.api.endpoint`:
-the caller authenticated (Bearer or X-API-Key), the declared scope required, the JSON
-body validated against the route's declared :class:`~engine.http.routes.Body`, the
-domain call, the success or error envelope with ``X-Request-Id``, the access log line and
-the request counted under the route's template for ``/metrics``.
+goes"); a lexical search is a millisecond of index work, so the same fixed cost is most of
+its answer's time (bench/README.md, "Search"). Here they are answered from the ASGI scope
+directly, with the same parts and in the same order as :func:`engine.http.routes.route`
+and :func:`engine.http.api.endpoint`: the caller authenticated (Bearer or X-API-Key), the
+declared scope required, the JSON body validated against the route's declared
+:class:`~engine.http.routes.Body`, the domain call (its cursors sealed and bound to the
+list and the caller's tenant as Quart's ``before_request`` binds them), the success or
+error envelope with ``X-Request-Id``, the access log line and the request counted under
+the route's template for ``/metrics``.
 
 Only the plain case takes this path: a POST with a Content-Length within
-``http.max_json_bytes``, credentials in a header, and no ``Idempotency-Key``. Everything
-else — an idempotent retry, the console's cookie (and its CSRF token), no credentials, a
-chunked or oversized body — goes to Quart unchanged, where the routes stay declared (the
+``http.max_json_bytes``, credentials in a header, no query string and no
+``Idempotency-Key``. Everything else — an idempotent retry, the console's cookie (and its
+CSRF token), no credentials, a chunked or oversized body, query parameters (which a
+cursor is bound to) — goes to Quart unchanged, where the routes stay declared (the
 OpenAPI document is built from those declarations, and they give this path its scope and
 body spec).
 """
@@ -27,25 +32,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 import trio
 from werkzeug.exceptions import RequestTimeout
 
 from engine.auth import Principal
 from engine.errors import EngineError
-from engine.http import objects
+from engine.http import objects, search
 from engine.http.api import bearer_token
 from engine.http.errors import status_for
 from engine.http.metrics import route_template
 from engine.http.respond import begin_request, end_request, envelope, error_body, send_json
 from engine.http.routes import RouteSpec
 from engine.http.validate import parse_json_body
+from engine.pagination import bind_cursors
 from engine.services import Services
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# (services, caller, the path's one parameter or "" for a route without one, validated body)
 Handler = Callable[[Services, Principal, str, dict[str, Any]], Awaitable[Any]]
 
 log = structlog.get_logger("engine.http.errors")
@@ -69,9 +77,14 @@ def _hot(view: Any, handler: Handler) -> HotRoute:
     return HotRoute(pattern, spec, route_template(spec.path), handler)
 
 
+async def _search(svc: Services, principal: Principal, _: str, body: dict[str, Any]) -> Any:
+    return await search.search_data(svc, principal, body)
+
+
 ROUTES = (
     _hot(objects.initiate, objects.initiate_data),
     _hot(objects.confirm, objects.confirm_data),
+    _hot(search.search, _search),
 )
 
 
@@ -101,8 +114,8 @@ class HotRoutes:
                 m = hot.pattern.match(scope["path"])
                 if m is not None:
                     headers = _headers(scope)
-                    if self._plain(headers):
-                        await self._serve(hot, m.group(1), scope["path"], headers, receive, send)
+                    if self._plain(headers) and not scope.get("query_string"):
+                        await self._serve(hot, m.group(1) if m.re.groups else "", scope["path"], headers, receive, send)
                         return
                     break
         await self.app(scope, receive, send)
@@ -124,7 +137,7 @@ class HotRoutes:
         request_id, started = begin_request()
         status = 500
         try:
-            status, body = await self._answer(hot, param, headers, receive, request_id)
+            status, body = await self._answer(hot, param, path, headers, receive, request_id)
         except EngineError as exc:
             status = status_for(exc)
             if status >= 500:
@@ -144,7 +157,7 @@ class HotRoutes:
         await send_json(send, status, body, request_id)
 
     async def _answer(
-        self, hot: HotRoute, param: str, headers: dict[bytes, bytes], receive: Receive, request_id: str
+        self, hot: HotRoute, param: str, path: str, headers: dict[bytes, bytes], receive: Receive, request_id: str
     ) -> tuple[int, bytes]:
         spec = hot.spec
         authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
@@ -155,6 +168,9 @@ class HotRoutes:
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
         assert spec.scope is not None and spec.body is not None
         principal.require(spec.scope)
+        # what engine.http.app._list_identity binds a cursor to, for a request without query parameters
+        binding = orjson.dumps(["POST", path, [], principal.tenant_id])
+        bind_cursors(self.svc.cursors, lambda: binding)
         data = await _read_body(receive)
         fields = parse_json_body(data, _mimetype(headers.get(b"content-type")), spec.body.fields, allow_empty=spec.body.optional)
         result = await hot.handler(self.svc, principal, param, fields)

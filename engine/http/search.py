@@ -13,6 +13,7 @@ from engine.http.routes import Body, route
 from engine.http.schemas import SEARCH_PAGE
 from engine.http.validate import Field
 from engine.market.search import MODES, result_view
+from engine.services import Services
 
 bp = Blueprint("search", __name__)
 
@@ -29,12 +30,17 @@ SEARCH = Body("Search", {
 async def search(principal: Principal, body: dict[str, Any]) -> Response:
     """Lucene's classic query syntax over every dataset the caller may search; a query that
     does not parse is 400 ``invalid_query`` (``details.position``, ``expected``)."""
-    page = await services().search.search(
+    return ok(await search_data(services(), principal, body))
+
+
+async def search_data(svc: Services, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """What a search answers (through Quart above, or :mod:`engine.http.hot` for a plain request)."""
+    page = await svc.search.search(
         principal, body["query"], body.get("dataset_ids"), body.get("mode") or "hybrid", body.get("limit") or 10, body.get("cursor")
     )
-    return ok({
+    return {
         "search_id": page.search_id,
         "results": [result_view(r) for r in page.results],
         "next_cursor": page.next_cursor,
         "has_more": page.has_more,
-    })
+    }
