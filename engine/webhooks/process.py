@@ -175,15 +175,18 @@ async def _child(spec: DeliverySpec) -> None:
 
 
 def main() -> None:
+    # Run as ``-m``, this module is ``__main__``; the spec was pickled as the importable one's.
+    from engine.webhooks import process
+
     spec = pickle.loads(sys.stdin.buffer.read())
-    if not isinstance(spec, DeliverySpec):
+    if not isinstance(spec, process.DeliverySpec):
         raise SystemExit("engine.webhooks.process: started without a spec (ipto serve starts it)")
     if os.getppid() != spec.parent_pid:  # the parent died before our death signal was set
         raise SystemExit(1)
     from engine.logging import configure_logging
 
     configure_logging(spec.cfg.log)
-    trio.run(_child, spec)
+    trio.run(process._child, spec)
 
 
 if __name__ == "__main__":
