@@ -1,6 +1,6 @@
 """kill -9 of the engine with events pending: after a restart every event is delivered
 (at least once; a repeat carries the same webhook-id), none lost; with deliveries in their
-own process (the default) and in the serving process. The leases keep their default
+own process and in the serving process (the default). The leases keep their default
 length (120 s): the restarted engine sends at once because it takes over the leases of the
 dead owners, not because they expired. And a delivery process killed alone is started
 again by ipto serve, which goes on delivering."""
@@ -88,7 +88,7 @@ def _children(pid: int) -> list[int]:
 
 async def test_a_killed_delivery_process_is_restarted_and_goes_on(tmp_path):
     backend = backend_overrides()
-    env = {**os.environ, **as_env({**backend, "webhooks.allow_private_targets": True})}
+    env = {**os.environ, **as_env({**backend, "webhooks.allow_private_targets": True, "webhooks.own_process": True})}
     port = _free_port()
     log = open(tmp_path / "engine.log", "ab")  # noqa: SIM115 - a file, not a pipe nobody reads
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
