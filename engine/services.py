@@ -45,8 +45,7 @@ from engine.store.blobs.base import BlobStore
 from engine.store.blobs.local import LocalBlobStore
 from engine.webhooks.endpoints import Webhooks
 from engine.webhooks.keys import Sealer
-from engine.webhooks.owner import new_owner
-from engine.webhooks.sender import Sender
+from engine.webhooks.process import DeliveryProcess, delivery_worker
 from engine.webhooks.worker import DeliveryWorker
 
 
@@ -80,7 +79,7 @@ class Services:
     settlement: SettlementClock
     analytics: Analytics
     webhooks: Webhooks
-    deliveries: DeliveryWorker
+    deliveries: DeliveryWorker | DeliveryProcess  # ``webhooks.own_process``: the handle on the delivery process
     metrics: Metrics | None = None  # None: metrics are off (``Config.metrics_where``)
 
     @classmethod
@@ -127,9 +126,7 @@ class Services:
         vectors = VectorCache(store, ann_min_chunks=cfg.search.ann_min_chunks)
         sealer = Sealer(secret)
         hooks_cfg = cfg.webhooks
-        sender = Sender(allow_private=hooks_cfg.allow_private_targets, timeout_seconds=hooks_cfg.timeout_seconds,
-                        max_response_bytes=hooks_cfg.max_response_bytes)
-        deliveries = DeliveryWorker(store, sealer, hooks_cfg, sender.send, now, new_owner(), close=sender.aclose)
+        deliveries = DeliveryProcess(cfg) if hooks_cfg.own_process else delivery_worker(cfg, store, sealer, now)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             cursors=CursorSeal(secret),

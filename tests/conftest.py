@@ -74,7 +74,10 @@ def backend_env(cfg: Config) -> dict[str, str]:
 def make_config(data_dir: Path, **overrides: Any) -> Config:
     """The repo's defaults with a private data dir and a free port, ignoring the caller's env,
     on the backends ``IPTO_TEST_BACKEND`` selects."""
-    return load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **backend_overrides(), **overrides})
+    # Deliveries in this process (tests fake its resolver and read its worker); the delivery
+    # process is tested where the engine runs as `ipto serve` (tests/webhooks/test_recovery.py).
+    return load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, "webhooks.own_process": False,
+                                          **backend_overrides(), **overrides})
 
 
 S3 = BACKEND == "postgres-s3"

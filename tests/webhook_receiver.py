@@ -30,6 +30,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
     arrived: trio.Event = field(default_factory=trio.Event)
+    connections: int = 0  # accepted so far
+    close_after_answer: bool = False  # drop each connection once answered, unannounced (a keep-alive timeout)
 
     @property
     def url(self) -> str:
@@ -46,6 +48,7 @@ class Receiver:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
+        self.connections += 1
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             while True:
                 event = conn.next_event()
@@ -61,7 +64,7 @@ class Receiver:
                     body += event.data
                 elif isinstance(event, h11.EndOfMessage):
                     await self._answer(conn, stream, request, bytes(body))
-                    if conn.our_state is h11.MUST_CLOSE:
+                    if conn.our_state is h11.MUST_CLOSE or self.close_after_answer:
                         return
                     conn.start_next_cycle()
                 elif isinstance(event, h11.ConnectionClosed):

@@ -21,7 +21,7 @@ async def open_store(cfg: Config) -> AsyncIterator[Store]:
     if url.startswith("sqlite:///"):
         from engine.store.sqlite.store import SqliteStore
 
-        processes = cfg.http.workers
+        processes = cfg.http.workers + (1 if cfg.webhooks.own_process else 0)  # the delivery process writes too
         async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers, processes=processes) as store:
             yield store
     elif url.startswith(("postgresql://", "postgres://")):

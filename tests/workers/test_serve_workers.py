@@ -38,7 +38,9 @@ def _call(base: str, method: str, path: str, body=None, headers=None) -> tuple[i
 
 
 def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """The HTTP workers among ``pid``'s children (not the delivery process)."""
+    found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in found if b"engine.worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def test_two_workers_share_uploads_of_one_dataset_and_stop_together(tmp_path):
