@@ -20,24 +20,36 @@ from tests.http.uploads_helpers import sha
 DATA = b"hello, invoice\n"
 
 
-async def _chunked(body: bytes) -> AsyncIterator[bytes]:
+async def chunked_body(body: bytes) -> AsyncIterator[bytes]:
+    """``body`` as a request body of unknown length: sent chunked, so Quart answers it."""
     yield body
 
 
 async def both(client, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[Any, Any]:
     """The same request plain (hot path) and chunked (Quart)."""
     plain = await client.request(method, url, headers=headers, content=body)
-    chunked = await client.request(method, url, headers=headers, content=_chunked(body))
+    chunked = await client.request(method, url, headers=headers, content=chunked_body(body))
     assert "content-length" in plain.request.headers
     assert chunked.request.headers.get("transfer-encoding") == "chunked"
     return plain, chunked
 
 
-def same_error(plain, chunked, status: int, code: str) -> None:
+def same_error(plain, chunked, status: int, code: str) -> dict[str, Any]:
+    """Both refused alike; the error."""
     assert plain.status_code == chunked.status_code == status, (plain.text, chunked.text)
     a, b = error_of(plain), error_of(chunked)
     assert a == b
     assert a["code"] == code
+    return a
+
+
+def envelope_data(r) -> Any:
+    """The ``data`` of a success envelope, checked: its keys, its request id, its type."""
+    body = r.json()
+    assert set(body) == {"data", "request_id", "timestamp"}
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    assert r.headers["content-type"] == "application/json"
+    return body["data"]
 
 
 def initiate_body(**fields: Any) -> bytes:
@@ -99,16 +111,12 @@ async def test_a_whole_upload_answers_the_same_on_both_paths(client, alice):
     assert plain.status_code == chunked.status_code == 201
     answers = []
     for r in (plain, chunked):
-        body = r.json()
-        assert set(body) == {"data", "request_id", "timestamp"}
-        assert body["request_id"] == r.headers["X-Request-Id"]
-        assert r.headers["content-type"] == "application/json"
-        up = body["data"]
+        up = envelope_data(r)
         assert (await client.put(up["upload_url"], content=DATA)).status_code == 200
         answers.append(up)
     assert set(answers[0]) == set(answers[1])
     first = await client.post(f"/v1/objects/{answers[0]['object_id']}/confirm", headers=h, content=b"{}")
-    second = await client.post(f"/v1/objects/{answers[1]['object_id']}/confirm", headers=h, content=_chunked(b"{}"))
+    second = await client.post(f"/v1/objects/{answers[1]['object_id']}/confirm", headers=h, content=chunked_body(b"{}"))
     assert first.status_code == second.status_code == 200
     a, b = first.json()["data"], second.json()["data"]
     assert a.keys() == b.keys()

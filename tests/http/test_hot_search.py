@@ -8,7 +8,7 @@ cursors, each kind of refusal, who may find what — must be the same either way
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.http.hot import HotRoutes
 from tests.conftest import create_dataset, create_key, error_of, make_config
 from tests.http.market_helpers import ADMIN, admin_headers, publish
+from tests.http.test_hot_routes import chunked_body, envelope_data, same_error
 
 DOCS = {
     "a.txt": "Invoice 0425 from Globex Corporation. Total due: 1,234.00 EUR by 30 April. Lunch at the Café on Main Street.",
@@ -49,10 +50,6 @@ async def _world(client, alice, bob, service):
     return out
 
 
-async def _chunked(body: bytes) -> AsyncIterator[bytes]:
-    yield body
-
-
 Both = Callable[..., Awaitable[tuple[Any, Any]]]
 
 
@@ -80,7 +77,7 @@ def _both(client, served) -> Both:
         h = {**JSON, **headers}
         before = len(served)
         plain = await client.post(url, headers=h, content=raw)
-        chunked = await client.post(url, headers=h, content=_chunked(raw))
+        chunked = await client.post(url, headers=h, content=chunked_body(raw))
         assert served[before:] == [url], "the plain request takes the hot path, the chunked one Quart"
         assert "content-length" in plain.request.headers
         assert chunked.request.headers.get("transfer-encoding") == "chunked"
@@ -94,11 +91,7 @@ def same_page(plain, chunked) -> dict[str, Any]:
     assert plain.status_code == chunked.status_code == 200, (plain.text, chunked.text)
     pages = []
     for r in (plain, chunked):
-        body = r.json()
-        assert set(body) == {"data", "request_id", "timestamp"}
-        assert body["request_id"] == r.headers["X-Request-Id"]
-        assert r.headers["content-type"] == "application/json"
-        data = body["data"]
+        data = envelope_data(r)
         assert data["search_id"].startswith("srch_")
         assert all(x["result_id"].startswith("res_") for x in data["results"])
         pages.append(data)
@@ -106,14 +99,6 @@ def same_page(plain, chunked) -> dict[str, Any]:
     assert [{k: v for k, v in x.items() if k not in PER_SEARCH} for x in a["results"]] == \
         [{k: v for k, v in x.items() if k not in PER_SEARCH} for x in b["results"]]
     assert a["has_more"] == b["has_more"] and (a["next_cursor"] is None) == (b["next_cursor"] is None)
-    return a
-
-
-def same_error(plain, chunked, status: int, code: str) -> dict[str, Any]:
-    assert plain.status_code == chunked.status_code == status, (plain.text, chunked.text)
-    a, b = error_of(plain), error_of(chunked)
-    assert a == b
-    assert a["code"] == code
     return a
 
 

@@ -8,7 +8,6 @@ import datetime
 import functools
 import ssl
 
-import pytest
 import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,15 +16,6 @@ from cryptography.x509.oid import NameOID
 
 from engine.webhooks.sender import Sender
 from tests.webhook_receiver import Receiver, running_receiver
-from tests.webhooks.test_targets import Resolver
-
-
-@pytest.fixture(name="resolver")
-async def _resolver():
-    resolver = Resolver({})
-    previous = trio.socket.set_custom_hostname_resolver(resolver)
-    yield resolver
-    trio.socket.set_custom_hostname_resolver(previous)
 
 
 def _sender(**extra) -> Sender:

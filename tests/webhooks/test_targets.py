@@ -5,7 +5,6 @@ connects to the address it checked."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import httpx
 import pytest
@@ -22,33 +21,6 @@ REFUSED = [
     "http://172.16.5.5/hook", "http://169.254.169.254/latest/meta-data/", "http://[::1]/hook", "http://[fe80::1]/hook",
     "http://[::ffff:127.0.0.1]/hook", "http://[fd00:ec2::254]/hook", "http://100.64.0.1/hook", "http://0.0.0.0/hook",
 ]
-
-
-class Resolver(trio.abc.HostnameResolver):
-    """Names of our own: each lookup of a name answers its next set of addresses (the last
-    set for ever after); an unknown name does not resolve."""
-
-    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
-        self.answers = answers
-
-    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
-        name = host.decode() if isinstance(host, bytes) else host
-        if name not in self.answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        sets = self.answers[name]
-        addresses = sets.pop(0) if len(sets) > 1 else sets[0]
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
-
-    async def getnameinfo(self, sockaddr, flags):
-        raise NotImplementedError
-
-
-@pytest.fixture(name="resolver")
-async def _resolver():
-    resolver = Resolver({})
-    previous = trio.socket.set_custom_hostname_resolver(resolver)
-    yield resolver
-    trio.socket.set_custom_hostname_resolver(previous)
 
 
 @pytest.mark.parametrize("url", REFUSED)
