@@ -110,10 +110,13 @@ class ObjectsMixin(PgAccess):
         return await self.read(_parts, upload_id)
 
     async def upload_view(self, tenant_id: str, object_id: str) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
-        """The object, its upload and the parts received, in one snapshot (what a confirmation checks)."""
+        """The object, its upload and the parts received, in one snapshot (what a confirmation checks); none for an object of a deleted dataset, as
+        :meth:`get_object`."""
 
         async def op(c: PgConn) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
-            obj = await c.fetchrow("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", object_id, tenant_id)
+            obj = await c.fetchrow(
+                "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), object_id, tenant_id
+            )
             upload = None if obj is None else await c.fetchrow("SELECT * FROM uploads WHERE id = ?", obj["upload_id"])
             if obj is None or upload is None:
                 return None

@@ -118,10 +118,13 @@ class ObjectsMixin(SqliteAccess):
         return [_part(r) for r in rows]
 
     async def upload_view(self, tenant_id: str, object_id: str) -> tuple[ObjectRecord, Upload, list[UploadPart]] | None:
-        """The object, its upload and the parts received, in one snapshot (what a confirmation checks)."""
+        """The object, its upload and the parts received, in one snapshot (what a confirmation checks); none for an object of a deleted dataset, as
+        :meth:`get_object`."""
 
         def op(c: sqlite3.Connection) -> tuple[sqlite3.Row, sqlite3.Row, list[sqlite3.Row]] | None:
-            obj = c.execute("SELECT * FROM objects WHERE id = ? AND tenant_id = ?", (object_id, tenant_id)).fetchone()
+            obj = c.execute(
+                "SELECT * FROM objects o WHERE id = ? AND tenant_id = ?" + IN_LIVE_DATASET.format(t="o"), (object_id, tenant_id)
+            ).fetchone()
             upload = None if obj is None else c.execute("SELECT * FROM uploads WHERE id = ?", (obj["upload_id"],)).fetchone()
             if upload is None:
                 return None
