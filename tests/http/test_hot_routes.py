@@ -59,6 +59,17 @@ def initiate_body(**fields: Any) -> bytes:
 JSON = {"Content-Type": "application/json"}
 
 
+async def post_counts(client) -> dict[tuple[str, str], float]:
+    """POST requests counted by ``/metrics``, by (route template, status)."""
+    r = await client.get("/metrics")
+    return {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == "ipto_http_requests_total" and s.labels.get("method") == "POST"
+    }
+
+
 async def test_initiate_refusals_are_the_same_on_both_paths(client, alice):
     ds = await create_dataset(client, alice.headers)
     url = f"/v1/datasets/{ds['dataset_id']}/objects/upload"
@@ -133,13 +144,7 @@ async def test_hot_requests_are_counted_under_their_route(client, alice):
     assert (await client.post(url, headers=h, content=initiate_body())).status_code == 201
     assert (await client.post(url, headers=h, content=b"{")).status_code == 400
     assert (await client.post("/v1/objects/obj_nosuchthing/confirm", headers=h, content=b"{}")).status_code == 404
-    r = await client.get("/metrics")
-    counted = {
-        (s.labels["route"], s.labels["status"]): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-        if s.name == "ipto_http_requests_total" and s.labels.get("method") == "POST"
-    }
+    counted = await post_counts(client)
     assert counted[("/v1/datasets/{dataset_id}/objects/upload", "201")] == 1
     assert counted[("/v1/datasets/{dataset_id}/objects/upload", "400")] == 1
     assert counted[("/v1/objects/{object_id}/confirm", "404")] == 1

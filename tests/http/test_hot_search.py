@@ -13,12 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from engine.http.hot import HotRoutes
 from tests.conftest import create_dataset, create_key, error_of, make_config
 from tests.http.market_helpers import ADMIN, admin_headers, publish
-from tests.http.test_hot_routes import chunked_body, envelope_data, same_error
+from tests.http.test_hot_routes import chunked_body, envelope_data, post_counts, same_error
 
 DOCS = {
     "a.txt": "Invoice 0425 from Globex Corporation. Total due: 1,234.00 EUR by 30 April. Lunch at the Café on Main Street.",
@@ -232,11 +231,5 @@ async def test_searches_on_the_hot_path_are_recorded_and_counted(client, alice, 
     record = await service.services.store.get_search(alice.tenant_id, data["search_id"])
     assert record is not None and record.query == "invoice acme" and record.result_count == 2
     assert [i.rank for i in await service.services.store.list_impressions(data["search_id"])] == [1, 2]
-    r = await client.get("/metrics")
-    counted = {
-        (s.labels["route"], s.labels["status"]): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-        if s.name == "ipto_http_requests_total" and s.labels.get("method") == "POST"
-    }
+    counted = await post_counts(client)
     assert counted[("/v1/search", "200")] >= 1 and counted[("/v1/search", "400")] == 1
