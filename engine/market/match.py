@@ -6,7 +6,8 @@ instead of gathering every chunk a common word matches (a set of 100,000 ids for
 frequent negated word). The rules are the index's, position for position:
 
 * a term matches when the chunk holds it (the terms are the engine's folded ones,
-  :mod:`engine.market.text`, exactly what FTS5 and the tsvector index);
+  :mod:`engine.market.text`, exactly what FTS5 and the tsvector index); a prefix when
+  the chunk holds a term starting with it;
 * a phrase ``"a b c"``: the terms at consecutive positions, in order;
 * a proximity ``"a b"~N``: every two of its distinct words at most N positions apart, in
   either order (FTS5 ``NEAR(a b, N-1)``, PostgreSQL ``a <d> b | b <d> a`` for d ≤ N);
@@ -18,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from engine.market.query import And, Node, Not, Or, Pattern, Phrase, Term, Terms
+from engine.market.query import And, Node, Not, Or, Pattern, Phrase, Prefix, Term, Terms
 
 
 class Positions:
@@ -31,6 +32,9 @@ class Positions:
 
     def has(self, term: str) -> bool:
         return term in self._at
+
+    def has_prefix(self, prefix: str) -> bool:
+        return any(term.startswith(prefix) for term in self._at)
 
     def at(self, term: str) -> list[int]:
         return self._at.get(term, [])
@@ -56,6 +60,8 @@ def matches(node: Node, pos: Positions) -> bool:
         return pos.has(node.term)
     if isinstance(node, Terms):
         return any(pos.has(t) for t in node.terms)
+    if isinstance(node, Prefix):
+        return pos.has_prefix(node.prefix)
     if isinstance(node, Phrase):
         return _phrase(node, pos)
     if isinstance(node, Or):

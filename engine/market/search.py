@@ -231,7 +231,7 @@ class Search:
 
     async def _vector(self, parsed: Query, root: Node, required: Sequence[Node], excluded: Sequence[Node], seqs: list[int],
                       k: int) -> list[tuple[int, float]]:
-        text = parsed.vector_text or " ".join(dict.fromkeys(positive_terms(root)))
+        text = parsed.vector_text or " ".join(dict.fromkeys(t.rstrip("*") for t in positive_terms(root)))
         if not text.strip():
             return []
         vector = await self._embed(text)

@@ -7,15 +7,19 @@ of ``snippet``. The window holds the most matched terms; it starts and ends on w
 boundaries, with "…" where it cuts the chunk.
 
 ASCII text (the common case) takes a shortcut with the same answer: there a run of letters
-and digits folds to itself in lower case, so the matched runs are found by one regular
-expression of the query's terms over the lower-cased text instead of folding every word.
+and digits folds to itself in lower case, so the matched runs are found by looking for the
+query's terms in the lower-cased text (``str.find``, whole runs only) instead of folding
+every word (a regular expression of the terms, compiled per query before, was more than
+half of a lexical search's snippet time in py-spy's samples).
+
+A term written ``abcd*`` (a plain prefix, :func:`engine.market.query.prefix_term`) marks
+every run one of whose folded terms starts with ``abcd``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from engine.market.text import _RUN, MAX_TERM_CHARS, fold_run
 
@@ -29,26 +33,51 @@ class Snippet:
     highlights: list[tuple[int, int]]
 
 
-@lru_cache(maxsize=256)
-def _ascii_pattern(terms: frozenset[str]) -> re.Pattern[str] | None:
-    """Whole ASCII runs (``[^\\W_]+`` on ASCII text) equal to one of ``terms``; None when
-    a term may have been cut at MAX_TERM_CHARS (it then matches a longer run's start)."""
-    if any(len(t) >= MAX_TERM_CHARS for t in terms):
-        return None
-    words = sorted(t for t in terms if t.isascii() and t.isalnum())
-    if not words:
-        return re.compile(r"(?!)")
-    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(words) + r")(?![A-Za-z0-9])")
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ASCII_RUN = re.compile(r"[a-z0-9]*")
+
+
+def _ascii_spans(lowered: str, terms: set[str]) -> list[tuple[int, int]]:
+    """Whole runs of letters and digits of the lower-cased ASCII text ``lowered`` that
+    equal one of ``terms`` (or start with ``abcd`` for ``abcd*``), found with ``str.find``:
+    no regular expression is compiled per query. A term of MAX_TERM_CHARS characters may
+    have been cut there by folding, so it matches a longer run's start, as a prefix does."""
+    found: set[tuple[int, int]] = set()
+    n = len(lowered)
+    for term in terms:
+        prefix = term.endswith("*")
+        word = term[:-1] if prefix else term
+        if not word or not (word.isascii() and word.isalnum()):
+            continue  # folded ASCII text holds only ASCII letters and digits
+        prefix = prefix or len(word) >= MAX_TERM_CHARS
+        size = len(word)
+        at = lowered.find(word)
+        while at >= 0:
+            if at == 0 or lowered[at - 1] not in _ASCII_ALNUM:
+                end = at + size
+                if prefix:
+                    found.add((at, _ASCII_RUN.match(lowered, end).end()))  # type: ignore[union-attr]
+                elif end == n or lowered[end] not in _ASCII_ALNUM:
+                    found.add((at, end))
+            at = lowered.find(word, at + 1)
+    return sorted(found)
+
+
+def _matched(run: str, terms: set[str], prefixes: tuple[str, ...]) -> bool:
+    folded = fold_run(run)
+    return not terms.isdisjoint(folded) or any(term.startswith(prefixes) for term in folded)
 
 
 def _spans(text: str, terms: set[str]) -> list[tuple[int, int]]:
-    """``[start, end)`` of every run of ``text`` one of whose folded terms is in ``terms``."""
-    if text.isascii():
-        pattern = _ascii_pattern(frozenset(terms))
-        if pattern is not None:  # lower() keeps ASCII offsets; an ASCII run folds to its lower case
-            return [m.span() for m in pattern.finditer(text.lower())]
+    """``[start, end)`` of every run of ``text`` one of whose folded terms is in ``terms``
+    (or starts with ``abcd`` for a term ``abcd*`` there)."""
+    if text.isascii():  # lower() keeps ASCII offsets; an ASCII run folds to its lower case
+        return _ascii_spans(text.lower(), terms)
     # the index's tokenizer, without building a Token per word
-    return [match.span() for match in _RUN.finditer(text) if not terms.isdisjoint(fold_run(match.group()))]
+    prefixes = tuple(t[:-1] for t in terms if t.endswith("*"))
+    if not prefixes:
+        return [match.span() for match in _RUN.finditer(text) if not terms.isdisjoint(fold_run(match.group()))]
+    return [match.span() for match in _RUN.finditer(text) if _matched(match.group(), terms, prefixes)]
 
 
 def snippet(text: str, terms: set[str], width: int = SNIPPET_CHARS) -> Snippet:

@@ -287,6 +287,9 @@ class Store(MoneyStore, Protocol):
     async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
         """Dictionary terms in ``[low, high)`` accepted by ``match``; None past ``limit``."""
 
+    async def count_terms(self, low: str, high: str | None, limit: int) -> int:
+        """How many dictionary terms are in ``[low, high)``, counting no further than ``limit``."""
+
     async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]: ...
 
     async def index_log_head(self) -> int: ...

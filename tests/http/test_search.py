@@ -94,6 +94,61 @@ async def test_bm25_scores_are_the_formula_on_every_backend(client, alice, corpu
         assert [x["rank"] for x in results] == list(range(1, len(results) + 1))
 
 
+async def test_a_prefix_is_scored_as_one_term_on_every_backend(client, alice, corpus):
+    """``inv*`` is matched by the index itself (FTS5 ``"inv"*``, tsquery ``'inv':*``) and
+    scored as one term: its occurrences summed, the IDF of the chunks holding any of its
+    terms; with a word beside it, the two are summed. The same numbers on each backend."""
+    docs = dict(zip(DOCS, (terms(text) for text in DOCS.values()), strict=True))
+    n, avgdl = len(docs), sum(map(len, docs.values())) / len(docs)
+
+    def part(doc, tf, hits):
+        idf = max(math.log((n - hits + 0.5) / (hits + 0.5)), 0) or 1e-6
+        return idf * (tf * 2.2) / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+
+    def score(doc, prefix, word=None):
+        total = part(doc, sum(t.startswith(prefix) for t in doc), sum(any(t.startswith(prefix) for t in d) for d in docs.values()))
+        if word is not None:
+            total += part(doc, doc.count(word), sum(word in d for d in docs.values()))
+        return total
+
+    for query, prefix, word in [("inv*", "inv", None), ("inv* acme", "inv", "acme"), ("de* OR vendor", "de", "vendor")]:
+        results = (await search(client, alice.headers, query, mode="lexical")).json()["data"]["results"]
+        assert results, query
+        for x in results:
+            doc = docs[x["original_filename"]]
+            if word is not None and " OR " in query:
+                expected = (score(doc, prefix) if any(t.startswith(prefix) for t in doc) else 0.0) + (
+                    part(doc, doc.count(word), sum(word in d for d in docs.values())) if word in doc else 0.0)
+            else:
+                expected = score(doc, prefix, word)
+            assert x["score"] == pytest.approx(expected, rel=1e-9), (query, x["original_filename"])
+        assert [x["score"] for x in results] == sorted((x["score"] for x in results), reverse=True)
+    # c.txt holds "invoice" and "inv2024": two occurrences of the prefix
+    assert (await found(client, alice.headers, "inv*", mode="lexical"))[0] == "c.txt"
+
+
+async def test_a_prefix_bound_counts_its_terms(client, alice, corpus, service):
+    """max_expansions is 6 here: a prefix of 6 terms is searched, of 7 is 400 query_too_broad."""
+    assert sorted(await found(client, alice.headers, "d*", mode="lexical")) == ["a.txt", "b.txt", "c.txt", "e.txt"]
+    assert (await search(client, alice.headers, "d*", mode="hybrid")).status_code == 200
+    await publish(client, service, await admin_headers(client), alice.headers, corpus["dataset_id"], {"f.txt": "Dune."})
+    for mode in ("lexical", "vector", "hybrid"):
+        r = await search(client, alice.headers, "d*", mode=mode)
+        assert r.status_code == 400 and error_of(r)["code"] == "query_too_broad", (mode, r.text)
+        assert error_of(r)["details"] == {"position": 0, "pattern": "d*", "max_expansions": 6}
+    r = await search(client, alice.headers, "acme -d*")  # a negated prefix is bounded too
+    assert r.status_code == 400 and error_of(r)["code"] == "query_too_broad"
+    assert (await search(client, alice.headers, "du*", mode="lexical")).status_code == 200
+
+
+async def test_a_prefix_highlights_the_words_it_matched(client, alice, corpus):
+    for query, name, marked in [("glob*", "a.txt", ["Globex"]), ("caf*", "e.txt", ["CAFÉ"]), ("caf*", "a.txt", ["Café"]),
+                                ("inv*", "c.txt", ["invoice", "INV2024"]), ("orst* naiv*", "e.txt", ["Ørsted", "Naïve"])]:
+        results = (await search(client, alice.headers, query, mode="lexical")).json()["data"]["results"]
+        (hit,) = [x for x in results if x["original_filename"] == name]
+        assert [hit["snippet"][s:e] for s, e in hit["highlights"]] == marked, query
+
+
 async def test_snippets_highlight_the_matched_words_as_written(client, alice, corpus):
     r = await search(client, alice.headers, "cafe globex", mode="lexical")
     (hit,) = r.json()["data"]["results"]
@@ -204,6 +259,7 @@ async def test_bad_requests_never_500(client, alice, bob, corpus):
 @pytest.mark.parametrize("query", [
     "invoice", "acme -late", "invoice AND (acme OR globex)", '"acme invoice"', '"invoice late"~3', '"late invoice"~3',
     '"invoice late"~2', "invoice NOT (draft OR vendor)", "inv*", "cafe -resume", '"net 30 days"', '"30 net"~1',
+    "acme -inv2*", "(de* OR globex) -vendor", "inv* AND ac*",
 ])
 async def test_constraints_checked_on_candidates_agree_with_the_index(client, alice, corpus, service, query):
     """What vector search checks on its candidates (filter_matching) is exactly what the

@@ -53,3 +53,15 @@ def test_refusals_say_where(query, position):
     with pytest.raises(InvalidQuery) as caught:
         parse(query)
     assert caught.value.details["position"] == position and caught.value.details["expected"]
+
+
+@pytest.mark.parametrize(("query", "plain"), [
+    ("inv*", True), ("Café*", True), ("INV2*", True), ("in?oice", False), ("inv*e", False), ("*voice", False),
+    ("i*v*", False), ("/inv.*/", False), ("inv\\*", None), ("inv**", False),
+])
+def test_a_plain_prefix_is_told_apart_from_other_patterns(query, plain):
+    root = parse(query).root
+    if plain is None:  # an escaped star is a literal: a word, no pattern
+        assert not isinstance(root, Pattern)
+        return
+    assert isinstance(root, Pattern) and root.plain_prefix is plain, root

@@ -8,7 +8,9 @@ itself, BM25 as SQLite's FTS5 computes it, vectors beside it.
   least 1e-6; N, n and the average length over the whole index) summed over the query's
   positive terms in the same order, so both backends rank alike. Term frequencies come
   from each chunk's ``tf`` (jsonb), document frequencies from ``search_terms``, N and the
-  token total from ``search_objects``.
+  token total from ``search_objects``. A plain prefix (:class:`engine.market.query.Prefix`,
+  ``'abcd':*``) is one scored term, as FTS5 scores ``"abcd"*``: its frequency is the sum of
+  the chunk's terms starting with it, its document frequency the chunks holding any.
 * The dictionary wildcards and regular expressions expand over is ``search_lexicon``,
   restricted to the terms ``search_terms`` still holds.
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 import asyncpg
 import orjson
 
-from engine.market.query import And, Node, Not, Or, Phrase, Term, Terms, positive_terms
+from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, positive_terms
 from engine.market.text import index_chunk
 from engine.store.postgres.access import PgAccess, PgConn, numbered
 from engine.store.records import ObjectRecord
@@ -36,6 +38,8 @@ def tsquery(node: Node) -> str:
     """The ``tsquery`` literal of an expanded, non-empty tree (terms are letters and digits)."""
     if isinstance(node, Term):
         return f"'{node.term}'"
+    if isinstance(node, Prefix):
+        return f"'{node.prefix}':*"
     if isinstance(node, Terms):
         return "(" + " | ".join(f"'{t}'" for t in node.terms) + ")"
     if isinstance(node, Phrase):
@@ -167,19 +171,25 @@ async def _lexical(c: PgConn, root: Node, dataset_seqs: Sequence[int], limit: in
     n_rows, n_tokens = int(stats["n"]), int(stats["tokens"])
     if n_rows == 0:
         return []
+    words = [t for t in scored if not t.endswith("*")]
     hits = dict(await c.fetch(
-        "SELECT term, sum(chunks)::bigint FROM search_terms WHERE term = ANY(?::text[]) GROUP BY term", list(set(scored))
+        "SELECT term, sum(chunks)::bigint FROM search_terms WHERE term = ANY(?::text[]) GROUP BY term", list(set(words))
     ))
+    for t in set(scored) - set(words):  # a prefix: the chunks holding any of its terms, over the whole index as FTS5
+        hits[t] = await c.fetchval("SELECT count(*) FROM search_chunks WHERE tsv @@ ?::tsquery", tsquery(Prefix(t[:-1])))
     idfs = [idf(n_rows, int(hits.get(t, 0))) for t in scored]
     avgdl = n_tokens / n_rows
     rows = await c.fetch(
         "SELECT s.id, (SELECT coalesce(sum(q.idf * ((f.tf * (?::float8 + 1.0::float8))"
         "   / (f.tf + ?::float8 * (1.0::float8 - ?::float8 + ?::float8 * s.doc_len::float8 / ?::float8)))), 0::float8)"
-        "   FROM unnest(?::text[], ?::float8[]) WITH ORDINALITY AS q(term, idf, ord),"
-        "   LATERAL (SELECT coalesce((s.tf ->> q.term)::float8, 0::float8) AS tf) f) AS score"
+        "   FROM unnest(?::text[], ?::float8[], ?::text[]) WITH ORDINALITY AS q(term, idf, prefix, ord),"
+        "   LATERAL (SELECT CASE WHEN q.prefix IS NULL THEN coalesce((s.tf ->> q.term)::float8, 0::float8)"
+        "     ELSE (SELECT coalesce(sum(e.value::float8), 0::float8) FROM jsonb_each_text(s.tf) e"
+        "           WHERE starts_with(e.key, q.prefix)) END AS tf) f) AS score"
         " FROM search_chunks s WHERE s.tsv @@ ?::tsquery AND (s.id >> 40) = ANY(?::bigint[])"
         " ORDER BY score DESC, s.id LIMIT ?",
-        K1, K1, B, B, avgdl, scored, idfs, tsquery(root), list(dataset_seqs), limit,
+        K1, K1, B, B, avgdl, scored, idfs, [t[:-1] if t.endswith("*") else None for t in scored], tsquery(root),
+        list(dataset_seqs), limit,
     )
     return [(int(r[0]), float(r[1])) for r in rows]
 
@@ -269,6 +279,13 @@ class SearchMixin(PgAccess):
             return found
 
         return await self.read(op)
+
+    async def count_terms(self, low: str, high: str | None, limit: int) -> int:
+        """How many dictionary terms are in ``[low, high)``, counting no further than ``limit``."""
+        sql = ("SELECT count(*) FROM (SELECT 1 FROM search_lexicon l WHERE l.term >= ?" + ("" if high is None else " AND l.term < ?")
+               + " AND EXISTS (SELECT 1 FROM search_terms t WHERE t.term = l.term) LIMIT ?) AS found")
+        args = [low, limit] if high is None else [low, high, limit]
+        return int(await self.read(lambda c: c.fetchval(sql, *args)))
 
     async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
         return await self.read(lambda c: _chunk_hits(c, ids))

@@ -8,6 +8,9 @@
   positive leaf is one term, that is ``bm25()`` of the query itself; a phrase or
   proximity filters with the query and ranks with a second FTS5 cursor over the OR of its
   terms, so a phrase scores as its words do, exactly as on PostgreSQL.
+* A plain prefix (:class:`engine.market.query.Prefix`) is FTS5's own prefix query
+  ``"abcd"*``: one phrase to ``bm25()`` (its occurrences summed, the IDF of the chunks
+  holding any of its terms), which PostgreSQL computes alike.
 * The dictionary wildcards and regular expressions expand over is ``fts5vocab``.
 """
 
@@ -21,7 +24,7 @@ from datetime import datetime
 import orjson
 
 from engine.market.match import Positions, matches
-from engine.market.query import And, Node, Not, Or, Phrase, Term, Terms, positive_terms, single_terms_only
+from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, positive_terms, single_terms_only
 from engine.market.text import index_chunk
 from engine.store.records import ObjectRecord
 from engine.store.search import DATASET_SHIFT, ChunkHit, next_chunk_id
@@ -34,6 +37,8 @@ def fts5_expression(node: Node) -> str:
     engine's terms are letters and digits only, so no quote ever needs escaping)."""
     if isinstance(node, Term):
         return f'"{node.term}"'
+    if isinstance(node, Prefix):
+        return f'"{node.prefix}"*'
     if isinstance(node, Terms):
         return "(" + " OR ".join(f'"{t}"' for t in node.terms) + ")"
     if isinstance(node, Phrase):
@@ -75,7 +80,7 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
         # words) their AND gives the same scores as their OR over fewer rows (~30 % less
         # time on two-word phrases of common words).
         joiner = " AND " if _all_terms_required(root) else " OR "
-        ranking = joiner.join(f'"{t}"' for t in positive_terms(root))
+        ranking = joiner.join(_scored_phrase(t) for t in positive_terms(root))
         sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
                " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
@@ -83,9 +88,14 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
     return [(int(r[0]), float(r[1])) for r in c.execute(sql, params).fetchall()]
 
 
+def _scored_phrase(term: str) -> str:
+    """One of :func:`positive_terms` as an FTS5 phrase (``abcd*`` is a prefix)."""
+    return f'"{term[:-1]}"*' if term.endswith("*") else f'"{term}"'
+
+
 def _all_terms_required(node: Node) -> bool:
     """Whether every chunk matching ``node`` holds each of its positive terms."""
-    if isinstance(node, (Term, Phrase)):
+    if isinstance(node, (Term, Phrase, Prefix)):
         return True
     if isinstance(node, Terms):
         return len(node.terms) == 1
@@ -245,6 +255,13 @@ class SearchMixin(SqliteAccess):
             return found
 
         return await self.read(op)
+
+    async def count_terms(self, low: str, high: str | None, limit: int) -> int:
+        """How many dictionary terms are in ``[low, high)``, counting no further than ``limit``."""
+        sql = "SELECT count(*) FROM (SELECT 1 FROM search_vocab WHERE term >= ?" + ("" if high is None else " AND term < ?") + " LIMIT ?)"
+        args = (low, limit) if high is None else (low, high, limit)
+        row = await self.read(lambda c: c.execute(sql, args).fetchone())
+        return int(row[0])
 
     async def chunk_hits(self, ids: Sequence[int]) -> dict[int, ChunkHit]:
         """The chunks ``ids`` with their objects' names, types and statuses."""
