@@ -125,6 +125,7 @@ async def _passes(args: argparse.Namespace, api: Api, hooks: list[tuple[str, str
     backlog: list[float] = []
     written: list[float] = []
     cpu: dict[str, list[float]] = {"off": [], "on": []}
+    client: dict[str, list[float]] = {"off": [], "on": []}
     sink_cores: list[float] = []
     for run in range(args.runs):
         order = ("off", "on") if run % 2 == 0 else ("on", "off")
@@ -140,13 +141,16 @@ async def _passes(args: argparse.Namespace, api: Api, hooks: list[tuple[str, str
                 print(f"  {mode}: errors {dict(result.errors)}", file=sys.stderr)
             rates[mode].append(result.rate)
             cpu[mode].append(result.server_cpu)
+            client[mode].append(result.client_cpu)
             if mode == "on":
                 delivered.append((await _sink_count(ports[0]) - before) / took)
                 sink_cores.append((await _sink_cpu(ports[0]) - sink0) / took)
                 events1, pending = _db_counts(db)
                 written.append((events1 - events0) / took)
                 backlog.append(float(pending))
-            print(f"  run {run + 1} {mode}: {result.rate:.1f} uploads/s, engine CPU {result.server_cpu:.2f} cores", flush=True)
+            print(f"  run {run + 1} {mode}: {result.rate:.1f} uploads/s, engine CPU {result.server_cpu:.2f} cores,"
+                  f" client {result.client_cpu:.2f}" + (f", sinks {sink_cores[-1]:.2f}, delivered {delivered[-1]:.0f}/s" if mode == "on" else ""),
+                  flush=True)
         await _set_status(api, hooks, "disabled")  # the backlog left waits for the next enabled pass
     per = [await _cpu_per_delivery(api, hooks, ports[0], pid, args.cpu_seconds) for _ in range(2)]
     for p in per:
@@ -163,6 +167,8 @@ async def _passes(args: argparse.Namespace, api: Api, hooks: list[tuple[str, str
         Row("backlog", "deliveries pending at the end of the enabled pass", "deliveries", backlog, chart=False,
             lower_is_better=True),
         Row("sink_cores", "the sinks' CPU during the enabled pass", "cores", sink_cores, chart=False, lower_is_better=True),
+        Row("client_off", "the benchmark client's CPU, endpoints disabled", "cores", client["off"], chart=False, lower_is_better=True),
+        Row("client_on", "the benchmark client's CPU, endpoints enabled", "cores", client["on"], chart=False, lower_is_better=True),
         Row("alone", "deliveries per second with no uploads (every endpoint enabled, a backlog waiting)", "per s",
             [p["rate"] for p in per], chart=False),
         Row("engine_ms", "engine CPU per delivery, no uploads (claim, sign, send, record; the event source's own CPU subtracted)",

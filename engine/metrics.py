@@ -48,6 +48,14 @@ STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 12
 LEVELS_SECONDS = 2.0  # several processes: how often each writes its own levels for the others' scrapes
 
 
+def shared_dir_for(cfg: Any) -> Path | None:
+    """Where this engine's processes keep their metric files, or None when there is one
+    process that records (metrics off, or one process with no delivery process beside it)."""
+    if cfg.metrics_where == "off" or (cfg.http.workers <= 1 and not cfg.webhooks.own_process):
+        return None
+    return multiprocess_dir(cfg.data_dir)
+
+
 def multiprocess_dir(data_dir: Path) -> Path:
     """Where the processes of one engine keep their metric files."""
     return data_dir / "metrics"

@@ -33,7 +33,7 @@ from engine.http.blob_routes import BATCH_BYTES, create_asgi
 from engine.http.body_guard import BodyGuard
 from engine.http.hot import HotRoutes
 from engine.http.metrics import metrics_asgi
-from engine.metrics import multiprocess_dir, reset_multiprocess_dir
+from engine.metrics import reset_multiprocess_dir, shared_dir_for
 from engine.services import Services
 from engine.store import open_store
 from engine.workers import Workers, WorkerSpec, embedded, listening_socket, resolve_workers
@@ -160,8 +160,9 @@ async def run_service(
     secure_data_dir(cfg.data_dir)  # umask 077; an older, broader data dir is tightened (and logged)
     cfg = resolve_workers(_resolve_port(cfg))
     lock = _lock_data_dir(cfg.data_dir) if worker is None and embedded(cfg) else None
-    if worker is None and cfg.http.workers > 1 and cfg.metrics_where != "off":
-        reset_multiprocess_dir(multiprocess_dir(cfg.data_dir))  # before any process records
+    shared_metrics = shared_dir_for(cfg)
+    if worker is None and shared_metrics is not None:
+        reset_multiprocess_dir(shared_metrics)  # before any process records
     try:
         # asyncpg and aiobotocore are asyncio libraries: one asyncio loop, run by Trio, for the
         # service's life (DESIGN.md "Backends"); the embedded default never calls into it.

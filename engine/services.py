@@ -33,7 +33,7 @@ from engine.market.recorder import Recorder
 from engine.market.search import Search
 from engine.market.settlement import SettlementClock
 from engine.market.vectors import VectorCache
-from engine.metrics import Metrics, MetricsSink, multiprocess_dir
+from engine.metrics import Metrics, MetricsSink, shared_dir_for
 from engine.objects import Objects
 from engine.offload import Offload, to_thread
 from engine.pagination import CursorSeal
@@ -139,7 +139,7 @@ class Services:
             activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
             payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
             webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
-            metrics=None if cfg.metrics_where == "off" else Metrics(multiprocess_dir(cfg.data_dir) if cfg.http.workers > 1 else None),
+            metrics=None if cfg.metrics_where == "off" else Metrics(shared_dir_for(cfg)),
         )
         svc.accesses.on_charged = settlement.wake_for
         actors.context = svc

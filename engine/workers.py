@@ -105,7 +105,7 @@ class Workers:
             spec = WorkerSpec(cfg, listener.fileno(), theirs.fileno(), os.getpid())
             fds = (listener.fileno(), theirs.fileno())
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, pass_fds=fds, preexec_fn=_die_with_parent,
+                [sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, pass_fds=fds, preexec_fn=die_with_parent,
             )
             assert proc.stdin is not None
             proc.stdin.write(pickle.dumps(spec))
@@ -146,8 +146,10 @@ class Workers:
                         self.exited(proc.pid)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the primary dies, however it dies."""
+def die_with_parent() -> None:
+    """``preexec_fn`` of every child ``ipto serve`` starts (HTTP workers, the delivery
+    process): in the child, before exec, SIGKILL when its parent dies, however it dies.
+    Start the child from the Trio thread: the signal fires when the forking *thread* exits."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,3 +79,36 @@ class AttemptOutcome:
 def event_filter(events: tuple[str, ...] | list[str]) -> str:
     """``',a,b,'``: what the outbox matches ``',' + type + ','`` (or ``',*,'``) against."""
     return "," + ",".join(events) + ","
+
+
+@dataclass
+class EndpointStep:
+    """What a run of one endpoint's consecutive outcomes (all succeeded, or all failed) does
+    to the endpoint: the same as applying them one by one, in fewer statements."""
+
+    webhook_id: str
+    succeeded: bool
+    failed_at: datetime  # the run's first failure: its failure streak starts here unless it had started
+    last_at: datetime  # the run's last attempt
+    failing_before: datetime  # the last outcome's: failing since before this disables it
+    disable_reason: str | None = None  # the first "disable at once" of the run (410: "gone")
+    disabled_at: datetime | None = None
+
+
+def endpoint_steps(kept: Sequence[tuple[AttemptOutcome, str, int]]) -> list[EndpointStep]:
+    """``kept``: outcomes in the order they are recorded, each with its delivery's endpoint.
+    Per endpoint, its consecutive successes make one step and its consecutive failures one."""
+    steps: list[EndpointStep] = []
+    last: dict[str, EndpointStep] = {}
+    for outcome, webhook_id, _ in kept:
+        a = outcome.attempt
+        step = last.get(webhook_id)
+        if step is None or step.succeeded != outcome.succeeded:
+            step = last[webhook_id] = EndpointStep(webhook_id, outcome.succeeded, a.started_at, a.started_at,
+                                                   outcome.disable_failing_before)
+            steps.append(step)
+        step.last_at = a.started_at
+        step.failing_before = outcome.disable_failing_before
+        if outcome.disable_reason is not None and step.disable_reason is None:
+            step.disable_reason, step.disabled_at = outcome.disable_reason, a.started_at
+    return steps

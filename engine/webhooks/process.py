@@ -17,7 +17,9 @@ core of its own.
 * **SQLite.** Two processes write the file, so every process takes the write file lock
   (``open_store`` counts the delivery process).
 
-Left out in this mode: the ``webhook_deliveries_total`` metric (the child records none).
+* **Metrics.** With ``own_process`` the engine keeps its metrics in prometheus-client's
+  multiprocess files (as with ``--workers``): the child counts ``ipto_webhook_deliveries_total``
+  there and any scrape of the engine sums it in.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ import trio
 
 from engine.config import Config
 from engine.ids import utcnow
-from engine.metrics import NO_METRICS, MetricsSink
+from engine.metrics import NO_METRICS, Metrics, MetricsSink, shared_dir_for
 from engine.webhooks.keys import Sealer
 from engine.webhooks.owner import new_owner
 from engine.webhooks.sender import Sender
 from engine.webhooks.worker import DeliveryWorker
+from engine.workers import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +75,7 @@ class DeliverySpec:
 class DeliveryProcess:
     """The parent's handle on the delivery process: runs (and restarts) it, wakes it."""
 
-    metrics: MetricsSink = NO_METRICS  # unused: the child records no metrics
+    metrics: MetricsSink = NO_METRICS  # unused: the child counts its own (in the shared metric files)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -112,10 +115,8 @@ class DeliveryProcess:
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         theirs.set_inheritable(True)
-        from engine.workers import _die_with_parent
-
         proc = subprocess.Popen([sys.executable, "-m", "engine.webhooks.process"], stdin=subprocess.PIPE,
-                                pass_fds=(theirs.fileno(),), preexec_fn=_die_with_parent)
+                                pass_fds=(theirs.fileno(),), preexec_fn=die_with_parent)
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(DeliverySpec(self.cfg, theirs.fileno(), os.getpid())))
         proc.stdin.close()
@@ -159,6 +160,9 @@ async def _child(spec: DeliverySpec) -> None:
             if getattr(store, "shared", False):
                 secret = await store.shared_secret(secret)  # type: ignore[attr-defined]
             worker = delivery_worker(cfg, store, Sealer(secret))
+            shared = shared_dir_for(cfg)
+            if shared is not None:  # counted in the engine's metric files, as the HTTP workers' are
+                worker.metrics = Metrics(shared)
             wake = trio.socket.from_stdlib_socket(socket.socket(fileno=spec.wake_fd))
             async with trio.open_nursery() as nursery:
 

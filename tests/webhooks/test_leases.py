@@ -21,7 +21,7 @@ from engine.webhooks.endpoints import Webhooks
 from engine.webhooks.keys import Sealer
 from engine.webhooks.owner import machine, new_owner, owner_is_dead
 from engine.webhooks.sender import SendResult
-from engine.webhooks.worker import DeliveryWorker
+from engine.webhooks.worker import DeliveryWorker, decide
 from tests.conftest import make_config
 
 
@@ -86,3 +86,33 @@ async def test_a_starting_worker_takes_over_dead_and_expired_leases_only(tmp_pat
                 assert await store.pending_deliveries() == 1
         finally:
             other.kill()
+
+
+async def test_an_owner_whose_lease_was_taken_does_not_record_its_attempt(tmp_path):
+    """A recorder that lost its lease (it expired and another owner claimed the delivery)
+    writes nothing of its attempt: the new owner's attempt is the one recorded, once."""
+    cfg = make_config(tmp_path / "data")
+    cfg.data_dir.mkdir(parents=True)
+    hooks_cfg = WebhooksConfig(allow_private_targets=True)
+    async with trio_asyncio.open_loop(), open_store(cfg) as store:
+        now = utcnow()
+        await store.create_account(Tenant("tnt_a", "A", now), User("usr_a", "a@example.com", None, "x", False, now),
+                                   Membership("tnt_a", "usr_a", "owner", now))
+        principal = Principal("session", "usr_a", "tnt_a", frozenset(), ("owner",))
+        hook = (await Webhooks(store, Sealer(b"k" * 32), hooks_cfg, utcnow).create(
+            principal, "http://127.0.0.1:9/hook", ["*"], None)).webhook
+        await store.emit_event("tnt_a", "dataset.updated", {"n": 1}, now)
+        t = utcnow()
+        (late,) = await store.claim_deliveries("late", t, t - timedelta(seconds=1), 1, 1, [])  # its lease has ended
+        (taker,) = await store.claim_deliveries("taker", t, t + timedelta(hours=1), 1, 1, [])
+        assert late.delivery.id == taker.delivery.id
+        lost = decide(late, SendResult(204, None, 1.0, ""), t, hooks_cfg.disable_after_seconds)
+        assert await store.record_attempts("late", [lost]) == set()
+        kept = decide(taker, SendResult(500, None, 2.0, "no"), t, hooks_cfg.disable_after_seconds)
+        assert await store.record_attempts("taker", [kept]) == {taker.delivery.id}
+        delivery = await store.get_delivery("tnt_a", hook.id, taker.delivery.id)
+        assert delivery is not None and delivery.attempts == 1 and delivery.last_status_code == 500
+        assert delivery.status == "pending"  # to be retried, not "succeeded" as the lost attempt said
+        attempts = (await store.delivery_attempts([taker.delivery.id]))[taker.delivery.id]
+        assert [(a.attempt, a.status_code) for a in attempts] == [(1, 500)]
+        assert await store.record_attempts("taker", [kept]) == set()  # recorded: its lease is gone too

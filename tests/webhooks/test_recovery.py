@@ -78,6 +78,13 @@ async def test_kill_9_with_events_pending_loses_none(tmp_path, own_process):
     assert all(len(bodies) == 1 for bodies in by_id.values())  # a repeat is the same message
 
 
+def _delivered(scrape: httpx.Response) -> float:
+    """``ipto_webhook_deliveries_total{outcome="succeeded"}`` in a scrape."""
+    assert scrape.status_code == 200, scrape.text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in scrape.text.splitlines()
+               if line.startswith("ipto_webhook_deliveries_total{") and 'outcome="succeeded"' in line)
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
@@ -112,6 +119,10 @@ async def test_a_killed_delivery_process_is_restarted_and_goes_on(tmp_path):
                 while len(rx.ok_bodies()) < 3:
                     await trio.sleep(0.1)
             assert _children(proc.pid) not in ([], [child])
+            # The delivery processes' counts reach the engine's /metrics (the killed one's stay).
+            with trio.fail_after(30):
+                while _delivered(await client.get("/metrics")) < 3:
+                    await trio.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -19,7 +19,7 @@ import orjson
 from engine.ids import new_id
 from engine.store.postgres.access import PgAccess, PgConn
 from engine.store.sqlite.webhooks import event_body
-from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, event_filter
+from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, endpoint_steps, event_filter
 
 # One round trip: the deliveries, and the event's bytes only when some endpoint wants it.
 _FANOUT = (
@@ -271,47 +271,55 @@ class WebhooksMixin(PgAccess):
 
         return await self.write(op)
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
-        """Log attempts (one transaction for all); move each delivery on; keep each endpoint's
-        failure streak (and disable it)."""
+    async def record_attempts(self, owner: str, outcomes: Sequence[AttemptOutcome]) -> set[str]:
+        """Log attempts (one transaction for all) of deliveries ``owner`` still holds the lease
+        of; move each on; keep each endpoint's failure streak (and disable it). Returns the
+        ids of the deliveries recorded: not the ones whose lease another owner took (or that
+        were released, retried by hand or deleted meanwhile): that owner sends them again."""
 
-        async def op(c: PgConn) -> None:
-            for outcome in sorted(outcomes, key=lambda o: o.attempt.delivery_id):  # one lock order
-                await _record(c, outcome)
+        async def op(c: PgConn) -> set[str]:
+            ids = sorted({o.attempt.delivery_id for o in outcomes})  # one lock order
+            held = {r["id"]: (r["webhook_id"], r["attempts"]) for r in await c.fetch(
+                "SELECT id, webhook_id, attempts FROM webhook_deliveries WHERE id = ANY(?) AND lease_owner = ?"
+                " ORDER BY id FOR UPDATE", ids, owner)}
+            kept = [(o, *held[o.attempt.delivery_id]) for o in outcomes if o.attempt.delivery_id in held]
+            if not kept:
+                return set()
+            await _record(c, kept)
+            return {o.attempt.delivery_id for o, _, _ in kept}
 
-        await self.write(op)
+        return await self.write(op)
 
 
-async def _record(c: PgConn, outcome: AttemptOutcome) -> None:
-    a = outcome.attempt
-    row = await c.fetchrow("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ? FOR UPDATE", a.delivery_id)
-    if row is None:
-        return
-    number = row["attempts"] + 1
-    await c.execute(
+async def _record(c: PgConn, kept: Sequence[tuple[AttemptOutcome, str, int]]) -> None:
+    """``kept``: each outcome with its delivery's endpoint and attempts so far."""
+    attempts, moves = [], []
+    for outcome, _, before in kept:
+        a = outcome.attempt
+        number = before + 1
+        attempts.append((a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, a.error, a.response_excerpt))
+        status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
+        moves.append((status, number, outcome.next_attempt_at if status == "pending" else None, a.started_at,
+                      a.status_code, a.error, a.duration_ms, a.delivery_id))
+    await c.executemany(
         "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, a.error, a.response_excerpt,
-    )
-    status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
-    await c.execute(
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", attempts)
+    await c.executemany(
         "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
-        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
-        status, number, outcome.next_attempt_at if status == "pending" else None, a.started_at,
-        a.status_code, a.error, a.duration_ms, a.delivery_id,
-    )
-    hook_id = row["webhook_id"]
-    if outcome.succeeded:
-        await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
-        return
-    # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
-    await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", a.started_at, hook_id)
-    if outcome.disable_reason is not None:
+        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?", moves)
+    for step in endpoint_steps(kept):
+        hook_id = step.webhook_id
+        if step.succeeded:
+            await c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", hook_id)
+            continue
+        # Written only when it changes: every emit of the tenant reads this row (SERIALIZABLE).
+        await c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", step.failed_at, hook_id)
+        if step.disable_reason is not None:
+            await c.execute(
+                "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
+                step.disable_reason, step.disabled_at, hook_id)
         await c.execute(
-            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
-            outcome.disable_reason, a.started_at, hook_id)
-    await c.execute(
-        "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
-        " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
-        a.started_at, hook_id, outcome.disable_failing_before,
-    )
+            "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
+            " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
+            step.last_at, hook_id, step.failing_before,
+        )

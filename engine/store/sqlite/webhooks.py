@@ -18,7 +18,7 @@ import orjson
 from engine.ids import iso, new_id
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import dt, ts
-from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, event_filter
+from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, endpoint_steps, event_filter
 
 QUICK_ATTEMPTS = 16  # attempts recorded inline on the Trio thread at most; a larger batch takes a worker thread
 
@@ -199,6 +199,8 @@ class WebhooksMixin(SqliteAccess):
             # Each enabled endpoint's first due deliveries, read from its end of the
             # (webhook_id, next_attempt_at, seq) index: the cost grows with the endpoints and
             # ``per_webhook``, not with the backlog (a window over every pending delivery did).
+            # One statement each for the rows, the leases, the endpoints and the bodies (a join
+            # of the bodies into the first one made SQLite pick a plan that scans the backlog).
             rows = c.execute(
                 "SELECT d.* FROM webhooks w JOIN webhook_deliveries d ON d.id IN ("
                 " SELECT d2.id FROM webhook_deliveries d2 WHERE d2.webhook_id = w.id AND d2.status = 'pending'"
@@ -207,16 +209,18 @@ class WebhooksMixin(SqliteAccess):
                 f" WHERE w.status = 'enabled' {not_busy} ORDER BY d.next_attempt_at, d.seq LIMIT ?",
                 (stamp, stamp, per_webhook, *skip, limit),
             ).fetchall()
-            jobs = []
-            hooks: dict[str, Webhook] = {}
-            for r in rows:
-                c.execute("UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?", (owner, ts(lease_until), r["id"]))
-                hook = hooks.get(r["webhook_id"])
-                if hook is None:
-                    hook = hooks[r["webhook_id"]] = _webhook(c.execute("SELECT * FROM webhooks WHERE id = ?", (r["webhook_id"],)).fetchone())
-                (body,) = c.execute("SELECT body FROM webhook_events WHERE id = ?", (r["event_id"],)).fetchone()
-                jobs.append(DeliveryJob(_delivery(r), hook, body))
-            return jobs
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            c.execute(f"UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ({', '.join('?' * len(ids))})",
+                      (owner, ts(lease_until), *ids))
+            hook_ids = list({r["webhook_id"] for r in rows})
+            hooks = {r["id"]: _webhook(r) for r in c.execute(
+                f"SELECT * FROM webhooks WHERE id IN ({', '.join('?' * len(hook_ids))})", hook_ids).fetchall()}
+            event_ids = list({r["event_id"] for r in rows})
+            bodies = dict(c.execute(f"SELECT id, body FROM webhook_events WHERE id IN ({', '.join('?' * len(event_ids))})",
+                                    event_ids).fetchall())
+            return [DeliveryJob(_delivery(r), hooks[r["webhook_id"]], bodies[r["event_id"]]) for r in rows]
 
         # Not waiting for the disk: a lease lost to a power loss only means the delivery is claimed again.
         return await self.write(op, quick=True, durable=False)
@@ -260,48 +264,56 @@ class WebhooksMixin(SqliteAccess):
             "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL"
             f" WHERE status = 'pending' AND lease_owner IN ({', '.join('?' * len(dead))})", dead).rowcount)
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
-        """Log attempts (one transaction for all); move each delivery on; keep each endpoint's
-        failure streak (and disable it)."""
+    async def record_attempts(self, owner: str, outcomes: Sequence[AttemptOutcome]) -> set[str]:
+        """Log attempts (one transaction for all) of deliveries ``owner`` still holds the lease
+        of; move each on; keep each endpoint's failure streak (and disable it). Returns the
+        ids of the deliveries recorded: not the ones whose lease another owner took (or that
+        were released, retried by hand or deleted meanwhile): that owner sends them again."""
 
-        def op(c: sqlite3.Connection) -> None:
-            for outcome in outcomes:
-                _record(c, outcome)
+        def op(c: sqlite3.Connection) -> set[str]:
+            ids = [o.attempt.delivery_id for o in outcomes]
+            held = {r[0]: (r[1], r[2]) for r in c.execute(
+                f"SELECT id, webhook_id, attempts FROM webhook_deliveries WHERE id IN ({', '.join('?' * len(ids))})"
+                " AND lease_owner = ?", (*ids, owner)).fetchall()}
+            kept = [(o, *held[o.attempt.delivery_id]) for o in outcomes if o.attempt.delivery_id in held]
+            if not kept:
+                return set()
+            _record(c, kept)
+            return {o.attempt.delivery_id for o, _, _ in kept}
 
         # Not waiting for the disk (the commit survives a crash of the process; a power loss
         # could lose it, and the delivery is then sent again: at least once, same webhook-id).
-        await self.write(op, quick=len(outcomes) <= QUICK_ATTEMPTS, durable=False)
+        return await self.write(op, quick=len(outcomes) <= QUICK_ATTEMPTS, durable=False)
 
 
-def _record(c: sqlite3.Connection, outcome: AttemptOutcome) -> None:
-    a = outcome.attempt
-    row = c.execute("SELECT webhook_id, attempts FROM webhook_deliveries WHERE id = ?", (a.delivery_id,)).fetchone()
-    if row is None:
-        return  # its endpoint was deleted meanwhile
-    number = row["attempts"] + 1
-    c.execute(
+def _record(c: sqlite3.Connection, kept: Sequence[tuple[AttemptOutcome, str, int]]) -> None:
+    """``kept``: each outcome with its delivery's endpoint and attempts so far."""
+    attempts, moves = [], []
+    for outcome, _, before in kept:
+        a = outcome.attempt
+        number = before + 1
+        attempts.append((a.delivery_id, number, ts(a.started_at), a.status_code, a.duration_ms, a.error, a.response_excerpt))
+        status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
+        moves.append((status, number, ts(outcome.next_attempt_at) if status == "pending" else None, ts(a.started_at),
+                      a.status_code, a.error, a.duration_ms, a.delivery_id))
+    c.executemany(
         "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (a.delivery_id, number, ts(a.started_at), a.status_code, a.duration_ms, a.error, a.response_excerpt),
-    )
-    status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
-    c.execute(
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", attempts)
+    c.executemany(
         "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
-        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?",
-        (status, number, ts(outcome.next_attempt_at) if status == "pending" else None, ts(a.started_at),
-         a.status_code, a.error, a.duration_ms, a.delivery_id),
-    )
-    hook_id = row["webhook_id"]
-    if outcome.succeeded:
-        c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
-        return
-    # Written only when it changes: an emit in another transaction reads this row.
-    c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (ts(a.started_at), hook_id))
-    if outcome.disable_reason is not None:
-        c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
-                  (outcome.disable_reason, ts(a.started_at), hook_id))
-    c.execute(
-        "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
-        " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
-        (ts(a.started_at), hook_id, ts(outcome.disable_failing_before)),
-    )
+        " last_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ? WHERE id = ?", moves)
+    for step in endpoint_steps(kept):
+        hook_id = step.webhook_id
+        if step.succeeded:
+            c.execute("UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", (hook_id,))
+            continue
+        # Written only when it changes: an emit in another transaction reads this row.
+        c.execute("UPDATE webhooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL", (ts(step.failed_at), hook_id))
+        if step.disable_reason is not None:
+            c.execute("UPDATE webhooks SET status = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ? AND status = 'enabled'",
+                      (step.disable_reason, ts(step.disabled_at), hook_id))
+        c.execute(
+            "UPDATE webhooks SET status = 'disabled', disabled_reason = 'failing', updated_at = ?"
+            " WHERE id = ? AND status = 'enabled' AND failing_since <= ?",
+            (ts(step.last_at), hook_id, ts(step.failing_before)),
+        )
