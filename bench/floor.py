@@ -31,6 +31,7 @@ import functools
 import os
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser, quick: bool = False) -> None:
     parser.add_argument("--no-engine", action="store_true", help="leave the engine out")
     parser.add_argument("--no-peer", action="store_true", help="leave tus out (no node/npm)")
     parser.add_argument("--engine-workers", type=int, default=None, help="the engine's http.workers (default: its own)")
+    parser.add_argument("--engines", default="",
+                        help="several engines in the same run, LABEL=SOURCE_TREE[@CPUS],... (each run with PYTHONPATH=SOURCE_TREE: "
+                             "a before/after on the same files; @CPUS pins it as taskset -c does); "
+                             "default: one engine from this tree")
 
 
 def _pinned(argv: list[str], cpus: str | None) -> list[str]:
@@ -132,17 +137,19 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
         floors = {v.key: stack.enter_context(floor_server(v, work / f"floor-{v.key}", work / f"floor-{v.key}.log"))
                   for v in variants}
         tus = stack.enter_context(peer.tus_server(tus_dir, work / "tus.log")) if use_peer else None
-        engine = None
+        engines: dict[str, harness.Server] = {}
         if not args.no_engine:
             env = {} if args.engine_workers is None else {"IPTO_HTTP_WORKERS": str(args.engine_workers)}
-            engine = stack.enter_context(harness.engine(work / "data", env=env))
+            for label, tree, cpus in _engine_trees(args.engines):
+                tree_env = env if tree is None else {**env, "PYTHONPATH": tree}
+                engines[label] = stack.enter_context(harness.engine(work / f"data-{label}", env=tree_env, cpus=cpus))
 
         async def setup(base: str) -> tuple[str, str]:
             async with Api(base) as api:
                 token = await api.signup("floor@bench.example")
                 return token, (await api.datasets(1, "floor"))[0]
 
-        token, dataset = trio.run(setup, engine.base) if engine is not None else ("", "")
+        accounts = {label: trio.run(setup, engine.base) for label, engine in engines.items()}
 
         async def measure(run: int) -> None:
             for count, size, c in jobs:
@@ -168,8 +175,8 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             steps: list[Callable[[], Awaitable[None]]] = [theirs] if use_peer else []
             steps += [functools.partial(ours, v.key, floors[v.key], "floor", "ds_floor", work / f"floor-{v.key}")
                       for v in variants]
-            if engine is not None:
-                steps.append(functools.partial(ours, "engine", engine, token, dataset, None))
+            for label, engine in engines.items():
+                steps.append(functools.partial(ours, label, engine, *accounts[label], None))
             k = run % len(steps)
             for step in steps[k:] + steps[:k]:
                 await step()
@@ -181,7 +188,21 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             trio.run(measure, run)
     if not args.keep_work:
         shutil.rmtree(tus_dir, ignore_errors=True)
-    return [_section(args, jobs, variants, results, node, use_peer, engine is not None)]
+    return [_section(args, jobs, variants, results, node, use_peer, list(engines))]
+
+
+def _engine_trees(spec: str) -> list[tuple[str, str | None, str | None]]:
+    """``--engines``: (label, source tree or None for this process's own, CPUs or None) per engine."""
+    if not spec.strip():
+        return [("engine", None, None)]
+    out = []
+    for part in spec.split(","):
+        label, _, rest = part.partition("=")
+        tree, _, cpus = rest.partition("@")
+        if not tree or not (Path(tree) / "engine").is_dir():
+            raise ValueError(f"--engines {part!r}: expected LABEL=SOURCE_TREE[@CPUS] (a directory holding engine/)")
+        out.append((f"engine-{label.strip()}", str(Path(tree).resolve()), cpus or None))
+    return out
 
 
 def _cpu_ms(res: list[smallfiles.Result]) -> float:
@@ -190,7 +211,7 @@ def _cpu_ms(res: list[smallfiles.Result]) -> float:
 
 
 def _section(args: argparse.Namespace, jobs: list[tuple[int, int, int]], variants: list[Variant],
-             results: dict[str, list[smallfiles.Result]], node: str, use_peer: bool, with_engine: bool) -> Section:
+             results: dict[str, list[smallfiles.Result]], node: str, use_peer: bool, engines: list[str]) -> Section:
     rows: list[Row] = []
     for count, size, c in jobs:
         prefix = f"{count}x{size}_c{c}_"
@@ -199,23 +220,27 @@ def _section(args: argparse.Namespace, jobs: list[tuple[int, int, int]], variant
 
         def row(key: str, label: str, note: str = "", is_baseline: bool = False, tus_key: str = tus_key) -> Row:
             res = results[key]
-            errors = sum(sum(r.errors.values()) for r in res)
-            note = f"{_cpu_ms(res):.2f} ms CPU/file" + (f"; {note}" if note else "") + (f"; {errors} errors" if errors else "")
+            errors = sum((r.errors for r in res), start=Counter())
+            note = f"{_cpu_ms(res):.2f} ms CPU/file" + (f"; {note}" if note else "")
+            if errors:
+                note += "; errors " + ", ".join(f"{k}×{v}" for k, v in sorted(errors.items()))
             return Row(key, label, "files/s", [r.rate for r in res], baseline=None if is_baseline or not use_peer else tus_key,
                        is_baseline=is_baseline, p50=[r.pct_ms(0.5) for r in res], p99=[r.pct_ms(0.99) for r in res],
                        note=note, short="tus" if is_baseline else "",
                        extra={"server_cpu": [r.server_cpu for r in res], "cpu_ms_per_file": _cpu_ms(res),
-                              "errors": errors})
+                              "errors": dict(errors)})
 
         if use_peer:
             rows.append(row(tus_key, f"tus: {shape}", is_baseline=True))
         for v in variants:
             rows.append(row(prefix + v.key, f"{v.label}: {shape}"))
-        if with_engine:
-            eng = median([r.rate for r in results[prefix + "engine"]])
+        for label in engines:
+            eng = median([r.rate for r in results[prefix + label]])
             vs = [f"{eng / median([r.rate for r in results[prefix + v.key]]):.2f}× {v.key}" for v in variants
                   if v.processes == 1 and v.cpus is None and v.work == "durable"]
-            rows.append(row(prefix + "engine", f"engine (SQLite, 1 dataset): {shape}", "; ".join(vs)))
+            if label != engines[0]:
+                vs.append(f"{eng / median([r.rate for r in results[prefix + engines[0]]]):.2f}× {engines[0]}")
+            rows.append(row(prefix + label, f"{label} (SQLite, 1 dataset): {shape}", "; ".join(vs)))
     section = Section("floor", "Small uploads: the zero-work floor on the engine's HTTP stack vs tus vs the engine", rows)
     section.baselines = [
         f"tus = @tus/server {peer.PACKAGES['@tus/server']} + @tus/file-store {peer.PACKAGES['@tus/file-store']} "
