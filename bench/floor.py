@@ -195,7 +195,7 @@ def _engine_trees(spec: str) -> list[tuple[str, str | None, str | None]]:
     """``--engines``: (label, source tree or None for this process's own, CPUs or None) per engine."""
     if not spec.strip():
         return [("engine", None, None)]
-    out = []
+    out: list[tuple[str, str | None, str | None]] = []
     for part in spec.split(","):
         label, _, rest = part.partition("=")
         tree, _, cpus = rest.partition("@")

@@ -132,23 +132,27 @@ def quart_app(durable: Path | None) -> Any:
 
     app = QuartTrio("floor")
 
-    def answer(status: int, body: bytes) -> Response:
-        return Response(body, status=status, content_type="application/json")
+    def answer(status: int, out: bytes) -> Response:
+        return Response(out, status=status, content_type="application/json")
+
+    async def body() -> bytes:
+        data = await request.get_data()
+        return data if isinstance(data, bytes) else data.encode()
 
     @app.post("/v1/datasets/<dataset_id>/objects/upload")
     async def initiate(dataset_id: str) -> Response:
-        return answer(201, _initiate(request.host, await request.get_data()))
+        return answer(201, _initiate(request.host, await body()))
 
     @app.put("/blob/<oid>")
     async def put(oid: str) -> Response:
-        data = await request.get_data()
+        data = await body()
         if durable is not None:
             _stored[oid] = await trio.to_thread.run_sync(_store, durable, oid, [data])
         return answer(200, b"")
 
     @app.post("/v1/objects/<oid>/confirm")
     async def confirm(oid: str) -> Response:
-        return answer(*_confirm(oid, await request.get_data()))
+        return answer(*_confirm(oid, await body()))
 
     return app
 
