@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
 from bench import harness, report  # noqa: E402
 
 COMMANDS = ("upload", "scale", "control", "imports", "pipeline", "ocr")  # ``all`` runs them in this order
-EXTRA = ("search", "bulk", "money", "webhooks", "metrics")  # on their own only: search and money build a corpus for minutes; bulk moves 20,000 objects
+EXTRA = ("search", "bulk", "money", "webhooks", "metrics", "floor")  # on their own only: search and money build a corpus for minutes; bulk moves 20,000 objects
 
 
 def _parser() -> argparse.ArgumentParser:

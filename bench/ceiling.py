@@ -55,10 +55,11 @@ def create_app() -> QuartTrio:
     return app
 
 
-async def serve(host: str, port: int) -> None:
+def configure(bind: str) -> HypercornConfig:
+    """Hypercorn as the engine configures it (engine/service.py ``_hypercorn_config``), bound to ``bind``."""
     read_bytes, queue, graceful, backlog = _engine_knobs()
     hc = HypercornConfig()
-    hc.bind = [f"{host}:{port}"]
+    hc.bind = [bind]
     hc.accesslog = None
     hc.errorlog = None
     hc.graceful_timeout = graceful
@@ -66,12 +67,18 @@ async def serve(host: str, port: int) -> None:
     hc.read_timeout = None
     hc.max_app_queue_size = queue
     hypercorn.trio.tcp_server.MAX_RECV = read_bytes
-    try:  # h11's buffer without body copies, as the engine installs it
-        from engine.http import h11_buffer
+    try:  # h11's buffer without body copies and a small answer in one write, as the engine installs them
+        from engine.http import h11_buffer, one_write
 
         h11_buffer.install()
+        one_write.install()
     except ImportError:
         pass
+    return hc
+
+
+async def serve(host: str, port: int) -> None:
+    hc = configure(f"{host}:{port}")
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
 

@@ -52,7 +52,7 @@ def _servers(tag: str) -> set[int]:
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            if not (b"engine serve" in cmd or b"bench.ceiling" in cmd or b"tus_server" in cmd):
+            if not (b"engine serve" in cmd or b"bench.ceiling" in cmd or b"bench.floor_server" in cmd or b"tus_server" in cmd):
                 continue
             if marker not in (entry / "environ").read_bytes().split(b"\0"):
                 continue
@@ -212,6 +212,22 @@ def test_the_upload_benchmark_measures_ours_tus_and_the_machine_on_the_same_byte
             assert ours["ratio"] == pytest.approx(ours["median"] / theirs["median"])
         assert small[f"small_{shape}_one_vs_spread"]["ratio"] == pytest.approx(one["median"] / spread["median"])
     assert "20 × 100 KiB, 4 at a time, one dataset" in out and "30 × 3000 B" in out and "÷ tus" in out
+
+
+def test_the_floor_benchmark_runs_tus_the_floor_servers_and_the_engine_on_the_same_files(tmp_path):
+    out, data = _bench(tmp_path, "floor", "--small", "20x100KiB,30x3000", "--small-concurrency", "4", "--runs", "1",
+                       "--variants", "asgi:none:1,asgi:durable:2,quart:durable:1@0")
+    rows = _rows(data, "floor")
+    for shape in ("20x102400_c4", "30x3000_c4"):
+        theirs = rows[f"{shape}_tus"]
+        assert theirs["is_baseline"] and theirs["values"][0] > 0
+        # the durable floors checked every declared SHA-256 (a mismatch is a 409, counted as an error)
+        for who in ("asgi_none_p1", "asgi_durable_p2", "quart_durable_p1_cpu0", "engine"):
+            ours = rows[f"{shape}_{who}"]
+            assert ours["baseline"] == theirs["key"] and ours["values"][0] > 0 and not ours["extra"]["errors"]
+            assert ours["ratio"] == pytest.approx(ours["median"] / theirs["median"])
+            assert ours["extra"]["cpu_ms_per_file"] > 0
+    assert "floor asgi, durable, 2 processes" in out and "1 core(s) (0)" in out and "engine (SQLite, 1 dataset)" in out
 
 
 def test_the_scale_benchmark_counts_errors_and_server_memory(tmp_path):
