@@ -212,7 +212,10 @@ def drive(call: Callable[[str], Any], queries: Sequence[str], clients: int) -> t
     return _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000, len(queries) / wall
 
 
-def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, clients_list: Sequence[int]) -> dict[tuple[str, int], Any]:
+def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, clients_list: Sequence[int],
+                used: dict[tuple[str, int], list[str]]) -> dict[tuple[str, int], Any]:
+    """Each mode at each client count on its own queries from ``pool``; ``used`` gets them, so
+    the baselines run on exactly the queries the engine ran."""
     import httpx
 
     out: dict[tuple[str, int], Any] = {}
@@ -226,7 +229,7 @@ def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, cli
 
     for mode in MODES:
         for clients in clients_list:
-            queries = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
+            queries = used[(mode, clients)] = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
             errors: list[str] = []
 
             def call(q: str, mode: str = mode, errors: list[str] = errors) -> None:
@@ -332,7 +335,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
         loaded = target
         print(f"{loaded} chunks loaded ({time.perf_counter() - t0:.0f} s)", flush=True)
         pool = corpus.queries(args.queries * (1 + 2 * (len(clients_list) - 1)) * len(MODES) + 50)
-        baseline_queries = pool[-args.queries * 2:]
+        used: dict[tuple[str, int], list[str]] = {}
         rows: list[Row] = []
         with harness.engine(data) as server:
             with httpx.Client(base_url=server.base, timeout=120) as h:  # warm: the vector cache loads, the model loads
@@ -342,18 +345,21 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             rss_before, peak_settled = server.rss_mib(), server.peak_rss_mib()
             print(f"  engine settled {waited:.0f} s after warm-up (HNSW build), RSS {rss_before:.0f} MiB, peak so far "
                   f"{peak_settled:.0f} MiB", flush=True)
-            results = engine_runs(server, buyer["token"], pool, args.queries, clients_list)
+            results = engine_runs(server, buyer["token"], pool, args.queries, clients_list, used)
             peak = server.peak_rss_mib()
             matrix = np.concatenate(all_vectors)
-            query_vectors = np.stack([embedder.embed(q) for q in baseline_queries])
-            recall = vector_recall(server, buyer["token"], baseline_queries[:60], query_vectors[:60], matrix)
+            vector_queries = {c: np.stack([embedder.embed(q) for q in used[("vector", c)]]) for c in clients_list}
+            recall_queries = used[("vector", clients_list[0])][:60]
+            recall = vector_recall(server, buyer["token"], recall_queries, vector_queries[clients_list[0]][:60], matrix)
             print(f"  engine vector recall@10 vs exact float32: {recall:.3f}", flush=True)
         index = None
         for clients in clients_list:
-            n = args.queries * (2 if clients > 1 else 1)
-            fts = fts5_baseline(data / "engine.db", baseline_queries[:n], clients)
-            vec = numpy_baseline(matrix, query_vectors[:n], clients)
-            (peer, index) = tantivy_peer(corpus.texts, baseline_queries[:n], clients, index)
+            # like for like: the bare query and the peer on the engine's lexical queries at this
+            # client count, numpy on its vector queries (hybrid is compared with the bare FTS5 row)
+            lexical = used[("lexical", clients)]
+            fts = fts5_baseline(data / "engine.db", lexical, clients)
+            vec = numpy_baseline(matrix, vector_queries[clients], clients)
+            (peer, index) = tantivy_peer(corpus.texts, lexical, clients, index)
             print(f"  bare FTS5 c={clients:<3d} p50 {fts[0]:7.1f} ms p99 {fts[1]:7.1f} ms {fts[2]:7.1f} q/s | numpy top-k p50 {vec[0]:6.1f} ms"
                   f" {vec[2]:7.1f} q/s | tantivy p50 {peer[0]:6.1f} ms {peer[2]:7.1f} q/s", flush=True)
             key = f"c{clients}"
