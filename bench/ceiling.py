@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 import hypercorn.trio
 import hypercorn.trio.tcp_server
@@ -78,7 +79,12 @@ def configure(bind: str) -> HypercornConfig:
 
 
 async def serve(host: str, port: int) -> None:
-    hc = configure(f"{host}:{port}")
+    await serve_app(create_app(), f"{host}:{port}")
+
+
+async def serve_app(app: Any, bind: str) -> None:
+    """Serve ``app`` on ``bind`` (``host:port`` or ``fd://N``) with the engine's knobs until SIGINT/SIGTERM."""
+    hc = configure(bind)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
 
@@ -89,7 +95,7 @@ async def serve(host: str, port: int) -> None:
                     return
 
         nursery.start_soon(signals)
-        await hypercorn.trio.serve(create_app(), hc, shutdown_trigger=stop.wait, mode="asgi")
+        await hypercorn.trio.serve(app, hc, shutdown_trigger=stop.wait, mode="asgi")
         nursery.cancel_scope.cancel()
 
 

@@ -38,11 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import hypercorn.trio
 import orjson
 import trio
 
-from bench.ceiling import configure
+from bench.ceiling import configure, serve_app
 
 _ids = itertools.count()
 _declared: dict[str, str] = {}  # object id -> declared SHA-256 (durable)
@@ -158,19 +157,7 @@ def quart_app(durable: Path | None) -> Any:
 
 
 async def serve(app: Any, fd: int) -> None:
-    hc = configure(f"fd://{fd}")
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-
-        async def signals() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                async for _ in received:
-                    stop.set()
-                    return
-
-        nursery.start_soon(signals)
-        await hypercorn.trio.serve(app, hc, shutdown_trigger=stop.wait, mode="asgi")
-        nursery.cancel_scope.cancel()
+    await serve_app(app, f"fd://{fd}")
 
 
 def main() -> None:
