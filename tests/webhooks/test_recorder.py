@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from engine.webhooks.worker import AttemptRecorder
+from engine.webhooks.worker import RECORD_COALESCE_SECONDS, AttemptRecorder
 
 
 def _outcome(n: int) -> Any:
@@ -41,7 +41,9 @@ async def test_attempts_ending_together_share_one_transaction(autojump_clock):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.run)
         recorder.submit(_outcome(0))
-        await trio.sleep(0.02)  # the first write is under way
+        # the first write is under way: past its coalescing wait (not on it: two deadlines at
+        # the same instant wake in either order) and inside its 0.05 s
+        await trio.sleep(RECORD_COALESCE_SECONDS + 0.01)
         for n in range(1, 10):
             recorder.submit(_outcome(n))  # returns at once
         await trio.sleep(1)
