@@ -44,20 +44,10 @@ class Sealer:
         return self._aead.decrypt(sealed[:12], sealed[12:], webhook_id.encode()).decode()
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` keyed with the secret's bytes."""
-    mac = hmac.new(secret_bytes(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
-def signature_header(secrets_: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
-    """Space-separated signatures, one per live secret (the new one and, after a rotation, the old)."""
-    return signature_header_from_keys([secret_bytes(s) for s in secrets_], msg_id, timestamp, body)
-
-
-def signature_header_from_keys(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
-    """:func:`signature_header` from the secrets' key bytes (:func:`secret_bytes`, kept by the
-    worker so a secret is opened and decoded once, not at every attempt): the signed bytes
-    are made once for all the keys."""
+def signature_header(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header: space-separated ``v1,<base64 HMAC-SHA256 of
+    "id.timestamp.body">``, one per live secret (the new one and, after a rotation, the
+    old), keyed with the secrets' bytes (:func:`secret_bytes`, kept by the worker so a
+    secret is opened and decoded once, not at every attempt)."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
     return " ".join("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in keys)

@@ -38,7 +38,7 @@ import trio
 from engine.config import WebhooksConfig
 from engine.metrics import NO_METRICS, MetricsSink
 from engine.store.webhook_records import Attempt, AttemptOutcome, DeliveryJob
-from engine.webhooks.keys import Sealer, secret_bytes, signature_header_from_keys
+from engine.webhooks.keys import Sealer, secret_bytes, signature_header
 from engine.webhooks.owner import owner_is_dead
 from engine.webhooks.sender import SendResult
 
@@ -324,7 +324,7 @@ class DeliveryWorker:
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(stamp),
-            "webhook-signature": signature_header_from_keys(self._signing_keys(job, started), msg_id, stamp, job.body),
+            "webhook-signature": signature_header(self._signing_keys(job, started), msg_id, stamp, job.body),
         }
         result = await self.send(job.webhook.url, headers, job.body)
         outcome = decide(job, result, started, self.cfg.disable_after_seconds)
