@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from tests.conftest import error_of
+from engine.service import run_service
+from tests.conftest import error_of, make_config
+from tests.http.review_helpers import ADMIN, ADMIN_EMAIL, ADMIN_PASSWORD
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -87,6 +90,33 @@ async def test_bad_query_parameters_are_invalid_request(client, alice, query):
     r = await client.get(f"/v1/datasets?{query}", headers=alice.headers)
     assert r.status_code == 400
     assert error_of(r)["code"] == "invalid_request"
+
+
+async def test_an_instant_utc_puts_out_of_range_is_a_400_on_every_route_taking_one(nursery, tmp_path):
+    """0001-01-01T00:00:00+05:00 is a valid ISO 8601 instant, but in UTC it falls before year 1
+    (and 9999-12-31T23:59:59-05:00 after 9999): converting it raised OverflowError, a 500."""
+    handle = await nursery.start(run_service, make_config(tmp_path / "data", **ADMIN))
+    try:
+        async with httpx.AsyncClient(base_url=handle.url, timeout=30) as client:
+            r = await client.post("/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            headers = {"Authorization": f"Bearer {r.json()['data']['token']}"}
+            checked = []
+            for path, operations in (await client.get("/v1/openapi.json")).json()["paths"].items():
+                for method, operation in operations.items():
+                    for param in operation.get("parameters", []):
+                        if param["in"] != "query" or param["schema"].get("format") != "date-time":
+                            continue
+                        for value in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+                            r = await client.request(method.upper(), path, headers=headers, params={param["name"]: value})
+                            assert r.status_code == 400, (path, param["name"], value, r.text)
+                            assert param["name"] in error_of(r)["details"]["fields"]
+                        for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):  # the very ends are fine
+                            r = await client.request(method.upper(), path, headers=headers, params={param["name"]: value})
+                            assert r.status_code == 200, (path, param["name"], value, r.text)
+                        checked.append((path, param["name"]))
+            assert len(checked) >= 10, checked  # activity (2 lists), spend, analytics, the review queue: from/to each
+    finally:
+        handle.stop()
 
 
 async def test_access_log_line_and_request_id_bound_to_every_line(client, alice):
