@@ -145,6 +145,23 @@ async def test_unexpected_exception_is_a_500_envelope_without_internals(client, 
     assert "secret internal detail" not in r.text
 
 
+async def test_a_store_error_is_a_500_without_the_drivers_text(client, alice, service, monkeypatch):
+    """A StoreError carries the driver's complaint (PostgreSQL's, with the value it refused):
+    it was the 500's message. The log keeps it; the client gets the request id."""
+    from engine.errors import StoreError
+
+    async def broken(*args, **kwargs):
+        raise StoreError('postgresql error: CharacterNotInRepertoireError: invalid byte sequence for encoding "UTF8": 0x00')
+
+    monkeypatch.setattr(service.services.datasets, "create", broken)
+    r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "x"})
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal" and err["details"] is None
+    assert "postgresql" not in r.text and "CharacterNotInRepertoire" not in r.text
+    assert r.json()["request_id"] in err["message"]
+
+
 async def test_health_is_503_when_the_store_is_down(client, service, monkeypatch):
     async def down():
         raise OSError("disk gone")
