@@ -7,6 +7,7 @@ import structlog
 import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
+from werkzeug.routing import BaseConverter
 
 from engine.http import (
     access,
@@ -37,9 +38,19 @@ from engine.services import Services
 access_log = structlog.get_logger("engine.access")
 
 
+class Segment(BaseConverter):
+    """A path parameter (``<dataset_id>``): one non-empty segment without NUL. No id holds
+    NUL and PostgreSQL cannot even compare text holding it (``GET /v1/objects/obj_%00`` was a
+    500 there), so such a path matches no route: 404, as on SQLite. The one parameter that
+    keeps NUL, to drop it, is an import's file name (``<string:filename>``)."""
+
+    regex = "[^/\x00]+"
+
+
 def create_app(svc: Services) -> QuartTrio:
     """Build the app around explicit dependencies (no globals)."""
     app = QuartTrio("engine")
+    app.url_map.converters["default"] = Segment  # before any rule is added
     app.extensions["ipto"] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.cfg.http.max_json_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True

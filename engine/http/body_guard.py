@@ -21,6 +21,12 @@ the outcome one of two, decided when the response starts:
 
 An app that ends without answering at all gets a 500 in the error envelope here, by the
 same path (so Hypercorn's own bare 500 never has to wait on a full queue either).
+
+A request whose query string holds NUL (``%00``) never reaches the app: it is a 400
+``invalid_request`` here. No filter, cursor or name can hold NUL, and PostgreSQL cannot
+even compare text with NUL in it (``?dataset_id=ds_%00`` would be a 500 there and an empty
+list on SQLite). JSON bodies are refused the same way (``engine.http.validate``); a path
+parameter with NUL matches no route (``engine.http.app.Segment``).
 """
 
 from __future__ import annotations
@@ -140,8 +146,11 @@ class _Exchange:
 
     async def answer_500(self) -> None:
         request_id = new_id("req")
-        body = error_body("internal", f"internal error; quote request id {request_id}", None, request_id)
-        await self.send({"type": "http.response.start", "status": 500, "headers": [
+        await self.answer(500, error_body("internal", f"internal error; quote request id {request_id}", None, request_id),
+                          request_id)
+
+    async def answer(self, status: int, body: bytes, request_id: str) -> None:
+        await self.send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode())]})
         await self.send({"type": "http.response.body", "body": body})
@@ -158,6 +167,11 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(scope, receive, send)
+        if b"%00" in scope.get("query_string", b""):
+            request_id = new_id("req")
+            await exchange.answer(400, error_body("invalid_request", "the query string holds the NUL character (%00)",
+                                                  {"fields": {"query": "must not contain %00"}}, request_id), request_id)
+            return
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except Exception:

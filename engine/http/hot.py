@@ -72,8 +72,8 @@ class HotRoute:
 def _hot(view: Any, handler: Handler) -> HotRoute:
     spec: RouteSpec = view.api_spec
     assert spec.method == "POST" and spec.body is not None and spec.scope is not None and not spec.public
-    # Werkzeug's default converter: one non-empty path segment
-    pattern = re.compile("^" + re.sub(r"<[^<>]+>", "([^/]+)", spec.path) + "$")
+    # the app's default converter (engine.http.app.Segment): one non-empty path segment without NUL
+    pattern = re.compile("^" + re.sub(r"<[^<>]+>", "([^/\x00]+)", spec.path) + "$")
     return HotRoute(pattern, spec, route_template(spec.path), handler)
 
 

@@ -40,9 +40,10 @@ def import_view(imp: ImportJob) -> dict[str, Any]:
     }
 
 
-@route(bp, "GET", "/v1/datasets/<dataset_id>/upload-url/<filename>", summary="An upload URL for a record file",
+@route(bp, "GET", "/v1/datasets/<dataset_id>/upload-url/<string:filename>", summary="An upload URL for a record file",
        scope="datasets:write", ok=(200, IMPORT_UPLOAD_URL), errors=(400, 409))
 async def upload_url(principal: Principal, dataset_id: str, filename: str) -> Response:
+    # <string:…>: the file name may hold NUL (%00), which create() drops with the other control characters
     imp, url, content_type = await services().imports.create(principal, dataset_id, filename)
     return ok({"upload_url": url, "http_method": "PUT", "content_type": content_type, "import_id": imp.id,
                "expires_at": iso(imp.expires_at)})

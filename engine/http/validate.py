@@ -17,8 +17,12 @@ import orjson
 from quart import current_app, request
 
 from engine.errors import InvalidRequest, PayloadTooLarge
-from engine.jsonlimits import MAX_BODY_DEPTH, check_depth, too_deep
+from engine.jsonlimits import MAX_BODY_DEPTH, check_depth, nul_paths, too_deep
 from engine.pagination import DEFAULT_LIMIT, check_limit
+
+# File names (an initiation's, a batch item's) are cleaned rather than refused: control
+# characters, NUL included, are dropped (engine.objects.clean_filename; issue 17).
+_CLEANED = re.compile(r"(?:files\.\d+\.)?filename")
 
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean", list: "array", dict: "object"}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object"}
@@ -162,6 +166,11 @@ def _loads(data: bytes) -> Any:
             raise too_deep("body", MAX_BODY_DEPTH) from None
         raise InvalidRequest(f"the body is not valid JSON: {exc}", {"fields": {"body": "malformed JSON"}}) from None
     check_depth(value, MAX_BODY_DEPTH, "body")
+    if b"\\u0000" in data:  # JSON spells NUL only so
+        where = next((path for path in nul_paths(value) if not _CLEANED.fullmatch(path)), None)
+        if where is not None:
+            raise InvalidRequest(f"{where} holds the NUL character (\\u0000), which no field may hold",
+                                 {"fields": {where: "must not contain the NUL character"}})
     return value
 
 
