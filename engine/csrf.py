@@ -28,7 +28,11 @@ class CsrfTokens:
 
     def require(self, session_hash: str | None, presented: str | None) -> None:
         """Raise CsrfRejected unless ``presented`` is the token of this session."""
-        if session_hash is None or not presented or not hmac.compare_digest(self.token(session_hash), presented.strip()):
+        # Compared as bytes: compare_digest refuses str holding non-ASCII (a TypeError, a 500),
+        # and a header may hold any Latin-1 character.
+        if session_hash is None or not presented or not hmac.compare_digest(
+            self.token(session_hash).encode(), presented.strip().encode("utf-8", "surrogatepass")
+        ):
             raise CsrfRejected(
                 "this request is authenticated by the console's session cookie: send its CSRF token in X-CSRF-Token",
                 {"header": "X-CSRF-Token"},

@@ -47,7 +47,9 @@ class Signer:
             signature = query["signature"]
         except (KeyError, ValueError):
             raise InvalidSignature("the URL is not a valid presigned URL") from None
-        if not hmac.compare_digest(self._mac(req), signature):
+        # Compared as bytes: compare_digest refuses str holding non-ASCII (a TypeError, a 500),
+        # and the query string may hold any character.
+        if not hmac.compare_digest(self._mac(req).encode(), signature.encode("utf-8", "surrogatepass")):
             raise InvalidSignature("the URL signature does not match")
         if (now or datetime.now(UTC)).timestamp() > req.expires:
             raise InvalidSignature("the URL has expired; request a new one")

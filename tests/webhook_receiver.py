@@ -2,7 +2,7 @@
 
 Its ``behaviour`` decides each answer: ``"ok"`` (200), ``"fail"`` (500), ``"gone"``
 (410), ``"hang"`` (never answers), ``"redirect"`` (302 to ``/elsewhere``), ``"big"``
-(200 with a body of 1 MiB). Every request it received is kept with its headers and body.
+(200 with a body of 1 MiB), ``"nul"`` (200 with NUL bytes in its body). Every request it received is kept with its headers and body.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class Receiver:
             "gone": (410, [], b"gone"),
             "redirect": (302, [(b"location", b"/elsewhere")], b""),
             "big": (200, [], b"x" * (1024 * 1024)),
+            "nul": (200, [], b"ok\x00\x00done"),
         }[behaviour]
         self.answered.append(code)
         self.arrived.set()

@@ -21,7 +21,7 @@ import trio
 
 from engine.errors import EngineError, InvalidSignature, MethodNotAllowed, NotFound
 from engine.http import direct_body
-from engine.http.errors import status_for
+from engine.http.errors import shown
 from engine.http.respond import begin_request, end_request, envelope, error_body, send_json
 from engine.services import Services
 from engine.store.blobs.local import LocalBlobStore, PartWriter
@@ -123,8 +123,10 @@ class BlobRoutes:
             status = 499
             log.info("blob_client_disconnected", path=scope["path"])
         except EngineError as exc:
-            status = status_for(exc)
-            body = error_body(exc.code, exc.message, exc.details, request_id)
+            status, code, message, details = shown(exc, request_id)
+            if status >= 500:
+                log.error("engine_error", error=exc.message, error_type=type(exc).__name__)
+            body = error_body(code, message, details, request_id)
             await send_json(send, status, body, request_id)  # an unread body: engine/http/body_guard.py
         except Exception:
             log.exception("blob_route_failed")

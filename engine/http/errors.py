@@ -50,11 +50,22 @@ def status_for(exc: e.EngineError) -> int:
     return 500
 
 
-def engine_error_response(exc: e.EngineError) -> Response:
+def shown(exc: e.EngineError, request_id: str | None) -> tuple[int, str, str, dict[str, Any] | None]:
+    """``(status, code, message, details)`` a client is shown for ``exc``. A 500's own message
+    is a driver's text (``postgresql error: CharacterNotInRepertoireError: …``: the SQL's
+    complaint, the value it refused): it goes to the log only, the client gets the request id.
+    A 503 says what is unavailable on purpose and keeps its message."""
     status = status_for(exc)
+    if status >= 500 and status != STATUS[e.ServiceUnavailable]:
+        return status, "internal", f"internal error; quote request id {request_id}", None
+    return status, exc.code, exc.message, exc.details
+
+
+def engine_error_response(exc: e.EngineError) -> Response:
+    status, code, message, details = shown(exc, g.get("request_id"))
     if status >= 500:
         log.error("engine_error", error=exc.message, error_type=type(exc).__name__)
-    return error_response(status, exc.code, exc.message, exc.details)
+    return error_response(status, code, message, details)
 
 
 def install_error_handlers(app: Quart) -> None:

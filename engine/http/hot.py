@@ -41,7 +41,7 @@ from engine.auth import Principal
 from engine.errors import EngineError
 from engine.http import objects, search
 from engine.http.api import bearer_token
-from engine.http.errors import status_for
+from engine.http.errors import shown
 from engine.http.metrics import route_template
 from engine.http.respond import begin_request, end_request, envelope, error_body, send_json
 from engine.http.routes import RouteSpec
@@ -139,10 +139,10 @@ class HotRoutes:
         try:
             status, body = await self._answer(hot, param, path, headers, receive, request_id)
         except EngineError as exc:
-            status = status_for(exc)
+            status, code, message, details = shown(exc, request_id)
             if status >= 500:
                 log.error("engine_error", error=exc.message, error_type=type(exc).__name__)
-            body = error_body(exc.code, exc.message, exc.details, request_id)
+            body = error_body(code, message, details, request_id)
         except _Disconnected:
             status = 499
             return

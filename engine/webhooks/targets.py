@@ -78,6 +78,8 @@ async def resolve(target: Target, allow_private: bool) -> IpAddress:
             infos = await trio.socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise TargetRefused(f"the host {target.host} does not resolve: {exc}") from None
+        except UnicodeError as exc:  # IDNA: an empty label (a..b), one over 63 characters, a code point it refuses
+            raise TargetRefused(f"the host {target.host} is not a valid host name: {exc}") from None
         found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         if not found:
             raise TargetRefused(f"the host {target.host} has no address")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from tests.conftest import error_of
+from engine.service import run_service
+from tests.conftest import error_of, make_config
+from tests.http.review_helpers import ADMIN, ADMIN_EMAIL, ADMIN_PASSWORD
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -89,6 +92,33 @@ async def test_bad_query_parameters_are_invalid_request(client, alice, query):
     assert error_of(r)["code"] == "invalid_request"
 
 
+async def test_an_instant_utc_puts_out_of_range_is_a_400_on_every_route_taking_one(nursery, tmp_path):
+    """0001-01-01T00:00:00+05:00 is a valid ISO 8601 instant, but in UTC it falls before year 1
+    (and 9999-12-31T23:59:59-05:00 after 9999): converting it raised OverflowError, a 500."""
+    handle = await nursery.start(run_service, make_config(tmp_path / "data", **ADMIN))
+    try:
+        async with httpx.AsyncClient(base_url=handle.url, timeout=30) as client:
+            r = await client.post("/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            headers = {"Authorization": f"Bearer {r.json()['data']['token']}"}
+            checked = []
+            for path, operations in (await client.get("/v1/openapi.json")).json()["paths"].items():
+                for method, operation in operations.items():
+                    for param in operation.get("parameters", []):
+                        if param["in"] != "query" or param["schema"].get("format") != "date-time":
+                            continue
+                        for value in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+                            r = await client.request(method.upper(), path, headers=headers, params={param["name"]: value})
+                            assert r.status_code == 400, (path, param["name"], value, r.text)
+                            assert param["name"] in error_of(r)["details"]["fields"]
+                        for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):  # the very ends are fine
+                            r = await client.request(method.upper(), path, headers=headers, params={param["name"]: value})
+                            assert r.status_code == 200, (path, param["name"], value, r.text)
+                        checked.append((path, param["name"]))
+            assert len(checked) >= 10, checked  # activity (2 lists), spend, analytics, the review queue: from/to each
+    finally:
+        handle.stop()
+
+
 async def test_access_log_line_and_request_id_bound_to_every_line(client, alice):
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "logged"})
@@ -113,6 +143,23 @@ async def test_unexpected_exception_is_a_500_envelope_without_internals(client, 
     err = error_of(r)
     assert err["code"] == "internal"
     assert "secret internal detail" not in r.text
+
+
+async def test_a_store_error_is_a_500_without_the_drivers_text(client, alice, service, monkeypatch):
+    """A StoreError carries the driver's complaint (PostgreSQL's, with the value it refused):
+    it was the 500's message. The log keeps it; the client gets the request id."""
+    from engine.errors import StoreError
+
+    async def broken(*args, **kwargs):
+        raise StoreError('postgresql error: CharacterNotInRepertoireError: invalid byte sequence for encoding "UTF8": 0x00')
+
+    monkeypatch.setattr(service.services.datasets, "create", broken)
+    r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "x"})
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal" and err["details"] is None
+    assert "postgresql" not in r.text and "CharacterNotInRepertoire" not in r.text
+    assert r.json()["request_id"] in err["message"]
 
 
 async def test_health_is_503_when_the_store_is_down(client, service, monkeypatch):

@@ -172,6 +172,25 @@ async def test_a_large_answer_is_read_only_up_to_64_kib(client, alice):
         assert len(d["attempts"][0]["response_excerpt"]) == 1024
 
 
+async def test_an_answer_holding_nul_is_recorded(client, alice):
+    """PostgreSQL text cannot hold NUL: recording the receiver's excerpt failed the whole
+    write there (the delivery never left pending). The excerpt keeps U+FFFD in its place."""
+    async with running_receiver("nul") as rx:
+        hook = await _hook(client, alice.headers, rx.url)
+        ds = await create_dataset(client, alice.headers)
+        await _touch(client, alice.headers, ds["dataset_id"])
+
+        async def done():
+            found = await _deliveries(client, alice.headers, hook)
+            return found and found[0]["attempt_count"] >= 1
+
+        with trio.fail_after(20):
+            await _until(done)
+        (d,) = await _deliveries(client, alice.headers, hook)
+        assert d["status"] == "succeeded" and d["last_status_code"] == 200
+        assert d["attempts"][0]["response_excerpt"] in ("ok\x00\x00done", "ok\ufffd\ufffddone")  # SQLite keeps NUL
+
+
 async def test_a_slow_endpoint_never_holds_the_others(tmp_path):
     """One endpoint hangs on every request; the other gets all its deliveries while every
     slot of the slow one is still held (its attempts are not over)."""

@@ -31,6 +31,18 @@ async def test_private_targets_are_refused_at_creation(client, alice, url):
     assert err["code"] == "invalid_request" and "url" in err["details"]["fields"]
 
 
+@pytest.mark.parametrize("url", ["https://a..example/hook", "https://.example/hook", f"https://{'a' * 64}.example/hook",
+                                 "https://\u2603.example/hook", f"https://{'a' * 300}.example/hook"],
+                         ids=["empty-label", "leading-dot", "label-64", "snowman", "label-300"])
+async def test_a_host_name_idna_refuses_is_a_400_not_a_500(client, alice, resolver, url):
+    # The host is IDNA-encoded before any lookup: an empty label, one over 63 characters or
+    # a code point IDNA refuses raised UnicodeError there (a 500), not OSError.
+    r = await client.post("/v1/webhooks", headers=alice.headers, json={"url": url, "events": ["*"]})
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["code"] == "invalid_request" and "not a valid host name" in err["details"]["fields"]["url"]
+
+
 async def test_a_name_resolving_to_a_private_address_is_refused(client, alice, resolver):
     resolver.answers["internal.example"] = [["10.0.0.7"]]
     resolver.answers["mixed.example"] = [["93.184.216.34", "127.0.0.1"]]  # one bad answer is enough

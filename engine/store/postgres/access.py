@@ -62,6 +62,13 @@ def affected(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def pg_text(value: str | None) -> str | None:
+    """A message the engine composed from outside text (an import error quoting a CSV header,
+    a webhook receiver's answer), fit for a text column: PostgreSQL text cannot hold NUL
+    (SQLite can), so NUL becomes U+FFFD rather than failing the whole write."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
 @contextlib.contextmanager
 def translate() -> Iterator[None]:
     """Map asyncpg and connection errors onto the engine's store errors."""

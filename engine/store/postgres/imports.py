@@ -21,7 +21,7 @@ import asyncpg
 
 from engine.store import webhook_events as ev
 from engine.store.packing import unpack_text
-from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.access import PgAccess, PgConn, pg_text
 from engine.store.postgres.webhooks import emit
 from engine.store.records import IN_LIVE_DATASET, Datapoint, ImportJob
 
@@ -60,12 +60,6 @@ async def _with_errors(c: PgConn, imps: list[ImportJob]) -> list[ImportJob]:
     for r in rows:
         errors.setdefault(r["id"], []).append({"line": r["line"], "field": r["field"], "message": r["message"]})
     return [ImportJob(**{**imp.__dict__, "errors": tuple(errors.get(imp.id, ()))}) for imp in imps]
-
-
-def _text(value: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL (SQLite can): an error quoting a NUL-bearing CSV
-    header keeps a replacement character instead of failing the whole batch."""
-    return None if value is None else value.replace("\x00", "\ufffd")
 
 
 class ImportsMixin(PgAccess):
@@ -183,7 +177,7 @@ class ImportsMixin(PgAccess):
                 await c.execute(
                     "INSERT INTO import_errors (import_id, line, field, message)"
                     " SELECT ?, * FROM unnest(?::bigint[], ?::text[], ?::text[])",
-                    import_id, [e["line"] for e in kept], [_text(e["field"]) for e in kept], [_text(e["message"]) for e in kept],
+                    import_id, [e["line"] for e in kept], [pg_text(e["field"]) for e in kept], [pg_text(e["message"]) for e in kept],
                 )
             updated = await c.fetchrow(
                 "UPDATE imports SET accepted_count = accepted_count + ?, rejected_count = rejected_count + ?,"

@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 
 from engine.ids import new_id
-from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.access import PgAccess, PgConn, pg_text
 from engine.store.sqlite.webhooks import event_body
 from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, endpoint_steps, event_filter
 
@@ -297,10 +297,12 @@ async def _record(c: PgConn, kept: Sequence[tuple[AttemptOutcome, str, int]]) ->
     for outcome, _, before in kept:
         a = outcome.attempt
         number = before + 1
-        attempts.append((a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, a.error, a.response_excerpt))
+        # The receiver's answer (and errors quoting it) may hold NUL, which PostgreSQL text cannot.
+        error, excerpt = pg_text(a.error), pg_text(a.response_excerpt)
+        attempts.append((a.delivery_id, number, a.started_at, a.status_code, a.duration_ms, error, excerpt))
         status = "succeeded" if outcome.succeeded else ("pending" if outcome.next_attempt_at is not None else "failed")
         moves.append((status, number, outcome.next_attempt_at if status == "pending" else None, a.started_at,
-                      a.status_code, a.error, a.duration_ms, a.delivery_id))
+                      a.status_code, error, a.duration_ms, a.delivery_id))
     await c.executemany(
         "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, status_code, duration_ms, error, response_excerpt)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", attempts)
