@@ -72,6 +72,13 @@ def decide(job: DeliveryJob, result: SendResult, started_at: datetime, disable_a
     return AttemptOutcome(attempt, False, later, None, failing_before)
 
 
+def outcome_label(outcome: AttemptOutcome) -> str:
+    """The ``outcome`` label of ``ipto_webhook_deliveries_total`` for a recorded attempt."""
+    if outcome.succeeded:
+        return "succeeded"
+    return "gone" if outcome.disable_reason == "gone" else "retrying" if outcome.next_attempt_at else "failed"
+
+
 class AttemptRecorder:
     """Attempts recorded together, off the senders' path: :meth:`submit` queues an outcome
     and returns; :meth:`run` writes everything queued in one store transaction (with the
@@ -298,8 +305,7 @@ class DeliveryWorker:
                             reason="lease lost, or the delivery was retried by hand or deleted meanwhile")
                 continue
             self.delivered += 1
-            self.metrics.webhook_delivered("succeeded" if outcome.succeeded else "gone" if outcome.disable_reason == "gone"
-                                           else "retrying" if outcome.next_attempt_at else "failed")
+            self.metrics.webhook_delivered(outcome_label(outcome))
         self.wake()
 
     def _key(self, webhook_id: str, sealed: bytes) -> bytes:
