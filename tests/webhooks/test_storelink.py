@@ -126,3 +126,38 @@ async def test_a_sender_whose_serving_end_goes_gets_an_error_not_a_hang():
             await forwarded.next_delivery_due()
         with pytest.raises(LinkClosed):
             await forwarded.record_attempts("o", [])
+
+
+async def test_a_delivery_due_since_the_last_claim_is_claimed_without_waiting_for_the_poll():
+    """A forwarded claim runs some milliseconds after its ``now``: an event written meanwhile is
+    due when the worker, idle, next reads the due time. It claims again at once instead of
+    sleeping a whole poll (60 s here); a due time the last claim already saw waits for the poll."""
+    claims: list[object] = []
+
+    class Store:
+        async def release_delivery_leases(self, now, is_dead) -> int:
+            return 0
+
+        async def claim_deliveries(self, owner, now, lease_until, limit, per_webhook, busy):
+            claims.append(now)
+            await trio.sleep(0.01)  # the round trip: the clock moves on meanwhile
+            return []
+
+        async def next_delivery_due(self):
+            return claims[0] + timedelta(microseconds=1) if len(claims) == 1 else claims[0]
+
+        async def record_attempts(self, owner, outcomes) -> set[str]:
+            return set()
+
+    async def send(url, headers, body) -> SendResult:
+        raise AssertionError("nothing to send")
+
+    worker = DeliveryWorker(Store(), Sealer(b"k" * 32), WebhooksConfig(poll_seconds=60), send, utcnow, new_owner())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        with trio.fail_after(10):  # a bound on waiting, well under the poll; not a performance figure
+            while len(claims) < 2:
+                await trio.sleep(0.01)
+        await trio.sleep(0.3)  # the due time the second claim saw: no third claim before the poll
+        nursery.cancel_scope.cancel()
+    assert len(claims) == 2
