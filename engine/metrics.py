@@ -50,10 +50,8 @@ LEVELS_SECONDS = 2.0  # several processes: how often each writes its own levels 
 
 def shared_dir_for(cfg: Any) -> Path | None:
     """Where this engine's processes keep their metric files, or None when there is one
-    process that records (metrics off, or one process; a delivery process beside it records
-    nothing on SQLite, where the serving process counts its attempts)."""
-    counting_child = cfg.webhooks.own_process and not cfg.store_url.startswith("sqlite")
-    if cfg.metrics_where == "off" or (cfg.http.workers <= 1 and not counting_child):
+    process that records (metrics off, or one process with no delivery process beside it)."""
+    if cfg.metrics_where == "off" or (cfg.http.workers <= 1 and not cfg.webhooks.own_process):
         return None
     return multiprocess_dir(cfg.data_dir)
 

@@ -126,7 +126,7 @@ class Services:
         vectors = VectorCache(store, ann_min_chunks=cfg.search.ann_min_chunks)
         sealer = Sealer(secret)
         hooks_cfg = cfg.webhooks
-        deliveries = DeliveryProcess(cfg, store) if hooks_cfg.own_process else delivery_worker(cfg, store, sealer, now)
+        deliveries = DeliveryProcess(cfg) if hooks_cfg.own_process else delivery_worker(cfg, store, sealer, now)
         svc = cls(
             cfg=cfg, store=store, identity=identity, datasets=datasets,
             cursors=CursorSeal(secret),

@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 _HEADER = struct.Struct(">I")
 
 
-async def read_frame(stream: trio.SocketStream, buffer: bytearray) -> Any:
+async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> Any:
     """The next frame's object, or None at end of stream. ``buffer`` keeps what is left over."""
     while True:
         if len(buffer) >= _HEADER.size:
@@ -48,7 +48,7 @@ async def read_frame(stream: trio.SocketStream, buffer: bytearray) -> Any:
         buffer += chunk
 
 
-def encode_frame(obj: Any) -> bytes:
+def _frame(obj: Any) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
 
@@ -83,7 +83,7 @@ class ActorLink:
         task_status.started()
         buffer = bytearray()
         try:
-            while (frame := await read_frame(self.stream, buffer)) is not None:
+            while (frame := await _read_frame(self.stream, buffer)) is not None:
                 call_id, answer = frame
                 waiter = self._waiting.pop(call_id, None)
                 if waiter is not None:
@@ -104,7 +104,7 @@ class ActorLink:
         send, recv = trio.open_memory_channel[tuple[Any, ...]](1)
         self._waiting[call_id] = send
         try:
-            data = encode_frame((call_id, (dataset_id, message, timeout)))
+            data = _frame((call_id, (dataset_id, message, timeout)))
             async with self._send_lock:
                 await self.stream.send_all(data)
             # The primary answers within its own ask timeout; a little more here for the hop.
@@ -129,7 +129,7 @@ async def serve_link(stream: trio.SocketStream, supervisor: Any) -> None:
             result: tuple[Any, ...] = ("ok", await supervisor.ask(dataset_id, message, timeout))
         except EngineError as exc:  # a timeout too (ActorUnavailable)
             result = _encode_error(exc)
-        data = encode_frame((call_id, result))
+        data = _frame((call_id, result))
         async with send_lock:
             try:
                 await stream.send_all(data)
@@ -139,7 +139,7 @@ async def serve_link(stream: trio.SocketStream, supervisor: Any) -> None:
     buffer = bytearray()
     async with trio.open_nursery() as nursery:
         try:
-            while (frame := await read_frame(stream, buffer)) is not None:
+            while (frame := await _read_frame(stream, buffer)) is not None:
                 call_id, (dataset_id, message, timeout) = frame
                 nursery.start_soon(answer, call_id, dataset_id, message, timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -21,9 +21,8 @@ async def open_store(cfg: Config) -> AsyncIterator[Store]:
     if url.startswith("sqlite:///"):
         from engine.store.sqlite.store import SqliteStore
 
-        # The delivery process (``webhooks.own_process``) does not write the file: its store calls
-        # go to the serving process (engine/webhooks/storelink.py).
-        async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers, processes=cfg.http.workers) as store:
+        processes = cfg.http.workers + (1 if cfg.webhooks.own_process else 0)  # the delivery process writes too
+        async with SqliteStore.open(Path(url[len("sqlite:///"):]), readers=cfg.store.readers, processes=processes) as store:
             yield store
     elif url.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres.store import PgStore

@@ -14,16 +14,12 @@ core of its own.
 * **Wake-ups.** The parent's :meth:`DeliveryProcess.wake` (a new endpoint, a manual retry)
   writes a byte on a socket pair; otherwise the worker polls (``poll_seconds``) and looks
   again whenever an attempt ends, as in one process.
-* **SQLite.** The child does not open the file: its claims, attempt records and reads go
-  to the parent over a second socket pair (:mod:`.storelink`), which runs them on its own
-  store. One process writes the file, as with no delivery process, so no write takes the
-  file lock of several writing processes. The parent waits for every call a child sent
-  before it starts the next child. On PostgreSQL the child opens the store itself.
+* **SQLite.** Two processes write the file, so every process takes the write file lock
+  (``open_store`` counts the delivery process).
 
-* **Metrics.** On SQLite the parent counts ``ipto_webhook_deliveries_total`` as it records
-  the child's attempts (one process records: no metric files). On PostgreSQL the engine keeps
-  its metrics in prometheus-client's multiprocess files (as with ``--workers``): the child
-  counts there and any scrape of the engine sums it in.
+* **Metrics.** With ``own_process`` the engine keeps its metrics in prometheus-client's
+  multiprocess files (as with ``--workers``): the child counts ``ipto_webhook_deliveries_total``
+  there and any scrape of the engine sums it in.
 """
 
 from __future__ import annotations
@@ -49,9 +45,8 @@ from engine.metrics import NO_METRICS, Metrics, MetricsSink, shared_dir_for
 from engine.webhooks.keys import Sealer
 from engine.webhooks.owner import new_owner
 from engine.webhooks.sender import Sender
-from engine.webhooks.storelink import ForwardedStore, serve_store_link
 from engine.webhooks.worker import DeliveryWorker
-from engine.workers import die_with_parent, embedded
+from engine.workers import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -75,19 +70,15 @@ class DeliverySpec:
     cfg: Config
     wake_fd: int
     parent_pid: int
-    link_fd: int | None = None  # the store link (SQLite): the child's store calls go to the parent
 
 
 class DeliveryProcess:
     """The parent's handle on the delivery process: runs (and restarts) it, wakes it."""
 
-    metrics: MetricsSink = NO_METRICS  # set by Services: counts the child's recorded attempts (SQLite; on PostgreSQL the child counts)
+    metrics: MetricsSink = NO_METRICS  # unused: the child counts its own (in the shared metric files)
 
-    def __init__(self, cfg: Config, store: Any = None) -> None:
-        """``store``: the serving process's, which runs the child's store calls on SQLite."""
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.store = store
-        self.forwarding = store is not None and embedded(cfg)
         self._wake: socket.socket | None = None
         self.pid: int | None = None
 
@@ -101,60 +92,39 @@ class DeliveryProcess:
         pause = RESTART_MIN_SECONDS
         started = False
         while True:
-            proc, link = self._start()
+            proc = self._start()
             if not started:
                 task_status.started()
                 started = True
-            # The link is served until the child has closed its end and every call it sent has
-            # ended, stopping or not (shielded): a stopping child records its last attempts through
-            # it, and the next child starts only after them (its lease take-over then sees them).
-            async with trio.open_nursery() as serving:
-                if link is not None:
-                    serving.start_soon(self._serve_link, link)
-                try:
-                    while proc.poll() is None:
-                        await trio.sleep(POLL_EXIT_SECONDS)
-                finally:
-                    if proc.poll() is None:
-                        with trio.CancelScope(shield=True):
-                            await self._stop(proc)
-                    if self._wake is not None:
-                        self._wake.close()
-                        self._wake = None
+            try:
+                while proc.poll() is None:
+                    await trio.sleep(POLL_EXIT_SECONDS)
+            finally:
+                if proc.poll() is None:
+                    with trio.CancelScope(shield=True):
+                        await self._stop(proc)
+                if self._wake is not None:
+                    self._wake.close()
+                    self._wake = None
             log.error("delivery_process_exited", pid=proc.pid, returncode=proc.returncode, restart_in=pause)
             await trio.sleep(pause)
             pause = min(pause * 2, RESTART_MAX_SECONDS)
 
-    async def _serve_link(self, link: socket.socket) -> None:
-        with trio.CancelScope(shield=True):
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(link))
-            try:
-                await serve_store_link(stream, self.store, self.metrics)
-            finally:
-                await stream.aclose()
-
-    def _start(self) -> tuple[subprocess.Popen[bytes], socket.socket | None]:
-        """Start the child (and its store link, if forwarding). On the Trio thread:
-        ``PR_SET_PDEATHSIG`` fires when the forking thread exits."""
+    def _start(self) -> subprocess.Popen[bytes]:
+        """Start the child. On the Trio thread: ``PR_SET_PDEATHSIG`` fires when the forking thread exits."""
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
-        link = link_theirs = None
-        if self.forwarding:
-            link, link_theirs = socket.socketpair()
-        fds = (theirs.fileno(),) if link_theirs is None else (theirs.fileno(), link_theirs.fileno())
+        theirs.set_inheritable(True)
         proc = subprocess.Popen([sys.executable, "-m", "engine.webhooks.process"], stdin=subprocess.PIPE,
-                                pass_fds=fds, preexec_fn=die_with_parent)
+                                pass_fds=(theirs.fileno(),), preexec_fn=die_with_parent)
         assert proc.stdin is not None
-        spec = DeliverySpec(self.cfg, theirs.fileno(), os.getpid(), None if link_theirs is None else link_theirs.fileno())
-        proc.stdin.write(pickle.dumps(spec))
+        proc.stdin.write(pickle.dumps(DeliverySpec(self.cfg, theirs.fileno(), os.getpid())))
         proc.stdin.close()
         theirs.close()
-        if link_theirs is not None:
-            link_theirs.close()
         self._wake = ours
         self.pid = proc.pid
-        log.info("delivery_process_started", pid=proc.pid, forwarding=self.forwarding)
-        return proc, link
+        log.info("delivery_process_started", pid=proc.pid)
+        return proc
 
     async def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -180,47 +150,32 @@ async def _follow_wakes(sock: trio.socket.SocketType, worker: DeliveryWorker, go
 async def _child(spec: DeliverySpec) -> None:
     import trio_asyncio
 
+    from engine.service import load_secret
     from engine.store import open_store
 
     cfg = spec.cfg
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio_asyncio.open_loop(), trio.open_nursery() as linked:
-            store_cm: contextlib.AbstractAsyncContextManager[Any]
-            if spec.link_fd is not None:
-                forwarded = ForwardedStore(trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=spec.link_fd))))
-                await linked.start(forwarded.run)  # outlives the worker: its last records go through it
-                store_cm = contextlib.nullcontext(forwarded)
-            else:
-                store_cm = open_store(cfg)
-            async with store_cm as store:
-                await _deliver(spec, store, signals)
-            linked.cancel_scope.cancel()
+        async with trio_asyncio.open_loop(), open_store(cfg) as store:
+            secret = load_secret(cfg.data_dir)
+            if getattr(store, "shared", False):
+                secret = await store.shared_secret(secret)  # type: ignore[attr-defined]
+            worker = delivery_worker(cfg, store, Sealer(secret))
+            shared = shared_dir_for(cfg)
+            if shared is not None:  # counted in the engine's metric files, as the HTTP workers' are
+                worker.metrics = Metrics(shared)
+            wake = trio.socket.from_stdlib_socket(socket.socket(fileno=spec.wake_fd))
+            async with trio.open_nursery() as nursery:
+
+                async def stop() -> None:
+                    nursery.cancel_scope.cancel()
+
+                await nursery.start(worker.run)
+                nursery.start_soon(_follow_wakes, wake, worker, stop)
+                log.info("delivery_process_running", pid=os.getpid(), owner=worker.owner)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
     log.info("delivery_process_stopped", pid=os.getpid())
-
-
-async def _deliver(spec: DeliverySpec, store: Any, signals: Any) -> None:
-    from engine.service import load_secret
-
-    cfg = spec.cfg
-    secret = load_secret(cfg.data_dir)
-    if getattr(store, "shared", False):
-        secret = await store.shared_secret(secret)
-    worker = delivery_worker(cfg, store, Sealer(secret))
-    shared = shared_dir_for(cfg)
-    if shared is not None and spec.link_fd is None:  # counted in the engine's metric files, as the HTTP workers' are
-        worker.metrics = Metrics(shared)
-    wake = trio.socket.from_stdlib_socket(socket.socket(fileno=spec.wake_fd))
-    async with trio.open_nursery() as nursery:
-
-        async def stop() -> None:
-            nursery.cancel_scope.cancel()
-
-        await nursery.start(worker.run)
-        nursery.start_soon(_follow_wakes, wake, worker, stop)
-        log.info("delivery_process_running", pid=os.getpid(), owner=worker.owner, forwarding=spec.link_fd is not None)
-        async for _ in signals:
-            nursery.cancel_scope.cancel()
-            break
 
 
 def main() -> None:

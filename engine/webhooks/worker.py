@@ -72,13 +72,6 @@ def decide(job: DeliveryJob, result: SendResult, started_at: datetime, disable_a
     return AttemptOutcome(attempt, False, later, None, failing_before)
 
 
-def outcome_label(outcome: AttemptOutcome) -> str:
-    """The ``outcome`` label of ``ipto_webhook_deliveries_total`` for a recorded attempt."""
-    if outcome.succeeded:
-        return "succeeded"
-    return "gone" if outcome.disable_reason == "gone" else "retrying" if outcome.next_attempt_at else "failed"
-
-
 class AttemptRecorder:
     """Attempts recorded together, off the senders' path: :meth:`submit` queues an outcome
     and returns; :meth:`run` writes everything queued in one store transaction (with the
@@ -223,10 +216,9 @@ class DeliveryWorker:
             return ERROR_BACKOFF_SECONDS
         now = self.now()
         if due is not None and self._claimed_upto is not None and self._claimed_upto < due <= now:
-            # Due since the last claim's instant: written while that claim was under way (a
-            # claim forwarded to the serving process runs some milliseconds after its ``now``).
-            # Claim again soon, not at the next poll: under a steady stream of events the
-            # worker otherwise slept a whole poll each time it caught up.
+            # Due since the last claim's instant: written while that claim was under way (it
+            # runs some milliseconds after its ``now``, queued for the store's write lock).
+            # Claim again soon, not at the next poll, which would hold it a whole second.
             return CLAIM_COALESCE_SECONDS
         wait = (due - now).total_seconds() if due is not None else self.cfg.poll_seconds
         # Due already (at the last claim's instant), yet nothing was claimed: its endpoint is
@@ -313,7 +305,8 @@ class DeliveryWorker:
                             reason="lease lost, or the delivery was retried by hand or deleted meanwhile")
                 continue
             self.delivered += 1
-            self.metrics.webhook_delivered(outcome_label(outcome))
+            self.metrics.webhook_delivered("succeeded" if outcome.succeeded else "gone" if outcome.disable_reason == "gone"
+                                           else "retrying" if outcome.next_attempt_at else "failed")
         self.wake()
 
     def _key(self, webhook_id: str, sealed: bytes) -> bytes:
