@@ -95,11 +95,7 @@ class Query:
         if self.kind == "text":
             return query_text(self.name, self.max_len)
         if self.kind == "instant":
-            try:
-                return query_instant(self.name)
-            except OverflowError:  # a valid local time that UTC puts outside years 1-9999 (0001-01-01T00:00:00+05:00)
-                raise InvalidRequest(f"{self.name} is out of range", {"fields": {
-                    self.name: "must fall between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"}}) from None
+            return query_instant(self.name)
         if self.kind == "limit":
             return check_limit(query_int(self.name, DEFAULT_LIMIT))
         if self.kind == "cursor":

@@ -224,7 +224,11 @@ def query_instant(name: str) -> datetime | None:
         raise InvalidRequest(
             f"{name} must be an ISO 8601 instant with a time zone", {"fields": {name: "expected e.g. 2026-11-02T08:00:00Z"}}
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # a valid local time that UTC puts outside years 1-9999 (0001-01-01T00:00:00+05:00)
+        raise InvalidRequest(f"{name} is out of range", {"fields": {
+            name: "must fall between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"}}) from None
 
 
 def query_int(name: str, default: int) -> int:

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
 import trio
 
 from engine.errors import InvalidRequest
@@ -52,7 +53,18 @@ def parse_url(url: str) -> Target:
     if parts.fragment:
         raise TargetRefused("url must not have a fragment")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
+    return Target(parts.scheme, _ascii_host(parts.hostname), port or (443 if parts.scheme == "https" else 80), path)
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalized name as its A-label (``bücher.example`` → ``xn--bcher-kva.example``),
+    the one form the lookup, the ``Host`` header and TLS's SNI all take."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise TargetRefused(f"the host {host} is not a valid host name: {exc}") from None
 
 
 def forbidden(ip: IpAddress) -> bool:

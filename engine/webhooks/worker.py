@@ -157,6 +157,7 @@ class DeliveryWorker:
         self._per_claim = cfg.per_endpoint_concurrency * max(1, min(QUEUE_FACTOR, turns))
         self._max_claimed = cfg.concurrency * max(1, min(QUEUE_FACTOR, turns))
         self._wake = trio.Event()
+        self._claimed_upto: datetime | None = None  # the ``now`` of the last claim: what was due then, it saw
         self._records = AttemptRecorder(store, owner, self._recorded)
         self._nursery: trio.Nursery | None = None
         self.delivered = 0  # attempts recorded (metrics, tests)
@@ -213,9 +214,15 @@ class DeliveryWorker:
         except Exception:
             log.exception("webhook_due_read_failed")
             return ERROR_BACKOFF_SECONDS
-        wait = (due - self.now()).total_seconds() if due is not None else self.cfg.poll_seconds
-        # Due already, yet nothing was claimed: its endpoint is busy or another process holds
-        # it; an attempt ending wakes us, else the next poll.
+        now = self.now()
+        if due is not None and self._claimed_upto is not None and self._claimed_upto < due <= now:
+            # Due since the last claim's instant: written while that claim was under way (it
+            # runs some milliseconds after its ``now``, queued for the store's write lock).
+            # Claim again soon, not at the next poll, which would hold it a whole second.
+            return CLAIM_COALESCE_SECONDS
+        wait = (due - now).total_seconds() if due is not None else self.cfg.poll_seconds
+        # Due already (at the last claim's instant), yet nothing was claimed: its endpoint is
+        # busy or another process holds it; an attempt ending wakes us, else the next poll.
         return self.cfg.poll_seconds if wait <= 0 else min(self.cfg.poll_seconds, wait)
 
     async def _claim_round(self) -> int:
@@ -224,7 +231,7 @@ class DeliveryWorker:
             return 0
         per = self._per_claim
         busy = [hook for hook, ep in self._endpoints.items() if ep.claimed >= per]
-        now = self.now()
+        now = self._claimed_upto = self.now()
         jobs = await self.store.claim_deliveries(self.owner, now, now + timedelta(seconds=self.cfg.lease_seconds), free, per, busy)
         touched: dict[str, _Endpoint] = {}
         for job in jobs:

@@ -104,6 +104,24 @@ async def test_the_sender_connects_to_the_checked_address_with_the_name_as_host(
         assert got.headers["host"] == f"hooks.example:{rx.port}" and got.path == "/hook?x=1"
 
 
+async def test_an_internationalized_host_is_sent_as_its_a_label(resolver):
+    """``bücher.example`` passed creation (the lookup IDNA-encodes), then every delivery
+    raised UnicodeEncodeError building the ASCII ``Host`` header, out of the worker."""
+    assert parse_url("https://Bücher.example/hook").host == "xn--bcher-kva.example"
+    with pytest.raises(TargetRefused, match="not a valid host name"):
+        parse_url("https://\u2603.example/hook")
+    async with running_receiver("ok") as rx:
+        resolver.answers["xn--bcher-kva.example"] = [["127.0.0.1"]]
+        sender = Sender(allow_private=True, timeout_seconds=5, max_response_bytes=65536)
+        try:
+            result = await sender.send(f"http://bücher.example:{rx.port}/hook", {"webhook-id": "evt_1"}, b"{}")
+        finally:
+            await sender.aclose()
+        assert result.status_code == 200, result
+        (got,) = rx.received
+        assert got.headers["host"] == f"xn--bcher-kva.example:{rx.port}"
+
+
 async def test_the_sender_refuses_private_targets_itself():
     sender = Sender(allow_private=False, timeout_seconds=5, max_response_bytes=65536)
     result = await sender.send("http://127.0.0.1:9/hook", {}, b"{}")

@@ -16,16 +16,17 @@ from typing import Any
 import asyncpg
 import orjson
 
-from engine.ids import new_id
+from engine.ids import new_ordered_id
 from engine.store.postgres.access import PgAccess, PgConn, pg_text
-from engine.store.sqlite.webhooks import event_body
+from engine.store.sqlite.webhooks import delivery_prefix, event_body
 from engine.store.webhook_records import Attempt, AttemptOutcome, Delivery, DeliveryJob, Webhook, endpoint_steps, event_filter
 
 # One round trip: the deliveries, and the event's bytes only when some endpoint wants it.
 _FANOUT = (
     "WITH d AS (INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, attempts,"
     " next_attempt_at, created_at)"
-    " SELECT 'dlv_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), w.id, w.tenant_id, ?::text, ?::text, 'pending', 0,"
+    " SELECT 'dlv_' || ?::text || substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), w.id, w.tenant_id, ?::text, ?::text,"
+    " 'pending', 0,"
     " ?::timestamptz, ?::timestamptz"
     " FROM webhooks w WHERE w.tenant_id = ? AND w.status = 'enabled' AND (strpos(w.event_filter, ?::text) > 0 OR w.event_filter = ',*,')"
     " RETURNING 1)"
@@ -35,8 +36,8 @@ _FANOUT = (
 
 async def emit(c: PgConn, tenant_id: str, event_type: str, data: Mapping[str, Any], now: datetime) -> None:
     """Write ``event_type`` for ``tenant_id``'s subscribed endpoints, in ``c``'s transaction."""
-    event_id = new_id("evt")
-    await c.execute(_FANOUT, event_id, event_type, now, now, tenant_id, f",{event_type},",
+    event_id = new_ordered_id("evt", now)  # ids that start with the time: new rows go in at the end of the indexes
+    await c.execute(_FANOUT, delivery_prefix(now), event_id, event_type, now, now, tenant_id, f",{event_type},",
                     event_id, tenant_id, event_type, event_body(event_type, data, now), now)
 
 
@@ -45,7 +46,8 @@ _FANOUT_MANY = (
     "WITH e AS (SELECT * FROM unnest(?::text[], ?::text[], ?::bytea[]) AS e(id, type, body)),"
     " d AS (INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, attempts,"
     " next_attempt_at, created_at)"
-    " SELECT 'dlv_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20), w.id, w.tenant_id, e.id, e.type, 'pending', 0,"
+    " SELECT 'dlv_' || ?::text || substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), w.id, w.tenant_id, e.id, e.type,"
+    " 'pending', 0,"
     " ?::timestamptz, ?::timestamptz"
     " FROM e JOIN webhooks w ON w.tenant_id = ?::text AND w.status = 'enabled'"
     " AND (strpos(w.event_filter, ',' || e.type || ',') > 0 OR w.event_filter = ',*,')"
@@ -59,9 +61,9 @@ async def emit_many(c: PgConn, tenant_id: str, events: Sequence[tuple[str, Mappi
     """:func:`emit` for each ``(event_type, data)`` of ``tenant_id``, in one statement, in order."""
     if not events:
         return
-    ids = [new_id("evt") for _ in events]
+    ids = [new_ordered_id("evt", now) for _ in events]
     await c.execute(_FANOUT_MANY, ids, [t for t, _ in events], [event_body(t, data, now) for t, data in events],
-                    now, now, tenant_id, tenant_id, now)
+                    delivery_prefix(now), now, now, tenant_id, tenant_id, now)
 
 
 def _webhook(r: asyncpg.Record) -> Webhook:
