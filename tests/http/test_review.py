@@ -168,6 +168,28 @@ async def test_stage_failures_retry_with_backoff_then_fail_the_job(client, admin
         assert await service.services.store.search_chunks(alice.tenant_id, dataset["dataset_id"], "globex") == []
 
 
+async def test_a_stage_error_quoting_nul_fails_the_job_with_its_error(client, admin, alice, dataset, service, monkeypatch):
+    """A parser's message may quote bytes of the file, NUL among them. PostgreSQL text (and
+    jsonb, the status_changed event) cannot hold NUL: writing the error failed there, and
+    the job was never failed. Now NUL becomes U+FFFD on PostgreSQL; SQLite keeps it."""
+    import trio
+
+    import engine.pipeline.stages as stages
+
+    def broken(*args, **kwargs):
+        raise ValueError("unexpected name /Ty\x00pe in the file")
+
+    monkeypatch.setattr(stages, "extract", broken)
+    up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
+    job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]
+    with trio.fail_after(30):
+        await _wait(service)
+    job = (await client.get(f"/v1/jobs/{job_id}", headers=alice.headers)).json()["data"]
+    obj = (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]
+    assert job["status"] == "failed" and obj["status"] == "failed"
+    assert any(f"/Ty{c}pe" in job["error"] and f"/Ty{c}pe" in obj["failure_reason"] for c in ("\x00", "\ufffd"))
+
+
 async def test_admin_can_follow_the_job_its_approval_started(client, admin, alice, dataset, service):
     up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
     job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from engine.store import webhook_events as ev
-from engine.store.postgres.access import PgAccess, PgConn
+from engine.store.postgres.access import PgAccess, PgConn, pg_text
 from engine.store.postgres.objects import _adjust_dataset, _get_object, _object
 from engine.store.postgres.search import remove_index
 from engine.store.postgres.webhooks import emit
@@ -186,6 +186,8 @@ class PipelineMixin(PgAccess):
         return await self.write(op)
 
     async def stage_attempt_failed(self, job_id: str, error: str) -> Job:
+        error = pg_text(error) or ""  # it may quote the file (a parser's message): no NUL in text
+
         async def op(c: PgConn) -> Job:
             await c.execute("UPDATE jobs SET error = ? WHERE id = ?", error, job_id)  # the try was counted when it started
             return await _get_job(c, job_id)
@@ -225,6 +227,8 @@ class PipelineMixin(PgAccess):
         return await self.write(op)
 
     async def fail_job(self, job_id: str, error: str, now: datetime) -> Job:
+        error = pg_text(error) or ""  # into text columns and the event's JSON: no NUL
+
         async def op(c: PgConn) -> Job:
             job = await _get_job(c, job_id)
             if job.status in ("queued", "running"):
