@@ -149,7 +149,7 @@ class BillingConfig:
 @dataclasses.dataclass(frozen=True)
 class WebhooksConfig:
     allow_private_targets: bool = False
-    own_process: bool = False  # deliveries in a process of their own, off the serving event loop (bench/README.md)
+    own_process: bool = True  # deliveries in a process of their own, off the serving event loop (bench/README.md)
     timeout_seconds: float = 10.0
     max_response_bytes: int = 65536
     concurrency: int = 64

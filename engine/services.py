@@ -12,6 +12,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from engine.actors.leases import Leases
 from engine.actors.review_clock import ReviewClock
@@ -139,7 +140,7 @@ class Services:
             activity=Activity(store), disputes=Disputes(store, cfg.billing.hold_seconds, now, settlement.wake),
             payouts=Payouts(store, cfg.billing.hold_seconds, now), settlement=settlement, analytics=Analytics(store),
             webhooks=Webhooks(store, sealer, hooks_cfg, now, deliveries.wake), deliveries=deliveries,
-            metrics=None if cfg.metrics_where == "off" else Metrics(shared_dir_for(cfg)),
+            metrics=None if cfg.metrics_where == "off" else Metrics(_metric_files(cfg)),
         )
         svc.accesses.on_charged = settlement.wake_for
         actors.context = svc
@@ -147,3 +148,12 @@ class Services:
             sink: MetricsSink = svc.metrics
             objects.metrics = pipeline.metrics = svc.imports.metrics = svc.deliveries.metrics = sink
         return svc
+
+
+def _metric_files(cfg: Config) -> Path | None:
+    """Where this process keeps its metrics if several processes record (``ipto serve``
+    empties it at start; services built on their own, e.g. by tests, may find it missing)."""
+    shared = shared_dir_for(cfg)
+    if shared is not None:
+        shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return shared

@@ -81,7 +81,9 @@ async def open_engine(data_dir: Path, start: datetime = START, now: Callable[[],
         _backends[data_dir] = backend_overrides()
     # One process: no lease heartbeats or store re-reads to wake a virtual clock every few seconds.
     quiet = {"actors.lease_ttl_seconds": 1e7, "actors.scan_seconds": 1e7, "billing.settle_scan_seconds": 1e7}
-    cfg = load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, **_backends[data_dir], **quiet, **overrides})
+    # Deliveries in this process, as make_config has them (the delivery process is ipto serve's).
+    cfg = load_config(env={}, overrides={"data_dir": data_dir, "http.port": 0, "webhooks.own_process": False,
+                                         **_backends[data_dir], **quiet, **overrides})
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     async with (
         trio_asyncio.open_loop(),
