@@ -42,6 +42,7 @@ from engine.store.records import Artifacts, Job, ObjectRecord
 log = structlog.get_logger(__name__)
 
 STAGES = ("normalizing", "extracting", "enriching", "indexing")
+RUN_RETRY_CAP_SECONDS = 60.0  # the longest pause before a run the store failed is tried again
 
 
 # -- messages (applied by the dataset's actor) ---------------------------------------------
@@ -178,10 +179,23 @@ class Pipeline:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(dataset_id=job.dataset_id, job_id=job.id, object_id=job.object_id)
         try:
-            # Another process may run this job (several share the store): then it is theirs.
-            async with self.leases.hold(f"job:{job.id}", wait=False) as mine:
-                if mine:
-                    await self._run_stages(job)
+            failures = 0
+            while True:
+                try:
+                    # Another process may run this job (several share the store): then it is theirs.
+                    async with self.leases.hold(f"job:{job.id}", wait=False) as mine:
+                        if mine:
+                            await self._run_stages(job)
+                    return
+                except ServiceUnavailable:
+                    raise
+                except Exception:
+                    # The store failed under the run (an outage, a value it refused): the job
+                    # is as the store last recorded it. Run it again after a pause rather than
+                    # let the error end the supervisor, and every dataset's actor with it.
+                    failures += 1
+                    log.exception("pipeline_run_failed", failures=failures)
+                    await trio.sleep(min(RUN_RETRY_CAP_SECONDS, self.cfg.retry_backoff_seconds * 2 ** (failures - 1)))
         except ServiceUnavailable as exc:
             # The actor cannot take our report (failed dataset, shutting down): the job
             # stays unfinished in the store and is resumed on the next start.

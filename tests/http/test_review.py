@@ -190,6 +190,41 @@ async def test_a_stage_error_quoting_nul_fails_the_job_with_its_error(client, ad
     assert any(f"/Ty{c}pe" in job["error"] and f"/Ty{c}pe" in obj["failure_reason"] for c in ("\x00", "\ufffd"))
 
 
+async def test_a_store_failure_under_a_pipeline_run_pauses_it_and_the_service_lives_on(client, admin, alice, dataset, service,
+                                                                                      monkeypatch):
+    """A store error in a background pipeline run (an outage, a value the store refuses)
+    went up into the supervisor's nursery and stopped the whole service. Now the run is
+    logged, paused and tried again; the job ends active once the store answers again."""
+    import dataclasses
+
+    import trio
+
+    from engine.errors import StoreError
+
+    store = service.services.store
+    real = store.get_job_any
+    failures = []
+
+    async def failing(job_id):
+        if len(failures) < 2:
+            failures.append(job_id)
+            raise StoreError("the store is away")
+        return await real(job_id)
+
+    monkeypatch.setattr(store, "get_job_any", failing)
+    pipeline = service.services.pipeline
+    monkeypatch.setattr(pipeline, "cfg", dataclasses.replace(pipeline.cfg, retry_backoff_seconds=0.01))
+    up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
+    job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]
+    with trio.fail_after(30):
+        await _wait(service)
+    assert failures == [job_id, job_id]
+    job = (await client.get(f"/v1/jobs/{job_id}", headers=alice.headers)).json()["data"]
+    assert job["status"] == "succeeded", job
+    assert (await client.get(f"/v1/objects/{up['object_id']}", headers=alice.headers)).json()["data"]["status"] == "active"
+    assert (await client.get("/v1/health")).status_code == 200
+
+
 async def test_admin_can_follow_the_job_its_approval_started(client, admin, alice, dataset, service):
     up = await upload(client, alice.headers, dataset["dataset_id"], TEXT)
     job_id = (await client.post(f"/v1/admin/staged-objects/{up['object_id']}/approve", headers=admin)).json()["data"]["job_id"]
