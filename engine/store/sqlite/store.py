@@ -106,9 +106,10 @@ CHECKPOINT_COMMITS = 256  # quick commits between WAL checkpoints (each a few pa
 # result chunks' b-tree pages on every query; at 2 MiB those are evicted by the doclists
 # themselves and re-read from the OS (a pread and a copy per page): on a 200,000-chunk
 # index a lexical query takes ~20 % less time and reading its result chunks ~70 % less with
-# 16 MiB (bench/README.md, "Search"), which holds them; 32 or 64 MiB gain nothing more. At
-# most 16 MiB more resident per reader (``store.readers``, 4 by default).
-READER_CACHE_KIB = 16384
+# 8 MiB (bench/README.md, "Search"); 16, 32 or 64 MiB gain nothing more. At most 8 MiB
+# more resident per reader (``store.readers``, 4 by default): the vector cache's first
+# load fills a reader's cache with vector pages, so it is kept small.
+READER_CACHE_KIB = 8192
 # An fsync expected to take less than this runs on the Trio thread: waiting for it costs
 # less than the hop to a worker thread and back (~0.2-0.35 ms of CPU on these machines; an
 # fdatasync of a few WAL pages ~0.15 ms, 0.06 ms of it CPU). A slower disk gets a thread,
