@@ -91,16 +91,22 @@ async def test_dns_rebinding_is_refused_at_delivery(tmp_path, resolver):
         assert rx.received == []
 
 
+async def send_once(rx, url: str):
+    """One send to ``url`` through a fresh sender (private targets allowed): what the receiver got."""
+    sender = Sender(allow_private=True, timeout_seconds=5, max_response_bytes=65536)
+    try:
+        result = await sender.send(url, {"webhook-id": "evt_1"}, b"{}")
+    finally:
+        await sender.aclose()
+    assert result.status_code == 200, result
+    (got,) = rx.received
+    return got
+
+
 async def test_the_sender_connects_to_the_checked_address_with_the_name_as_host(resolver):
     async with running_receiver("ok") as rx:
         resolver.answers["hooks.example"] = [["127.0.0.1"], ["10.9.9.9"]]  # a second lookup would give another address
-        sender = Sender(allow_private=True, timeout_seconds=5, max_response_bytes=65536)
-        try:
-            result = await sender.send(f"http://hooks.example:{rx.port}/hook?x=1", {"webhook-id": "evt_1"}, b"{}")
-        finally:
-            await sender.aclose()
-        assert result.status_code == 200, result
-        (got,) = rx.received
+        got = await send_once(rx, f"http://hooks.example:{rx.port}/hook?x=1")
         assert got.headers["host"] == f"hooks.example:{rx.port}" and got.path == "/hook?x=1"
 
 
@@ -112,13 +118,7 @@ async def test_an_internationalized_host_is_sent_as_its_a_label(resolver):
         parse_url("https://\u2603.example/hook")
     async with running_receiver("ok") as rx:
         resolver.answers["xn--bcher-kva.example"] = [["127.0.0.1"]]
-        sender = Sender(allow_private=True, timeout_seconds=5, max_response_bytes=65536)
-        try:
-            result = await sender.send(f"http://bücher.example:{rx.port}/hook", {"webhook-id": "evt_1"}, b"{}")
-        finally:
-            await sender.aclose()
-        assert result.status_code == 200, result
-        (got,) = rx.received
+        got = await send_once(rx, f"http://bücher.example:{rx.port}/hook")
         assert got.headers["host"] == f"xn--bcher-kva.example:{rx.port}"
 
 
