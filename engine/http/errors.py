@@ -58,6 +58,8 @@ def shown(exc: e.EngineError, request_id: str | None) -> tuple[int, str, str, di
     status = status_for(exc)
     if status >= 500 and status != STATUS[e.ServiceUnavailable]:
         return status, "internal", f"internal error; quote request id {request_id}", None
+    if isinstance(exc, e.UniqueViolation):  # untranslated by its caller: the driver's text names the constraint
+        return status, exc.code, "the request conflicts with a record that already exists", None
     return status, exc.code, exc.message, exc.details
 
 
@@ -65,6 +67,8 @@ def engine_error_response(exc: e.EngineError) -> Response:
     status, code, message, details = shown(exc, g.get("request_id"))
     if status >= 500:
         log.error("engine_error", error=exc.message, error_type=type(exc).__name__)
+    elif message != exc.message:
+        log.info("engine_error", error=exc.message, error_type=type(exc).__name__, status=status)
     return error_response(status, code, message, details)
 
 

@@ -162,6 +162,20 @@ async def test_a_store_error_is_a_500_without_the_drivers_text(client, alice, se
     assert r.json()["request_id"] in err["message"]
 
 
+async def test_an_untranslated_unique_violation_is_a_409_without_the_drivers_text(client, alice, service, monkeypatch):
+    from engine.errors import UniqueViolation
+
+    async def clash(*args, **kwargs):
+        raise UniqueViolation('duplicate key value violates unique constraint "datasets_tenant_name_key"')
+
+    monkeypatch.setattr(service.services.datasets, "create", clash)
+    r = await client.post("/v1/datasets", headers=alice.headers, json={"name": "x"})
+    assert r.status_code == 409
+    err = error_of(r)
+    assert err["code"] == "conflict" and err["details"] is None
+    assert "constraint" not in r.text and "duplicate key" not in r.text
+
+
 async def test_health_is_503_when_the_store_is_down(client, service, monkeypatch):
     async def down():
         raise OSError("disk gone")
