@@ -455,11 +455,13 @@ class Objects:
     async def apply_delete(self, tenant_id: str, object_id: str) -> ObjectRecord:
         """In the dataset's actor: tombstone, uncount, drop index entries, purge bytes."""
         result = await self.store.delete_object(tenant_id, object_id, self.now())
-        assert result is not None
+        if result is None:
+            raise NotFound("object not found")
         await self.purge_bytes(result[0])
         deleted = await self.store.get_object(tenant_id, object_id)
-        assert deleted is not None
         log.info("object_deleted", object_id=object_id)
+        if deleted is None:  # its dataset was deleted meanwhile (every object went with it): a 404, as a read now answers
+            raise NotFound("object not found")
         return deleted
 
     async def purge_bytes(self, obj: ObjectRecord) -> None:

@@ -85,6 +85,27 @@ async def test_delete_keeps_a_tombstone_removes_bytes_and_uncounts(client, alice
     assert (await client.post(f"/v1/objects/{a['object_id']}/confirm", headers=alice.headers)).status_code == 409
 
 
+async def test_deleting_an_object_while_its_dataset_goes_is_a_404_not_a_crashed_actor(client, alice, dataset, service,
+                                                                                     monkeypatch):
+    """CI's schemathesis run (two workers) deleted an object while its dataset was being
+    deleted: the object's read after the tombstone found no live dataset, an assertion
+    failed in the dataset's actor and the request was a 503 with the actor restarted."""
+    a = await upload(client, alice.headers, dataset["dataset_id"], b"a" * 100)
+    store = service.services.store
+    real = store.get_object
+    calls = []
+
+    async def dataset_gone_after_the_tombstone(tenant_id, object_id):
+        calls.append(object_id)
+        return None if len(calls) > 1 else await real(tenant_id, object_id)  # the first read is the route's own
+
+    monkeypatch.setattr(store, "get_object", dataset_gone_after_the_tombstone)
+    r = await client.delete(f"/v1/objects/{a['object_id']}", headers=alice.headers)
+    assert r.status_code == 404 and error_of(r)["code"] == "not_found", r.text  # a crashed actor answered 503
+    monkeypatch.setattr(store, "get_object", real)
+    assert (await client.get(f"/v1/objects/{a['object_id']}", headers=alice.headers)).json()["data"]["status"] == "deleted"
+
+
 async def test_deleting_a_pending_upload_removes_its_parts(client, alice, dataset, cfg, service):
     """Local: the staged part files go and the part URLs are refused (403). S3: the
     multipart upload is aborted, so S3 drops its parts and its part URLs answer 404."""
