@@ -283,7 +283,8 @@ class Objects:
         if upload is None or upload.state != "pending":
             return None
         obj = await self.store.get_object(principal.tenant_id, object_id)
-        assert obj is not None
+        if obj is None:  # its dataset was deleted meanwhile: nothing to renew, as for a deleted object
+            return None
         log.info("upload_renewed", object_id=obj.id, upload_id=upload.id)
         return await self._targets(obj, upload)
 

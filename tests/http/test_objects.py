@@ -106,6 +106,31 @@ async def test_deleting_an_object_while_its_dataset_goes_is_a_404_not_a_crashed_
     assert (await client.get(f"/v1/objects/{a['object_id']}", headers=alice.headers)).json()["data"]["status"] == "deleted"
 
 
+async def test_a_renewal_whose_dataset_goes_meanwhile_replays_instead_of_failing(client, alice, dataset, service, cfg,
+                                                                                 monkeypatch):
+    """The renewal's read after the actor renewed the upload finds no live dataset when the
+    dataset was deleted meanwhile: an assertion failed there (a 500). Now nothing is
+    renewed and the stored answer is replayed, as for a deleted object."""
+    h = {**alice.headers, "Idempotency-Key": "renew-while-the-dataset-goes"}
+    body = {"filename": "a.txt", "content_type": "text/plain", "size_bytes": 100}
+    url = f"/v1/datasets/{dataset['dataset_id']}/objects/upload"
+    first = (await client.post(url, headers=h, json=body)).json()["data"]
+    objects, store = service.services.objects, service.services.store
+    later = objects.now() + timedelta(seconds=cfg.uploads.url_ttl_seconds + 5)
+    monkeypatch.setattr(objects, "now", lambda: later)
+    real = store.get_object
+    calls = []
+
+    async def dataset_gone_after_the_renewal(tenant_id, object_id):
+        calls.append(object_id)
+        return None if len(calls) > 1 else await real(tenant_id, object_id)
+
+    monkeypatch.setattr(store, "get_object", dataset_gone_after_the_renewal)
+    again = await client.post(url, headers=h, json=body)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true", again.text
+    assert again.json()["data"] == first and len(calls) == 2
+
+
 async def test_deleting_a_pending_upload_removes_its_parts(client, alice, dataset, cfg, service):
     """Local: the staged part files go and the part URLs are refused (403). S3: the
     multipart upload is aborted, so S3 drops its parts and its part URLs answer 404."""
