@@ -1,4 +1,4 @@
-"""The data dir is private to the engine's user: directories 0700, files 0600.
+"""The data dir is private to the engine's user: directories 0700, files 0600; and its server secret.
 
 It holds the SQLite database and its WAL (every hash, every session), the blobs (every
 upload) and ``server.key``. :func:`secure_data_dir` sets the process umask to 077 at
@@ -11,10 +11,13 @@ access, the whole tree is walked once and fixed, and the fix is logged.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
 import structlog
+
+from engine.config import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -55,3 +58,21 @@ def secure_data_dir(data_dir: Path) -> int:
     log.warning("data_dir_permissions_fixed", data_dir=str(data_dir), entries=fixed,
                 note="directories are now 0700 and files 0600; they were readable by other local users")
     return fixed
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server secret (signing, sealing): created once, 0600, in the data dir."""
+    path = data_dir / "server.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = bytes.fromhex(path.read_text().strip())
+        if len(secret) < 32:
+            raise ConfigError(f"{path} holds a secret shorter than 32 bytes") from None
+        return secret
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex())
+        fh.flush()
+        os.fsync(fh.fileno())
+    return secret

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import secrets
 import signal
 import socket
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from engine.actors.remote import ActorLink, serve_link
 from engine.config import Config, ConfigError
-from engine.datadir import secure_data_dir
+from engine.datadir import load_secret, secure_data_dir
 from engine.http import direct_body, h11_buffer, one_write
 from engine.http.app import create_app
 from engine.http.blob_routes import BATCH_BYTES, create_asgi
@@ -61,24 +60,6 @@ class ServiceHandle:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def load_secret(data_dir: Path) -> bytes:
-    """The server secret (signing, sealing): created once, 0600, in the data dir."""
-    path = data_dir / "server.key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = bytes.fromhex(path.read_text().strip())
-        if len(secret) < 32:
-            raise ConfigError(f"{path} holds a secret shorter than 32 bytes") from None
-        return secret
-    secret = secrets.token_bytes(32)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret.hex())
-        fh.flush()
-        os.fsync(fh.fileno())
-    return secret
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

@@ -150,7 +150,7 @@ async def _follow_wakes(sock: trio.socket.SocketType, worker: DeliveryWorker, go
 async def _child(spec: DeliverySpec) -> None:
     import trio_asyncio
 
-    from engine.service import load_secret
+    from engine.datadir import load_secret  # not engine.service: the HTTP app's imports are ~35 MiB
     from engine.store import open_store
 
     cfg = spec.cfg
