@@ -38,8 +38,10 @@ def _config(config_path: Path | None, overrides: dict[str, Any]) -> Config:
 def serve(host: str | None, port: int | None, data_dir: Path | None, config_path: Path | None, workers: int | None) -> None:
     """Run the service until SIGINT or SIGTERM."""
     from engine.logging import configure_logging
+    from engine.memory import limit_malloc_arenas
     from engine.service import serve_until_signalled
 
+    limit_malloc_arenas()  # before any thread starts: engine/memory.py
     cfg = _config(config_path, {"http.host": host, "http.port": port, "data_dir": data_dir, "http.workers": workers})
     configure_logging(cfg.log)
     code = 0

@@ -23,7 +23,6 @@ candidate lists (``accept``), widened while too few pass.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +34,7 @@ from usearch.index import MetricKind
 from usearch.index import search as usearch_search
 
 from engine.market.ann import AnnIndex
+from engine.memory import release_free_memory
 from engine.store.base import Store
 from engine.store.search import DATASET_SHIFT
 
@@ -49,14 +49,6 @@ ANN_MAX_COUNT = 2048  # a graph search asked for more candidates than this: the 
 ACCEPT_ROUNDS = 3  # candidate lists of k × margin, × 4, × 16 checked against the constraints
 
 Accept = Callable[[list[int]], Awaitable[set[int]]]
-
-
-def _release_free_memory() -> None:
-    """Give the heap's free pages back to the system (glibc; elsewhere nothing)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -136,7 +128,7 @@ class VectorCache:
             self._append(ids, quantize(floats), [p[1] for p in page])
             after = int(ids[-1])
         self._loaded = True
-        _release_free_memory()  # the pages' buffers, freed, would otherwise stay in the heap
+        release_free_memory()  # the pages' buffers, freed, would otherwise stay in the heap
         # what changed while loading is applied now (re-reading an object is harmless)
         changes = await self.store.index_changes(max(0, self._seq - self._overlap))
         if changes:
