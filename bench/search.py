@@ -11,9 +11,12 @@ FTS5, vectors), 100 chunks an object, skipping upload, review, extraction and em
 Then, per corpus size (each step adds chunks to the same store):
 
 * the engine (``ipto serve``, SQLite, its own process) answers ``POST /v1/search`` in each
-  mode to 1 and 16 concurrent clients (httpx in this process, on the same 2 cores), each
-  run with queries no earlier run used (no warm query-embedding cache); p50/p99 latency,
-  queries/s, and the engine's peak RSS (VmHWM) over the whole run;
+  mode to 1 and 16 concurrent closed-loop clients (each on its own keep-alive connection,
+  :class:`bench.client.Conn` under trio in this process: tens of µs of CPU a request
+  where httpx's threads took 0.7–2.4 ms of the same 2 cores), each run with queries no
+  earlier run used (no warm query-embedding cache); p50/p99 latency, queries/s, the CPU a
+  search costs the engine and the clients, and the engine's peak RSS (VmHWM) over the
+  whole run;
 * baselines in this process, same data, same queries: the bare FTS5 query
   (``MATCH … ORDER BY bm25 LIMIT 10`` on the engine's own index, one connection per
   thread) and numpy top-k (a float32 matrix product and ``argpartition`` over the same
@@ -212,35 +215,57 @@ def drive(call: Callable[[str], Any], queries: Sequence[str], clients: int) -> t
     return _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000, len(queries) / wall
 
 
+def drive_engine(base: str, token: str, mode: str, queries: Sequence[str], clients: int) -> tuple[float, float, float, list[str], int]:
+    """(p50 ms, p99 ms, queries/s, first errors, error count) of ``POST /v1/search`` over
+    ``queries`` from ``clients`` closed-loop clients, each on its own keep-alive connection
+    (:class:`bench.client.Conn` under trio, in this process)."""
+    import trio
+
+    from bench.client import Conn
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    todo = list(queries)
+
+    async def one_client() -> None:
+        async with Conn(base) as conn:
+            while todo:
+                q = todo.pop()
+                t0 = time.perf_counter()
+                reply = await conn.request("POST", "/v1/search", json={"query": q, "mode": mode, "limit": 10}, token=token)
+                latencies.append(time.perf_counter() - t0)
+                if reply.status != 200:
+                    errors.append(f"{reply.status} {reply.body[:120]!r}")
+
+    async def main() -> float:
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(one_client)
+        return time.perf_counter() - started
+
+    wall = trio.run(main)
+    return _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000, len(queries) / wall, errors[:3], len(errors)
+
+
 def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, clients_list: Sequence[int],
                 used: dict[tuple[str, int], list[str]]) -> dict[tuple[str, int], Any]:
     """Each mode at each client count on its own queries from ``pool``; ``used`` gets them, so
-    the baselines run on exactly the queries the engine ran."""
-    import httpx
-
+    the baselines run on exactly the queries the engine ran. Also the CPU a search costs the
+    engine (all its threads, from ``/proc``) and this process (the clients: the load shares
+    the engine's cores)."""
     out: dict[tuple[str, int], Any] = {}
-    headers = {"Authorization": f"Bearer {token}"}
-    local = threading.local()
-
-    def client() -> httpx.Client:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=server.base, timeout=60, headers=headers)
-        return local.client
-
     for mode in MODES:
         for clients in clients_list:
             queries = used[(mode, clients)] = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
-            errors: list[str] = []
-
-            def call(q: str, mode: str = mode, errors: list[str] = errors) -> None:
-                r = client().post("/v1/search", json={"query": q, "mode": mode, "limit": 10})
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code} {r.text[:120]}")
-
-            p50, p99, qps = drive(call, queries, clients)
-            out[(mode, clients)] = (p50, p99, qps, errors[:3], len(errors))
+            engine_cpu, client_cpu = server.cpu(), time.process_time()
+            p50, p99, qps, errors, n_errors = drive_engine(server.base, token, mode, queries, clients)
+            engine_ms = (server.cpu() - engine_cpu) * 1000 / len(queries)
+            client_ms = (time.process_time() - client_cpu) * 1000 / len(queries)
+            out[(mode, clients)] = (p50, p99, qps, errors, n_errors, engine_ms, client_ms)
             print(f"  engine {mode:8s} c={clients:<3d} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {qps:7.1f} q/s"
-                  + (f"  errors {len(errors)}: {errors[:1]}" if errors else ""), flush=True)
+                  f"  CPU/search engine {engine_ms:.2f} ms, clients {client_ms:.2f} ms"
+                  + (f"  errors {n_errors}: {errors[:1]}" if errors else ""), flush=True)
     return out
 
 
@@ -370,10 +395,12 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             rows.append(Row(f"tantivy-{key}", f"tantivy (peer), {clients} thread(s)", "q/s", [peer[2]], baseline=f"fts5-{key}",
                             p50=[peer[0]], p99=[peer[1]]))
             for mode in MODES:
-                p50, p99, qps, errors, n_errors = results[(mode, clients)]
+                p50, p99, qps, errors, n_errors, engine_ms, client_ms = results[(mode, clients)]
                 base = f"fts5-{key}" if mode != "vector" else f"numpy-{key}"
                 rows.append(Row(f"{mode}-{key}", f"engine {mode}, {clients} client(s)", "q/s", [qps], baseline=base,
-                                p50=[p50], p99=[p99], extra={"errors": n_errors, "first_errors": errors}))
+                                p50=[p50], p99=[p99], extra={"errors": n_errors, "first_errors": errors,
+                                                             "engine_cpu_ms_per_search": engine_ms,
+                                                             "client_cpu_ms_per_search": client_ms}))
         sections.append(Section(
             key=f"search-{loaded}", title=f"search at {loaded:,} chunks", rows=rows,
             baselines=["bare FTS5: MATCH … ORDER BY bm25 LIMIT 10 on the engine's own index, in this process",
