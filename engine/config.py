@@ -133,7 +133,7 @@ class ImportsConfig:
 class SearchConfig:
     max_expansions: int = 1000
     max_result_window: int = 1000
-    record_flush_seconds: float = 0.5
+    record_flush_seconds: float = 2.0  # engine/market/recorder.py: each commit empties SQLite readers' caches
     max_concurrent_vector: int = 2
     discovery_cache_entries: int = 4096
     ann_min_chunks: int = 300_000  # past this, the HNSW graph answers large vector searches (bench/README.md, Search); 0: off

@@ -4,15 +4,15 @@ A search hands its record to :meth:`Recorder.add` (no I/O) and answers; a backgr
 task writes what gathered in one transaction every ``FLUSH_SECONDS`` or as soon as
 ``FLUSH_ITEMS`` are waiting, so recording costs a search a list append, not a commit.
 What is buffered is written at shutdown too; a crash of the process loses at most the
-last fraction of a second of recordings (never an access: those are written at once).
+last ``FLUSH_SECONDS`` of recordings (never an access: those are written at once).
 
 ``FLUSH_ITEMS`` only bounds the buffer's memory (20,000 items, a few MiB): under load the
 interval, not the count, sets how often recording commits. Each commit is a change to the
 database file, and on SQLite every reader connection drops its whole page cache at its
 next read after a change (WAL), so the index pages the searches walk are read again. At
-500 items (the old bound) 260 searches/s committed ~6 times a second; commits at the
-interval made lexical search 15–20 % faster on the benchmark (bench/README.md, "Ninth
-run").
+500 items (the old bound) 260 searches/s committed ~6 times a second. Without recording
+at all lexical search was 12–15 % faster than with commits every 0.5 s, and commits every
+2 s (the default) gave nearly all of it back (bench/README.md, "Ninth run").
 ``pending_search`` answers for searches not yet written, so a cursor or an access that
 names a search just made still finds it.
 """
@@ -29,7 +29,7 @@ from engine.store.records import Impression, SearchRecord
 
 log = structlog.get_logger(__name__)
 
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 2.0
 FLUSH_ITEMS = 20_000  # the buffer's bound, not a flush rhythm (see above)
 
 
