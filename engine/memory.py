@@ -29,10 +29,17 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+def cores() -> int:
+    """The cores this process may run on (all of them where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def limit_malloc_arenas() -> int:
     """Hold this process (and the processes it starts) to ``MALLOC_ARENA_MAX`` arenas, one
     per core unless the environment says otherwise; the limit applied."""
-    default = str(max(2, len(os.sched_getaffinity(0))))
+    default = str(max(2, cores()))
     value = os.environ.setdefault("MALLOC_ARENA_MAX", default)
     try:
         arenas = max(1, int(value))

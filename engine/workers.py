@@ -45,6 +45,7 @@ import structlog
 import trio
 
 from engine.config import Config
+from engine.memory import cores
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ def resolve_workers(cfg: Config) -> Config:
     """``http.workers = 0``: one per CPU core this process may run on (``taskset`` counts)."""
     if cfg.http.workers != 0:
         return cfg
-    return dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, workers=len(os.sched_getaffinity(0))))
+    return dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, workers=cores()))
 
 
 def embedded(cfg: Config) -> bool:

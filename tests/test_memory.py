@@ -3,13 +3,12 @@ the delivery process stays light (its resident memory counts in the engine's).""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from engine.memory import limit_malloc_arenas, release_free_memory
+from engine.memory import cores, limit_malloc_arenas, release_free_memory
 
 
 def _child_env() -> str:
@@ -19,7 +18,7 @@ def _child_env() -> str:
 
 def test_one_arena_per_core_by_default_and_children_inherit_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    expected = max(2, len(os.sched_getaffinity(0)))
+    expected = max(2, cores())
     assert limit_malloc_arenas() == expected
     assert _child_env() == str(expected)
 
@@ -32,7 +31,7 @@ def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_malformed_setting_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "lots")
-    assert limit_malloc_arenas() == max(2, len(os.sched_getaffinity(0)))
+    assert limit_malloc_arenas() == max(2, cores())
     release_free_memory()  # harmless at any time
 
 
