@@ -7,11 +7,15 @@ can prove dead, at once; every other lease waits for its expiry. Never "every le
 several engine processes (``ipto serve --workers N``, a restarted delivery process, several
 ``ipto serve`` on one PostgreSQL) the others' leases are live.
 
-An owner is ``<machine>:<pid>:<token>``. ``<machine>`` is the host name, the kernel's boot id
-and the PID namespace, so a PID is only ever compared within the namespace it was given in
-(two containers with one host name do not share PIDs). The random token tells this process
-from an earlier one that had the same PID. A PID that is alive may belong to another
-program (PIDs are reused): that owner is taken as alive, and its leases simply expire.
+An owner is ``<machine>:<pid>:<start>.<token>``. ``<machine>`` is the host name, the kernel's
+boot id and the PID namespace, so a PID is only ever compared within the namespace it was
+given in (two containers with one host name do not share PIDs). ``<start>`` is when the
+process started (``/proc/<pid>/stat``, clock ticks since boot): a live PID that started at
+another time is another process that was given the same PID, so the owner is dead. The
+random token tells this process from an earlier one that had our own PID. A process killed
+but not yet reaped (a zombie: its parent died too and the machine's init reaps it later, up
+to seconds later in some containers) is dead: it holds no lease it can still use. Where the
+start time cannot be read (no ``/proc``), a live PID is taken as alive and its leases expire.
 """
 
 from __future__ import annotations
@@ -35,9 +39,22 @@ def machine() -> str:
     return f"{socket.gethostname()}/{boot}/{ns}".replace(":", "_")
 
 
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The state letter and start time (clock ticks after boot) of process ``pid``, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after the name, which may hold spaces and ")"
+    return (fields[0], fields[19]) if len(fields) > 19 else None  # fields 3 and 22 of proc(5)
+
+
 def new_owner() -> str:
     """A lease owner naming this process (a new one at each call)."""
-    owner = f"{machine()}:{os.getpid()}:{secrets.token_hex(6)}"
+    pid = os.getpid()
+    stat = _stat(pid)
+    owner = f"{machine()}:{pid}:{stat[1] if stat else '?'}.{secrets.token_hex(6)}"
     _ours.add(owner)
     return owner
 
@@ -57,5 +74,12 @@ def owner_is_dead(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False  # alive, someone else's
-    return False
+        pass  # alive, someone else's: it may still be another program that was given the PID
+    stat = _stat(pid)
+    if stat is None:
+        return False  # cannot be told: its leases expire
+    state, started = stat
+    if state in ("Z", "X"):
+        return True  # killed, not yet reaped
+    start, dot, _ = token.partition(".")
+    return bool(dot) and start.isdigit() and start != started  # the PID was given to another process since

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import trio
@@ -41,6 +42,43 @@ def test_owners_alive_dead_and_unknown():
     assert owner_is_dead(mine[: mine.rindex(":")] + ":ffffffffffff")  # our PID, an earlier process's token
     assert not owner_is_dead(f"elsewhere/x/y:{alive.pid}:0123456789ab")  # another machine: wait for the expiry
     assert not owner_is_dead("host:123")  # not an owner this module made
+
+
+def _start_time(pid: int) -> str:
+    text = open(f"/proc/{pid}/stat").read()
+    return text[text.rindex(")") + 2:].split()[19]
+
+
+def test_a_killed_unreaped_owner_is_dead():
+    """A process killed but not yet reaped (a zombie: after a ``kill -9`` of the engine its
+    delivery process waits for the machine's init, seconds in some containers) is dead:
+    its leases are taken over at once, not after they expire."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{machine()}:{child.pid}:{_start_time(child.pid)}.0123456789ab"
+        assert not owner_is_dead(owner)
+        child.kill()
+        deadline = time.monotonic() + 10  # the kernel makes it a zombie at once; we reap it below
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert owner_is_dead(owner)  # a zombie: its PID still answers kill(pid, 0)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_pid_given_to_another_process_is_a_dead_owner():
+    """The owner names its process's start time: a live PID that started at another time is
+    another program that was given the PID after the owner died."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            started = int(_start_time(other.pid))
+            assert not owner_is_dead(f"{machine()}:{other.pid}:{started}.0123456789ab")
+            assert owner_is_dead(f"{machine()}:{other.pid}:{started - 1}.0123456789ab")
+            assert not owner_is_dead(f"{machine()}:{other.pid}:?.0123456789ab")  # start unknown: alive
+        finally:
+            other.kill()
 
 
 async def test_a_starting_worker_takes_over_dead_and_expired_leases_only(tmp_path):

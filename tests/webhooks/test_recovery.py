@@ -52,6 +52,13 @@ async def test_kill_9_with_events_pending_loses_none(tmp_path, own_process):
                 for i in range(EVENTS):
                     r = await client.patch(f"/v1/datasets/{ds}", headers=owner, json={"description": f"version {i}"})
                     assert r.status_code == 200
+            # Not before the deliveries are under way (the delivery process takes a moment to
+            # start): some failed (tried again 5 s later), some in flight, leased to the
+            # process killed, the rest never tried.
+            with trio.fail_after(60):  # bounds on waiting, not performance figures
+                await rx.wait_for(EVENTS // 3)
+                rx.behaviour = "hang"
+                await rx.wait_for(1, status=0)
         finally:
             proc.send_signal(signal.SIGKILL)  # with deliveries failed, in flight and never tried
             proc.wait(timeout=30)
