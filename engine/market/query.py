@@ -22,7 +22,7 @@ satisfy every constraint and none of the negated clauses (:attr:`Query.required`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -404,35 +404,52 @@ def is_empty(node: Node) -> bool:
 
 
 def prefix_term(prefix: str) -> str:
-    """How :func:`positive_terms` writes a :class:`Prefix` (a term never ends with ``*``)."""
+    """How :func:`scored_units` writes a :class:`Prefix` (a term never ends with ``*``)."""
     return prefix + "*"
 
 
+def phrase_unit(terms: Sequence[str]) -> str:
+    """How :func:`scored_units` writes an exact phrase: its terms joined by spaces (a term
+    never holds a space)."""
+    return " ".join(terms)
+
+
 def positive_terms(node: Node) -> list[str]:
-    """The multiset of terms a match is scored by (BM25 sums over it): every term of every
-    positive leaf, phrases' words and expansions included, negated clauses left out; a
-    :class:`Prefix` is one scored term, written ``abcd*`` (:func:`prefix_term`)."""
+    """Every term of every positive leaf (phrases' words and expansions included, negated
+    clauses left out; a :class:`Prefix` written ``abcd*``): what snippets highlight and a
+    vector search embeds."""
     if isinstance(node, Term):
         return [node.term]
     if isinstance(node, Prefix):
         return [prefix_term(node.prefix)]
-    if isinstance(node, Phrase):
-        return list(node.terms)
-    if isinstance(node, Terms):
+    if isinstance(node, (Phrase, Terms)):
         return list(node.terms)
     if isinstance(node, (And, Or)):
         return [t for item in node.items if not isinstance(item, Not) for t in positive_terms(item)]
     return []
 
 
-def single_terms_only(node: Node) -> bool:
-    """Whether every positive leaf is one term (so FTS5's own bm25 over the query is the score)."""
-    if isinstance(node, (Term, Terms, Prefix)):
-        return True
-    if isinstance(node, Phrase):
-        return False
+def scored_units(node: Node) -> list[str]:
+    """The multiset of units a match is scored by (BM25 sums over it), negated clauses left
+    out: a term; each term of an expansion; a :class:`Prefix` as one unit (``abcd*``,
+    :func:`prefix_term`); an exact phrase as one unit (``"a b"``, :func:`phrase_unit`: its
+    frequency the phrase's occurrences in the chunk, its IDF that of the chunks holding the
+    phrase: FTS5's scoring of a phrase, whose frequency Lucene counts alike); a proximity ``"a b"~N`` as its words."""
+    if isinstance(node, Phrase) and node.slop == 0:
+        return [phrase_unit(node.terms)]
     if isinstance(node, (And, Or)):
-        return all(isinstance(item, Not) or single_terms_only(item) for item in node.items)
+        return [t for item in node.items if not isinstance(item, Not) for t in scored_units(item)]
+    return positive_terms(node)
+
+
+def scored_as_written(node: Node) -> bool:
+    """Whether every positive leaf is a term, an expansion, a prefix or an exact phrase:
+    then FTS5's own bm25 over the query's expression is the score (a proximity is scored
+    as its words, which its ``NEAR`` group does not give)."""
+    if isinstance(node, Phrase):
+        return node.slop == 0
+    if isinstance(node, (And, Or)):
+        return all(isinstance(item, Not) or scored_as_written(item) for item in node.items)
     return True
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import math
-from collections import Counter
 
 import orjson
 import pytest
@@ -74,16 +73,18 @@ async def test_bm25_scores_are_the_formula_on_every_backend(client, alice, corpu
     docs = [terms(text) for text in DOCS.values()]  # one chunk each
     n, avgdl = len(docs), sum(map(len, docs)) / len(docs)
 
-    def bm25(query_terms, doc):
-        tf = Counter(doc)
+    def count(unit, doc):  # a term, or an exact phrase (one scored unit)
+        return doc.count(unit) if isinstance(unit, str) else sum(doc[i:i + len(unit)] == list(unit) for i in range(len(doc)))
+
+    def bm25(units, doc):
         score = 0.0
-        for t in query_terms:
-            hits = sum(1 for d in docs if t in d)
+        for t in units:
+            tf, hits = count(t, doc), sum(1 for d in docs if count(t, d))
             idf = max(math.log((n - hits + 0.5) / (hits + 0.5)), 0) or 1e-6
-            score += idf * (tf[t] * 2.2) / (tf[t] + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+            score += idf * (tf * 2.2) / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
         return score
 
-    for query, scored in [("acme invoice", ["acme", "invoice"]), ('"acme invoice" OR vendor', ["acme", "invoice", "vendor"]),
+    for query, scored in [("acme invoice", ["acme", "invoice"]), ('"acme invoice" OR vendor', [("acme", "invoice"), "vendor"]),
                           ("invoice -draft", ["invoice"])]:
         r = await search(client, alice.headers, query, mode="lexical")
         results = r.json()["data"]["results"]
@@ -125,6 +126,44 @@ async def test_a_prefix_is_scored_as_one_term_on_every_backend(client, alice, co
         assert [x["score"] for x in results] == sorted((x["score"] for x in results), reverse=True)
     # c.txt holds "invoice" and "inv2024": two occurrences of the prefix
     assert (await found(client, alice.headers, "inv*", mode="lexical"))[0] == "c.txt"
+
+
+async def test_an_exact_phrase_is_scored_as_one_unit_on_every_backend(client, alice, corpus, service):
+    """An exact phrase is one scored unit, as FTS5 scores it: its frequency is how often the
+    phrase occurs in the chunk, its IDF that of the chunks holding the phrase. A
+    proximity scores as its words. The same numbers on each backend."""
+    extra = {"f.txt": "Late invoice, late invoice again: the vendor sent a late invoice. Invoice late, invoice.",
+             "g.txt": "Late invoice. Late late late, invoice invoice invoice invoice invoice."}
+    await publish(client, service, await admin_headers(client), alice.headers, corpus["dataset_id"], extra)
+    docs = {name: terms(text) for name, text in {**DOCS, **extra}.items()}  # one chunk each
+    n, avgdl = len(docs), sum(map(len, docs.values())) / len(docs)
+
+    def count(unit, doc):
+        if isinstance(unit, str):
+            return doc.count(unit)
+        return sum(doc[i:i + len(unit)] == list(unit) for i in range(len(doc)))
+
+    def bm25(units, doc):
+        score = 0.0
+        for unit in units:
+            tf, hits = count(unit, doc), sum(count(unit, d) > 0 for d in docs.values())
+            idf = max(math.log((n - hits + 0.5) / (hits + 0.5)), 0) or 1e-6
+            score += idf * (tf * 2.2) / (tf + 1.2 * (0.25 + 0.75 * len(doc) / avgdl))
+        return score
+
+    phrase = ("late", "invoice")
+    for query, units in [('"late invoice"', [phrase]), ('"late invoice" vendor', [phrase, "vendor"]),
+                         ('"late invoice" OR acme', [phrase, "acme"]), ('"late invoice" -draft', [phrase]),
+                         ('"late invoice"~3', ["late", "invoice"]), ('"late invoice"~3 "late invoice"', ["late", "invoice", phrase])]:
+        results = (await search(client, alice.headers, query, mode="lexical")).json()["data"]["results"]
+        assert results, query
+        for x in results:
+            assert x["score"] == pytest.approx(bm25(units, docs[x["original_filename"]]), rel=1e-9), (query, x["original_filename"])
+        assert [x["score"] for x in results] == sorted((x["score"] for x in results), reverse=True)
+    # g.txt is shorter and holds the words as often or more, but the phrase only once: f.txt
+    # (four times) ranks first, where scoring the words (the proximity) puts g.txt first.
+    assert await found(client, alice.headers, '"late invoice"', mode="lexical") == ["f.txt", "g.txt"]
+    assert (await found(client, alice.headers, '"late invoice"~3', mode="lexical"))[0] == "g.txt"
 
 
 async def test_a_prefix_bound_counts_its_terms(client, alice, corpus, service):

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from engine.market.query import And, InvalidQuery, Not, Or, Pattern, Phrase, Term, parse, positive_terms, single_terms_only
+from engine.market.query import (
+    And,
+    InvalidQuery,
+    Not,
+    Or,
+    Pattern,
+    Phrase,
+    Term,
+    parse,
+    positive_terms,
+    scored_as_written,
+    scored_units,
+)
 from engine.market.text import index_chunk, terms
 
 
@@ -41,8 +53,12 @@ def test_patterns_keep_their_literal_prefix_for_the_dictionary_range():
 def test_or_groups_and_scoring_terms():
     q = parse('(globex OR "acme corp") invoice -draft')
     assert isinstance(q.root, And) and isinstance(q.root.items[0], Or)
-    assert positive_terms(q.root) == ["globex", "acme", "corp", "invoice"]
-    assert not single_terms_only(q.root) and single_terms_only(parse("a OR b -c").root)
+    assert positive_terms(q.root) == ["globex", "acme", "corp", "invoice"]  # highlighted, embedded
+    assert scored_units(q.root) == ["globex", "acme corp", "invoice"]  # an exact phrase is one scored unit
+    assert scored_units(parse('"acme corp"~3 invoice').root) == ["acme", "corp", "invoice"]  # a proximity: its words
+    assert scored_units(parse("acme -draft").root) == ["acme"]  # negated clauses are not scored
+    assert scored_as_written(q.root) and scored_as_written(parse("a OR b -c").root)
+    assert not scored_as_written(parse('"acme corp"~3 invoice').root)
 
 
 @pytest.mark.parametrize(("query", "position"), [

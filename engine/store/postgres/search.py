@@ -6,11 +6,15 @@ itself, BM25 as SQLite's FTS5 computes it, vectors beside it.
   positions as FTS5. Queries are compiled from the parsed tree to a ``tsquery`` literal.
 * BM25 is FTS5's formula (k1 = 1.2, b = 0.75; IDF = ln((N − n + 0.5) / (n + 0.5)), at
   least 1e-6; N, n and the average length over the whole index) summed over the query's
-  positive terms in the same order, so both backends rank alike. Term frequencies come
-  from each chunk's ``tf`` (jsonb), document frequencies from ``search_terms``, N and the
-  token total from ``search_objects``. A plain prefix (:class:`engine.market.query.Prefix`,
-  ``'abcd':*``) is one scored term, as FTS5 scores ``"abcd"*``: its frequency is the sum of
-  the chunk's terms starting with it, its document frequency the chunks holding any.
+  scored units (:func:`engine.market.query.scored_units`) in the same order, so both
+  backends rank alike. Term frequencies come from each chunk's ``tf`` (jsonb), document
+  frequencies from ``search_terms``, N and the token total from ``search_objects``. A
+  plain prefix (:class:`engine.market.query.Prefix`, ``'abcd':*``) is one scored term, as
+  FTS5 scores ``"abcd"*``: its frequency is the sum of the chunk's terms starting with it,
+  its document frequency the chunks holding any. An exact phrase is one unit, as FTS5
+  scores ``"a b"``: its frequency is how often it occurs in the chunk (counted from the
+  ``tsvector``'s positions by ``ipto_phrase_count``, migration 0120), its document
+  frequency the chunks holding it.
 * The dictionary wildcards and regular expressions expand over is ``search_lexicon``,
   restricted to the terms ``search_terms`` still holds.
 """
@@ -25,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 import asyncpg
 import orjson
 
-from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, positive_terms
+from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, scored_units
 from engine.market.text import index_chunk
 from engine.store.postgres.access import PgAccess, PgConn, numbered
 from engine.store.records import ObjectRecord
@@ -165,27 +169,30 @@ async def _upgrade_legacy_index(raw: asyncpg.Connection) -> int:
 
 
 async def _lexical(c: PgConn, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
-    scored = positive_terms(root)
+    scored = scored_units(root)
     stats = await c.fetchrow("SELECT coalesce(sum(chunks), 0) AS n, coalesce(sum(tokens), 0) AS tokens FROM search_objects")
     assert stats is not None
     n_rows, n_tokens = int(stats["n"]), int(stats["tokens"])
     if n_rows == 0:
         return []
-    words = [t for t in scored if not t.endswith("*")]
+    words = [t for t in scored if not t.endswith("*") and " " not in t]
     hits = dict(await c.fetch(
         "SELECT term, sum(chunks)::bigint FROM search_terms WHERE term = ANY(?::text[]) GROUP BY term", list(set(words))
     ))
-    for t in set(scored) - set(words):  # a prefix: the chunks holding any of its terms, over the whole index as FTS5
-        hits[t] = await c.fetchval("SELECT count(*) FROM search_chunks WHERE tsv @@ ?::tsquery", tsquery(Prefix(t[:-1])))
+    # A prefix or a phrase: the chunks holding it, counted over the whole index as FTS5 does.
+    for t in sorted(set(scored) - set(words)):
+        unit = Prefix(t[:-1]) if t.endswith("*") else Phrase(tuple(t.split(" ")))
+        hits[t] = await c.fetchval("SELECT count(*) FROM search_chunks WHERE tsv @@ ?::tsquery", tsquery(unit))
     idfs = [idf(n_rows, int(hits.get(t, 0))) for t in scored]
     avgdl = n_tokens / n_rows
     rows = await c.fetch(
         "SELECT s.id, (SELECT coalesce(sum(q.idf * ((f.tf * (?::float8 + 1.0::float8))"
         "   / (f.tf + ?::float8 * (1.0::float8 - ?::float8 + ?::float8 * s.doc_len::float8 / ?::float8)))), 0::float8)"
         "   FROM unnest(?::text[], ?::float8[], ?::text[]) WITH ORDINALITY AS q(term, idf, prefix, ord),"
-        "   LATERAL (SELECT CASE WHEN q.prefix IS NULL THEN coalesce((s.tf ->> q.term)::float8, 0::float8)"
-        "     ELSE (SELECT coalesce(sum(e.value::float8), 0::float8) FROM jsonb_each_text(s.tf) e"
-        "           WHERE starts_with(e.key, q.prefix)) END AS tf) f) AS score"
+        "   LATERAL (SELECT CASE WHEN q.prefix IS NOT NULL THEN (SELECT coalesce(sum(e.value::float8), 0::float8)"
+        "           FROM jsonb_each_text(s.tf) e WHERE starts_with(e.key, q.prefix))"
+        "     WHEN strpos(q.term, ' ') > 0 THEN ipto_phrase_count(s.tsv, string_to_array(q.term, ' '))::float8"
+        "     ELSE coalesce((s.tf ->> q.term)::float8, 0::float8) END AS tf) f) AS score"
         " FROM search_chunks s WHERE s.tsv @@ ?::tsquery AND (s.id >> 40) = ANY(?::bigint[])"
         " ORDER BY score DESC, s.id LIMIT ?",
         K1, K1, B, B, avgdl, scored, idfs, [t[:-1] if t.endswith("*") else None for t in scored], tsquery(root),

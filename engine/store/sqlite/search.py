@@ -4,10 +4,11 @@
   ``rowid >> 40`` inside the FTS5 scan, which reads no row.
 * Lexical queries are compiled from the parsed tree (:mod:`engine.market.query`) to an
   FTS5 expression. The score is BM25 (FTS5's ``bm25()``: k1 = 1.2, b = 0.75, the IDF and
-  average length of the whole index) summed over the query's positive terms. When every
-  positive leaf is one term, that is ``bm25()`` of the query itself; a phrase or
-  proximity filters with the query and ranks with a second FTS5 cursor over the OR of its
-  terms, so a phrase scores as its words do, exactly as on PostgreSQL.
+  average length of the whole index) summed over the query's scored units
+  (:func:`engine.market.query.scored_units`): an exact phrase is one unit, as FTS5 scores
+  it. Without a proximity that is ``bm25()`` of the query itself, one FTS5 cursor; a
+  proximity (``NEAR``) filters with the query and ranks with a second cursor over the
+  AND (or OR) of the units, so its words score as words, exactly as on PostgreSQL.
 * A plain prefix (:class:`engine.market.query.Prefix`) is FTS5's own prefix query
   ``"abcd"*``: one phrase to ``bm25()`` (its occurrences summed, the IDF of the chunks
   holding any of its terms), which PostgreSQL computes alike.
@@ -24,7 +25,7 @@ from datetime import datetime
 import orjson
 
 from engine.market.match import Positions, matches
-from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, positive_terms, single_terms_only
+from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, scored_as_written, scored_units
 from engine.market.text import index_chunk
 from engine.store.records import ObjectRecord
 from engine.store.search import DATASET_SHIFT, ChunkHit, next_chunk_id
@@ -68,7 +69,7 @@ _SCOPE = "(rowid >> 40) IN (SELECT value FROM json_each(?))"
 def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
     scope = orjson.dumps(list(dataset_seqs)).decode()
     expression = fts5_expression(root)
-    if single_terms_only(root):
+    if scored_as_written(root):
         sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
         params: tuple[object, ...] = (expression, scope, limit)
@@ -76,11 +77,11 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
         # "+rowid": the filter's rowids are gathered once and tested per row; a plain
         # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
         # bm25() sums over the ranking expression's phrases whatever joins them, so when
-        # every match holds every positive term (a phrase, a conjunction of phrases and
-        # words) their AND gives the same scores as their OR over fewer rows (~30 % less
-        # time on two-word phrases of common words).
+        # every match holds every scored unit (a proximity, a conjunction of proximities
+        # and words) their AND gives the same scores as their OR over fewer rows (~30 % less
+        # time on two common words).
         joiner = " AND " if _all_terms_required(root) else " OR "
-        ranking = joiner.join(_scored_phrase(t) for t in positive_terms(root))
+        ranking = joiner.join(_scored_phrase(t) for t in scored_units(root))
         sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
                " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
@@ -89,7 +90,7 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
 
 
 def _scored_phrase(term: str) -> str:
-    """One of :func:`positive_terms` as an FTS5 phrase (``abcd*`` is a prefix)."""
+    """One of :func:`scored_units` as an FTS5 phrase (``abcd*`` is a prefix; ``a b`` the phrase)."""
     return f'"{term[:-1]}"*' if term.endswith("*") else f'"{term}"'
 
 
