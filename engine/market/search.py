@@ -10,9 +10,7 @@ may search (:mod:`engine.market.discovery`), expand its patterns over the dictio
   clauses must not): a semantic search that still honours what the buyer insisted on;
 * ``hybrid``: both lists (the best ``FUSION_DEPTH`` of each, or more for deep pages)
   fused by reciprocal rank fusion, ``Σ 1 / (60 + rank)``; every result satisfies the
-  constraints, lexical ones the whole query. The two sides run at once (the SQL on a
-  reader thread, the embedding and the vector scan on theirs): a search waits for the
-  slower, not for both.
+  constraints, lexical ones the whole query.
 
 Only chunks of ``active`` objects are ever returned. Ties are broken by the chunk's index
 order, so an unchanged index always gives the same order. Pages: the cursor carries the
@@ -219,33 +217,11 @@ class Search:
         depth = max(window, FUSION_DEPTH)
         if mode == "vector":
             return await self._vector(parsed, root, required, excluded, seqs, window)
-        lexical: list[tuple[int, float]] = []
-        vector: list[tuple[int, float]] = []
-        failed: list[Exception] = []  # raised as it is, never as a group (the API maps errors by type)
-
-        async def lexical_side() -> None:
-            nonlocal lexical
-            try:
-                lexical = await self._lexical(root, seqs, depth)
-            except Exception as exc:
-                failed.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async def vector_side() -> None:
-            nonlocal vector
-            try:
-                vector = await self._vector(parsed, root, required, excluded, seqs, depth)
-            except ServiceUnavailable:
-                pass  # no embedding model: hybrid is lexical alone
-            except Exception as exc:
-                failed.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lexical_side)
-            nursery.start_soon(vector_side)
-        if failed:
-            raise failed[0]
+        lexical = await self._lexical(root, seqs, depth)
+        try:
+            vector = await self._vector(parsed, root, required, excluded, seqs, depth)
+        except ServiceUnavailable:
+            vector = []  # no embedding model: hybrid is lexical alone
         return fuse([lexical, vector])
 
     async def _lexical(self, root: Node, seqs: list[int], limit: int) -> list[tuple[int, float]]:

@@ -11,9 +11,7 @@ import math
 
 import orjson
 import pytest
-import trio
 
-from engine.errors import InvalidRequest
 from engine.market.text import terms
 from tests.conftest import create_dataset, error_of, make_config
 from tests.http.market_helpers import ADMIN, admin_headers, found, publish, search
@@ -233,37 +231,6 @@ async def test_vector_and_hybrid_keep_the_constraints(client, alice, corpus):
     r = await search(client, alice.headers, "payment terms", mode="vector")
     scores = [x["score"] for x in r.json()["data"]["results"]]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
-
-
-async def test_hybrid_runs_its_two_sides_at_once_and_raises_their_errors_as_they_are(client, alice, corpus, service, monkeypatch):
-    """The lexical side waits here until the vector side has embedded the query: run one
-    after the other, the search could never finish. An error of either side is its own
-    answer (here a 400), not a 500 from a group of errors."""
-    search_service = service.services.search
-    embedded = trio.Event()
-    real_lexical, real_embed = search_service._lexical, search_service._embed
-
-    async def lexical_after_the_embedding(*args):
-        await embedded.wait()
-        return await real_lexical(*args)
-
-    async def embed_and_tell(text):
-        vector = await real_embed(text)
-        embedded.set()
-        return vector
-
-    monkeypatch.setattr(search_service, "_lexical", lexical_after_the_embedding)
-    monkeypatch.setattr(search_service, "_embed", embed_and_tell)
-    with trio.fail_after(60):  # a bound on waiting (one after the other never ends), not a performance figure
-        hybrid = await found(client, alice.headers, "contract payment", mode="hybrid")
-    assert hybrid[0] == "b.txt" and set(hybrid) == set(DOCS)
-
-    async def refused(*args):
-        raise InvalidRequest("refused by the lexical side")
-
-    monkeypatch.setattr(search_service, "_lexical", refused)
-    r = await search(client, alice.headers, "contract payment", mode="hybrid")
-    assert r.status_code == 400 and error_of(r)["message"] == "refused by the lexical side"
 
 
 async def test_searches_and_impressions_are_recorded(client, alice, corpus, service):
