@@ -123,3 +123,27 @@ async def test_constraints_are_checked_on_widening_candidate_lists(world):
 
 async def _among(allowed: set[int], ids: list[int]) -> set[int]:
     return allowed & set(ids)
+
+
+def test_the_exact_scan_is_the_int8_cosine_order():
+    """:func:`nearest_rows` (numkong's int8 angular distance) ranks the rows as the cosine of
+    their int8 values does, nearest first; equal rows by row number; an all-zero row (no
+    direction) at cosine 0, as the float32 rescoring scores it; asked for at least as many
+    rows as there are, every row."""
+    from engine.market.vectors import nearest_rows, quantize
+
+    rng = np.random.default_rng(11)
+    matrix = quantize(unit(rng, 500))
+    matrix[7] = matrix[3]  # a tie: row 3 before row 7
+    matrix[9] = 0
+    query = matrix[3].copy()
+    as_float = matrix.astype(np.float64)
+    norms = np.linalg.norm(as_float, axis=1)
+    cosine = np.where(norms > 0, as_float @ query.astype(np.float64) / np.where(norms > 0, norms, 1) / np.linalg.norm(query), 0.0)
+    expected = sorted(range(len(matrix)), key=lambda r: (-cosine[r], r))
+    assert nearest_rows(matrix, query, 20).tolist() == expected[:20]
+    assert nearest_rows(matrix, query, 20).tolist()[:2] == [3, 7]
+    everything = nearest_rows(matrix, query, len(matrix) + 5).tolist()
+    assert sorted(everything) == list(range(len(matrix)))
+    assert np.all(np.diff(cosine[everything]) <= 1e-6)  # nearest first (numkong: float32 precision), the zero row among them
+    assert 0 < everything.index(9) < len(matrix) - 1
