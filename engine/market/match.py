@@ -17,26 +17,30 @@ frequent negated word). The rules are the index's, position for position:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 from engine.market.query import And, Node, Not, Or, Pattern, Phrase, Prefix, Term, Terms
 
 
 class Positions:
-    """A chunk's terms by position, indexed once."""
+    """A chunk's folded terms, as the space-separated text both indexes hold: whether it
+    holds a term or a prefix is answered on the text itself (a substring search, no split);
+    positions are indexed on first need (a phrase or a proximity)."""
 
-    def __init__(self, terms: Sequence[str]) -> None:
-        self._at: dict[str, list[int]] = {}
-        for i, term in enumerate(terms):
-            self._at.setdefault(term, []).append(i)
+    def __init__(self, terms_text: str) -> None:
+        self._text = f" {terms_text} "
+        self._at: dict[str, list[int]] | None = None
 
     def has(self, term: str) -> bool:
-        return term in self._at
+        return f" {term} " in self._text
 
     def has_prefix(self, prefix: str) -> bool:
-        return any(term.startswith(prefix) for term in self._at)
+        return f" {prefix}" in self._text and len(self._text) > 2
 
     def at(self, term: str) -> list[int]:
+        if self._at is None:
+            self._at = {}
+            for i, t in enumerate(self._text.split()):
+                self._at.setdefault(t, []).append(i)
         return self._at.get(term, [])
 
 

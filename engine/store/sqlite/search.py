@@ -236,7 +236,7 @@ class SearchMixin(SqliteAccess):
         rows = await self.read(
             lambda c: c.execute("SELECT id, terms FROM search_chunks WHERE id IN (SELECT value FROM json_each(?))", (wanted,)).fetchall()
         )
-        return {int(r[0]) for r in rows if matches(root, Positions(r[1].split()))}
+        return {int(r[0]) for r in rows if matches(root, Positions(r[1]))}
 
     async def expand_terms(self, low: str, high: str | None, match: Callable[[str], bool], limit: int) -> list[str] | None:
         """Terms of the dictionary in ``[low, high)`` that ``match`` accepts, in order; None
