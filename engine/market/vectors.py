@@ -55,9 +55,8 @@ Accept = Callable[[list[int]], Awaitable[set[int]]]
 def nearest_rows(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` rows of the int8 ``matrix`` nearest the int8 ``query`` by cosine, nearest
     first (ties: the lower row first); an all-zero row has no direction: cosine 0 with any
-    query (numkong's angular distance 1), as the float32 rescoring scores it."""
-    distances = np.asarray(numkong.cdist(query[None, :], matrix, metric="angular")).ravel()
-    distances = np.nan_to_num(distances, nan=np.inf)
+    non-zero query (numkong's angular distance 1), as the float32 rescoring scores it."""
+    distances = np.asarray(numkong.cdist(query[None, :], matrix, metric="angular")).ravel()  # float64: never NaN
     top = np.argpartition(distances, k - 1)[:k] if k < len(distances) else np.arange(len(distances))
     return top[np.lexsort((top, distances[top]))]
 
