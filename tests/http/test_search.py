@@ -315,3 +315,37 @@ async def test_constraints_checked_on_candidates_agree_with_the_index(client, al
     assert expected, query  # each query matches something, and not everything
     assert await store.filter_matching(sorted(all_ids), node) == expected
     assert await store.filter_matching(sorted(expected)[:1], node) == set(sorted(expected)[:1])
+
+
+async def test_a_search_finds_only_the_datasets_in_its_scope(client, alice, bob, service):
+    """Chunk ids run by dataset, and a search's scope is a range of them: a dataset inside
+    that range the caller may not search (another tenant's private one) or left out of
+    ``dataset_ids`` is never found, in any mode or through a constraint, on every backend."""
+    admin = await admin_headers(client)
+    made = {}
+    for name, owner, visibility in (("first", alice, "listed"), ("middle", bob, "private"), ("last", alice, "listed"),
+                                    ("after", alice, "listed")):
+        ds = await create_dataset(client, owner.headers, name=name, visibility=visibility)
+        await publish(client, service, admin, owner.headers, ds["dataset_id"], {f"{name}.txt": f"Quarterly ledger of the {name} books."})
+        made[name] = ds["dataset_id"]
+    everything_but_bobs = ["after.txt", "first.txt", "last.txt"]
+    for mode in ("lexical", "vector", "hybrid"):
+        assert sorted(await found(client, alice.headers, "ledger", mode=mode)) == everything_but_bobs, mode
+        assert sorted(await found(client, alice.headers, "+ledger -nothing", mode=mode)) == everything_but_bobs, mode
+        assert sorted(await found(client, bob.headers, "ledger", mode=mode)) == ["after.txt", "first.txt", "last.txt", "middle.txt"]
+        only = [made["first"], made["after"]]  # "last" lies between them
+        assert sorted(await found(client, alice.headers, "ledger", mode=mode, dataset_ids=only)) == ["after.txt", "first.txt"], mode
+        assert await found(client, alice.headers, "ledger", mode=mode, dataset_ids=[made["last"]]) == ["last.txt"], mode
+    r = await search(client, alice.headers, "ledger", dataset_ids=[made["middle"]])
+    assert r.status_code == 404
+    # the store's own scope, beneath the search's check of each hit's dataset
+    from engine.market.query import Term
+    from engine.store.search import dataset_seq_of
+
+    store = service.services.store
+    seq = {d.id: d.seq for d in await store.searchable_datasets(bob.tenant_id)}
+    ledger = Term("ledger")
+    for names in (["first", "after"], ["first", "last", "after"], ["last"], ["middle"], ["first", "middle", "last", "after"]):
+        seqs = [seq[made[n]] for n in names]
+        assert {dataset_seq_of(i) for i in await store.matching_ids(ledger, seqs)} == set(seqs), names
+        assert {dataset_seq_of(i) for i, _ in await store.lexical_search(ledger, seqs, 10)} == set(seqs), names

