@@ -1,6 +1,6 @@
 """Search: lexical, vector and hybrid ``POST /v1/search`` against bare-index baselines and a peer.
 
-    python -m bench search [--steps 50000,200000] [--queries 300] [--clients 1,16]
+    python -m bench search [--steps 50000,200000] [--queries 300] [--clients 1,16] [--rounds 3]
 
 Builds a corpus of generated text (a 40,000-word vocabulary drawn with Zipf's law,
 s = 1.1, 100–180 words a chunk, about the pipeline's 1,000-character chunks) and random
@@ -20,7 +20,11 @@ Then, per corpus size (each step adds chunks to the same store):
 * baselines in this process, same data, same queries: the bare FTS5 query
   (``MATCH … ORDER BY bm25 LIMIT 10`` on the engine's own index, one connection per
   thread) and numpy top-k (a float32 matrix product and ``argpartition`` over the same
-  vectors, query embeddings computed beforehand);
+  vectors, query embeddings computed beforehand). Lexical search runs in ``--rounds``
+  rounds (3), each on its own queries with the bare query on the same queries right
+  before or after it (alternating), while the engine idles: the ratio the lexical target
+  is judged on compares figures taken seconds apart (the host's speed drifts within the
+  hour), and each round's ratio is printed;
 * the peer: tantivy (in-process, its own index of the same texts, its Lucene-syntax parser).
 
 After the warm-up searches the benchmark waits until the engine's CPU is idle: past
@@ -248,25 +252,43 @@ def drive_engine(base: str, token: str, mode: str, queries: Sequence[str], clien
     return _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000, len(queries) / wall, errors[:3], len(errors)
 
 
-def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, clients_list: Sequence[int],
-                used: dict[tuple[str, int], list[str]]) -> dict[tuple[str, int], Any]:
+def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, clients_list: Sequence[int], rounds: int,
+                db: Path, used: dict[tuple[str, int], list[str]]) -> tuple[dict[tuple[str, int], list[Any]], dict[int, list[Any]]]:
     """Each mode at each client count on its own queries from ``pool``; ``used`` gets them, so
     the baselines run on exactly the queries the engine ran. Also the CPU a search costs the
     engine (all its threads, from ``/proc``) and this process (the clients: the load shares
-    the engine's cores)."""
-    out: dict[tuple[str, int], Any] = {}
+    the engine's cores).
+
+    Lexical search runs in ``rounds`` rounds, each on its own queries, each beside the bare
+    FTS5 query on the same queries (run here while the engine idles), in alternating order:
+    the ratio compares measurements seconds apart, not minutes (the host's speed drifts by
+    up to 2× within the hour, bench/README.md). Returns the engine's runs per (mode,
+    clients) and, per client count, each round's bare-query figures and queries."""
+    out: dict[tuple[str, int], list[Any]] = {}
+    bare: dict[int, list[Any]] = {}
     for mode in MODES:
         for clients in clients_list:
-            queries = used[(mode, clients)] = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
-            engine_cpu, client_cpu = server.cpu(), time.process_time()
-            p50, p99, qps, errors, n_errors = drive_engine(server.base, token, mode, queries, clients)
-            engine_ms = (server.cpu() - engine_cpu) * 1000 / len(queries)
-            client_ms = (time.process_time() - client_cpu) * 1000 / len(queries)
-            out[(mode, clients)] = (p50, p99, qps, errors, n_errors, engine_ms, client_ms)
-            print(f"  engine {mode:8s} c={clients:<3d} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {qps:7.1f} q/s"
-                  f"  CPU/search engine {engine_ms:.2f} ms, clients {client_ms:.2f} ms"
-                  + (f"  errors {n_errors}: {errors[:1]}" if errors else ""), flush=True)
-    return out
+            used[(mode, clients)] = []
+            for r in range(rounds if mode == "lexical" else 1):
+                queries = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
+                used[(mode, clients)] += queries
+                if mode == "lexical" and r % 2 == 1:
+                    bare.setdefault(clients, []).append((fts5_baseline(db, queries, clients), queries))
+                engine_cpu, client_cpu = server.cpu(), time.process_time()
+                p50, p99, qps, errors, n_errors = drive_engine(server.base, token, mode, queries, clients)
+                engine_ms = (server.cpu() - engine_cpu) * 1000 / len(queries)
+                client_ms = (time.process_time() - client_cpu) * 1000 / len(queries)
+                out.setdefault((mode, clients), []).append((p50, p99, qps, errors, n_errors, engine_ms, client_ms))
+                if mode == "lexical" and r % 2 == 0:
+                    bare.setdefault(clients, []).append((fts5_baseline(db, queries, clients), queries))
+                print(f"  engine {mode:8s} c={clients:<3d} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {qps:7.1f} q/s"
+                      f"  CPU/search engine {engine_ms:.2f} ms, clients {client_ms:.2f} ms"
+                      + (f"  errors {n_errors}: {errors[:1]}" if errors else ""), flush=True)
+                if mode == "lexical":
+                    fts = bare[clients][-1][0]
+                    print(f"    bare FTS5 same queries p50 {fts[0]:7.1f} ms  p99 {fts[1]:7.1f} ms  {fts[2]:7.1f} q/s"
+                          f"  → engine {qps / fts[2]:.2f}× (round {r + 1} of {rounds})", flush=True)
+    return out, bare
 
 
 def fts5_baseline(db: Path, queries: Sequence[str], clients: int) -> tuple[float, float, float]:
@@ -328,6 +350,7 @@ def add_arguments(p: argparse.ArgumentParser, quick: bool = False) -> None:
     p.add_argument("--steps", default="20000,50000" if quick else "50000,200000", help="corpus sizes, chunks (growing)")
     p.add_argument("--queries", type=int, default=100 if quick else 300, help="queries per run (16 clients: twice as many)")
     p.add_argument("--clients", default="1,16")
+    p.add_argument("--rounds", type=int, default=3, help="lexical rounds, each beside the bare FTS5 query on its queries")
 
 
 def run(args: argparse.Namespace, work: Path) -> list[Section]:
@@ -359,7 +382,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
         all_vectors.append(vectors)
         loaded = target
         print(f"{loaded} chunks loaded ({time.perf_counter() - t0:.0f} s)", flush=True)
-        pool = corpus.queries(args.queries * (1 + 2 * (len(clients_list) - 1)) * len(MODES) + 50)
+        pool = corpus.queries(args.queries * (1 + 2 * (len(clients_list) - 1)) * (len(MODES) + args.rounds - 1) + 50)
         used: dict[tuple[str, int], list[str]] = {}
         rows: list[Row] = []
         with harness.engine(data) as server:
@@ -370,7 +393,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             rss_before, peak_settled = server.rss_mib(), server.peak_rss_mib()
             print(f"  engine settled {waited:.0f} s after warm-up (HNSW build), RSS {rss_before:.0f} MiB, peak so far "
                   f"{peak_settled:.0f} MiB", flush=True)
-            results = engine_runs(server, buyer["token"], pool, args.queries, clients_list, used)
+            results, bare = engine_runs(server, buyer["token"], pool, args.queries, clients_list, args.rounds, data / "engine.db", used)
             peak = server.peak_rss_mib()
             matrix = np.concatenate(all_vectors)
             vector_queries = {c: np.stack([embedder.embed(q) for q in used[("vector", c)]]) for c in clients_list}
@@ -379,28 +402,34 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             print(f"  engine vector recall@10 vs exact float32: {recall:.3f}", flush=True)
         index = None
         for clients in clients_list:
-            # like for like: the bare query and the peer on the engine's lexical queries at this
-            # client count, numpy on its vector queries (hybrid is compared with the bare FTS5 row)
-            lexical = used[("lexical", clients)]
-            fts = fts5_baseline(data / "engine.db", lexical, clients)
+            # like for like: the bare query (run beside each lexical round, engine_runs) and the
+            # peer on the engine's lexical queries of each round at this client count, numpy on
+            # its vector queries (hybrid is compared with the bare FTS5 row)
+            fts = [figures for figures, _ in bare[clients]]
+            peers = []
+            for _, queries in bare[clients]:
+                (peer, index) = tantivy_peer(corpus.texts, queries, clients, index)
+                peers.append(peer)
             vec = numpy_baseline(matrix, vector_queries[clients], clients)
-            (peer, index) = tantivy_peer(corpus.texts, lexical, clients, index)
-            print(f"  bare FTS5 c={clients:<3d} p50 {fts[0]:7.1f} ms p99 {fts[1]:7.1f} ms {fts[2]:7.1f} q/s | numpy top-k p50 {vec[0]:6.1f} ms"
-                  f" {vec[2]:7.1f} q/s | tantivy p50 {peer[0]:6.1f} ms {peer[2]:7.1f} q/s", flush=True)
+            print(f"  bare FTS5 c={clients:<3d} {' '.join(f'{f[2]:.1f}' for f in fts)} q/s | numpy top-k p50 {vec[0]:6.1f} ms"
+                  f" {vec[2]:7.1f} q/s | tantivy {' '.join(f'{t[2]:.1f}' for t in peers)} q/s", flush=True)
             key = f"c{clients}"
-            rows.append(Row(f"fts5-{key}", f"bare FTS5 query, {clients} thread(s)", "q/s", [fts[2]], is_baseline=True,
-                            p50=[fts[0]], p99=[fts[1]], short="FTS5"))
+            rows.append(Row(f"fts5-{key}", f"bare FTS5 query, {clients} thread(s)", "q/s", [f[2] for f in fts], is_baseline=True,
+                            p50=[f[0] for f in fts], p99=[f[1] for f in fts], short="FTS5"))
             rows.append(Row(f"numpy-{key}", f"numpy top-k, {clients} thread(s)", "q/s", [vec[2]], is_baseline=True,
                             p50=[vec[0]], p99=[vec[1]], short="numpy"))
-            rows.append(Row(f"tantivy-{key}", f"tantivy (peer), {clients} thread(s)", "q/s", [peer[2]], baseline=f"fts5-{key}",
-                            p50=[peer[0]], p99=[peer[1]]))
+            rows.append(Row(f"tantivy-{key}", f"tantivy (peer), {clients} thread(s)", "q/s", [t[2] for t in peers], baseline=f"fts5-{key}",
+                            p50=[t[0] for t in peers], p99=[t[1] for t in peers]))
             for mode in MODES:
-                p50, p99, qps, errors, n_errors, engine_ms, client_ms = results[(mode, clients)]
+                runs = results[(mode, clients)]
                 base = f"fts5-{key}" if mode != "vector" else f"numpy-{key}"
-                rows.append(Row(f"{mode}-{key}", f"engine {mode}, {clients} client(s)", "q/s", [qps], baseline=base,
-                                p50=[p50], p99=[p99], extra={"errors": n_errors, "first_errors": errors,
-                                                             "engine_cpu_ms_per_search": engine_ms,
-                                                             "client_cpu_ms_per_search": client_ms}))
+                extra: dict[str, Any] = {"errors": sum(r[4] for r in runs), "first_errors": [e for r in runs for e in r[3]][:3],
+                                         "engine_cpu_ms_per_search": float(np.median([r[5] for r in runs])),
+                                         "client_cpu_ms_per_search": float(np.median([r[6] for r in runs]))}
+                if mode == "lexical":
+                    extra["ratio_per_round"] = [r[2] / f[2] for r, f in zip(runs, fts, strict=True)]
+                rows.append(Row(f"{mode}-{key}", f"engine {mode}, {clients} client(s)", "q/s", [r[2] for r in runs], baseline=base,
+                                p50=[r[0] for r in runs], p99=[r[1] for r in runs], extra=extra))
         sections.append(Section(
             key=f"search-{loaded}", title=f"search at {loaded:,} chunks", rows=rows,
             baselines=["bare FTS5: MATCH … ORDER BY bm25 LIMIT 10 on the engine's own index, in this process",
@@ -408,6 +437,9 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             notes=[f"engine peak RSS (VmHWM) {peak:.0f} MiB over the whole run, {peak_settled:.0f} MiB before the searches"
                    f" (load + HNSW build), {rss_before:.0f} MiB after warm-up; settled {waited:.0f} s after warm-up",
                    f"engine vector recall@10 against the exact float32 top 10: {recall:.3f} (plain-word queries)",
+                   "lexical engine ÷ bare FTS5, each round on its own queries, seconds apart: "
+                   + "; ".join(f"{c} client(s) " + " ".join(f"{r[2] / f[0][2]:.2f}" for r, f in zip(results[("lexical", c)], bare[c], strict=True))
+                               for c in clients_list),
                    "targets: lexical ≥ 0.5× bare FTS5 q/s; hybrid p50 ≤ 60 ms, p99 ≤ 250 ms at 200k; RSS ≤ 400 MiB"],
             meta={"chunks": loaded, "peak_rss_mib": peak, "peak_rss_before_searches_mib": peak_settled, "rss_after_warmup_mib": rss_before,
                   "settle_seconds": waited, "vector_recall_at_10": recall},
