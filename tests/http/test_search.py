@@ -349,3 +349,4 @@ async def test_a_search_finds_only_the_datasets_in_its_scope(client, alice, bob,
         seqs = [seq[made[n]] for n in names]
         assert {dataset_seq_of(i) for i in await store.matching_ids(ledger, seqs)} == set(seqs), names
         assert {dataset_seq_of(i) for i, _ in await store.lexical_search(ledger, seqs, 10)} == set(seqs), names
+    assert await store.matching_ids(ledger, []) == set() and await store.lexical_search(ledger, [], 10) == []

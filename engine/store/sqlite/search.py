@@ -73,6 +73,8 @@ def _scope(dataset_seqs: Sequence[int]) -> tuple[str, tuple[object, ...]]:
     than by testing each match's dataset, and one that is all of it a little faster still.
     Only when some dataset inside the range is not searched is each row's dataset tested too."""
     seqs = sorted(set(dataset_seqs))
+    if not seqs:
+        return "0", ()  # no dataset: no row
     bounds = (seqs[0] << DATASET_SHIFT, (seqs[-1] + 1) << DATASET_SHIFT)
     if seqs[-1] - seqs[0] + 1 == len(seqs):
         return "rowid >= ? AND rowid < ?", bounds
