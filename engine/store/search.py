@@ -10,6 +10,11 @@ from dataclasses import dataclass
 DATASET_SHIFT = 40
 
 
+def chunk_id_range(first_seq: int, last_seq: int | None = None) -> tuple[int, int]:
+    """``[low, high)``: the chunk ids of the datasets ``first_seq`` to ``last_seq`` (one by default)."""
+    return first_seq << DATASET_SHIFT, ((first_seq if last_seq is None else last_seq) + 1) << DATASET_SHIFT
+
+
 def next_chunk_id(dataset_seq: int, top: int | None) -> int:
     """The first free id of the dataset's range, after ``top`` (its highest id so far)."""
     return (dataset_seq << DATASET_SHIFT) if top is None else top + 1

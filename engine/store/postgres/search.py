@@ -33,7 +33,7 @@ from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms,
 from engine.market.text import index_chunk
 from engine.store.postgres.access import PgAccess, PgConn, numbered
 from engine.store.records import ObjectRecord
-from engine.store.search import DATASET_SHIFT, ChunkHit, next_chunk_id
+from engine.store.search import ChunkHit, chunk_id_range, next_chunk_id
 
 K1, B = 1.2, 0.75
 
@@ -103,8 +103,7 @@ async def write_index(c: PgConn, obj: ObjectRecord, rows: list[_Row], holding: C
                       vectors: Sequence[bytes] | None) -> None:
     await remove_index(c, obj.id)
     dataset_seq = await c.fetchval("SELECT seq FROM datasets WHERE id = ?", obj.dataset_id)
-    low = dataset_seq << DATASET_SHIFT
-    top = await c.fetchval("SELECT max(id) FROM search_chunks WHERE id >= ? AND id < ?", low, low + (1 << DATASET_SHIFT))
+    top = await c.fetchval("SELECT max(id) FROM search_chunks WHERE id >= ? AND id < ?", *chunk_id_range(dataset_seq))
     first = next_chunk_id(dataset_seq, top)
     await c.executemany(
         "INSERT INTO search_chunks (id, object_id, chunk_no, dataset_id, tenant_id, text, tsv, tf, doc_len)"

@@ -29,7 +29,7 @@ from engine.market.match import Positions, matches
 from engine.market.query import And, Node, Not, Or, Phrase, Prefix, Term, Terms, scored_as_written, scored_units
 from engine.market.text import index_chunk
 from engine.store.records import ObjectRecord
-from engine.store.search import DATASET_SHIFT, ChunkHit, next_chunk_id
+from engine.store.search import DATASET_SHIFT, ChunkHit, chunk_id_range, next_chunk_id
 from engine.store.sqlite.access import SqliteAccess
 from engine.store.sqlite.sqltime import ts
 
@@ -75,7 +75,7 @@ def _scope(dataset_seqs: Sequence[int]) -> tuple[str, tuple[object, ...]]:
     seqs = sorted(set(dataset_seqs))
     if not seqs:
         return "0", ()  # no dataset: no row
-    bounds = (seqs[0] << DATASET_SHIFT, (seqs[-1] + 1) << DATASET_SHIFT)
+    bounds = chunk_id_range(seqs[0], seqs[-1])
     if seqs[-1] - seqs[0] + 1 == len(seqs):
         return "rowid >= ? AND rowid < ?", bounds
     return (f"rowid >= ? AND rowid < ? AND (rowid >> {DATASET_SHIFT}) IN (SELECT value FROM json_each(?))",
@@ -142,8 +142,7 @@ def remove_index(c: sqlite3.Connection, object_id: str, now: datetime) -> None:
 def _write_index(c: sqlite3.Connection, obj: ObjectRecord, chunks: Sequence[str], vectors: Sequence[bytes] | None, now: datetime) -> None:
     remove_index(c, obj.id, now)
     (dataset_seq,) = c.execute("SELECT seq FROM datasets WHERE id = ?", (obj.dataset_id,)).fetchone()
-    low = dataset_seq << DATASET_SHIFT
-    (top,) = c.execute("SELECT max(id) FROM search_chunks WHERE id >= ? AND id < ?", (low, low + (1 << DATASET_SHIFT))).fetchone()
+    (top,) = c.execute("SELECT max(id) FROM search_chunks WHERE id >= ? AND id < ?", chunk_id_range(dataset_seq)).fetchone()
     first = next_chunk_id(dataset_seq, top)
     rows = []
     for n, text in enumerate(chunks):
