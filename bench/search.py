@@ -272,14 +272,15 @@ def engine_runs(server: harness.Server, token: str, pool: list[str], n: int, cli
             for r in range(rounds if mode == "lexical" else 1):
                 queries = [pool.pop() for _ in range(n * (2 if clients > 1 else 1))]
                 used[(mode, clients)] += queries
-                if mode == "lexical" and r % 2 == 1:
+                bare_first = r % 2 == 1  # the order alternates per round
+                if mode == "lexical" and bare_first:
                     bare.setdefault(clients, []).append((fts5_baseline(db, queries, clients), queries))
                 engine_cpu, client_cpu = server.cpu(), time.process_time()
                 p50, p99, qps, errors, n_errors = drive_engine(server.base, token, mode, queries, clients)
                 engine_ms = (server.cpu() - engine_cpu) * 1000 / len(queries)
                 client_ms = (time.process_time() - client_cpu) * 1000 / len(queries)
                 out.setdefault((mode, clients), []).append((p50, p99, qps, errors, n_errors, engine_ms, client_ms))
-                if mode == "lexical" and r % 2 == 0:
+                if mode == "lexical" and not bare_first:
                     bare.setdefault(clients, []).append((fts5_baseline(db, queries, clients), queries))
                 print(f"  engine {mode:8s} c={clients:<3d} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {qps:7.1f} q/s"
                       f"  CPU/search engine {engine_ms:.2f} ms, clients {client_ms:.2f} ms"
@@ -401,6 +402,8 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
             recall = vector_recall(server, buyer["token"], recall_queries, vector_queries[clients_list[0]][:60], matrix)
             print(f"  engine vector recall@10 vs exact float32: {recall:.3f}", flush=True)
         index = None
+        ratios = {c: [run[2] / figures[2] for run, (figures, _) in zip(results[("lexical", c)], bare[c], strict=True)]
+                  for c in clients_list}  # each lexical round over the bare query beside it
         for clients in clients_list:
             # like for like: the bare query (run beside each lexical round, engine_runs) and the
             # peer on the engine's lexical queries of each round at this client count, numpy on
@@ -427,7 +430,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
                                          "engine_cpu_ms_per_search": float(np.median([r[5] for r in runs])),
                                          "client_cpu_ms_per_search": float(np.median([r[6] for r in runs]))}
                 if mode == "lexical":
-                    extra["ratio_per_round"] = [r[2] / f[2] for r, f in zip(runs, fts, strict=True)]
+                    extra["ratio_per_round"] = ratios[clients]
                 rows.append(Row(f"{mode}-{key}", f"engine {mode}, {clients} client(s)", "q/s", [r[2] for r in runs], baseline=base,
                                 p50=[r[0] for r in runs], p99=[r[1] for r in runs], extra=extra))
         sections.append(Section(
@@ -438,8 +441,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Section]:
                    f" (load + HNSW build), {rss_before:.0f} MiB after warm-up; settled {waited:.0f} s after warm-up",
                    f"engine vector recall@10 against the exact float32 top 10: {recall:.3f} (plain-word queries)",
                    "lexical engine ÷ bare FTS5, each round on its own queries, seconds apart: "
-                   + "; ".join(f"{c} client(s) " + " ".join(f"{r[2] / f[0][2]:.2f}" for r, f in zip(results[("lexical", c)], bare[c], strict=True))
-                               for c in clients_list),
+                   + "; ".join(f"{c} client(s) " + " ".join(f"{x:.2f}" for x in ratios[c]) for c in clients_list),
                    "targets: lexical ≥ 0.5× bare FTS5 q/s; hybrid p50 ≤ 60 ms, p99 ≤ 250 ms at 200k; RSS ≤ 400 MiB"],
             meta={"chunks": loaded, "peak_rss_mib": peak, "peak_rss_before_searches_mib": peak_settled, "rss_after_warmup_mib": rss_before,
                   "settle_seconds": waited, "vector_recall_at_10": recall},
